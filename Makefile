@@ -1,0 +1,25 @@
+# The two commands a new user needs: `make run` and `make test`. Both create .venv themselves.
+.PHONY: run test proto lint-proto bench-bus venv clean
+
+PY := .venv/bin/python
+
+venv:
+	@bash scripts/bootstrap.sh
+
+run: venv
+	@$(PY) -m evolver.cli smoke
+
+test: venv
+	@$(PY) -m pytest -q
+
+proto: venv
+	@$(PY) scripts/gen_protos.py
+
+lint-proto:
+	@npx --yes @bufbuild/buf@1.75.0 lint
+
+bench-bus: venv
+	@$(PY) bench/bus_throughput.py
+
+clean:
+	@rm -rf .evolver

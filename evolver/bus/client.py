@@ -1,0 +1,201 @@
+"""The bus connection: topology, idempotent publishing, payload offload, decoding."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+import nats
+from google.protobuf.message import DecodeError, Message
+from nats.js import api
+from nats.js.errors import BadRequestError, NotFoundError, ObjectNotFoundError
+from opentelemetry.trace import SpanKind
+
+from evolver import telemetry
+from evolver.bus import _trace_context, topology
+from evolver.config import Settings
+from evolver.errors import PoisonMessage, Unavailable
+
+log = logging.getLogger(__name__)
+
+MSG_ID = "Nats-Msg-Id"
+PAYLOAD_REF = "Evolver-Payload-Ref"
+PAYLOAD_DIGEST = "Evolver-Payload-Digest"
+PAYLOAD_TYPE = "Evolver-Payload-Type"
+
+
+def message_id(subject: str, key: str) -> str:
+    """Deterministic id from the business key: a retried publish is stored once."""
+    if not key:
+        raise ValueError("a publish needs a non-empty business key")
+    return f"{subject}:{key}"
+
+
+@dataclass(frozen=True)
+class Published:
+    stream: str
+    seq: int
+    duplicate: bool
+    msg_id: str
+
+
+class Bus:
+    """One NATS connection with JetStream. Services hold one each."""
+
+    def __init__(self, nc: nats.NATS, settings: Settings):
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.settings = settings
+        self._object_store = None
+
+    @classmethod
+    async def connect(cls, settings: Settings, *, name: str) -> "Bus":
+        s = settings.nats
+        opts: dict = dict(servers=[s.url], name=name, connect_timeout=s.connect_timeout_s,
+                          max_reconnect_attempts=-1, drain_timeout=settings.bus.drain_timeout_s,
+                          allow_reconnect=True)
+        if s.creds_file:
+            opts["user_credentials"] = s.creds_file
+        if s.user:
+            opts["user"], opts["password"] = s.user, s.password or ""
+        if s.tls_ca_file:
+            import ssl
+
+            opts["tls"] = ssl.create_default_context(cafile=s.tls_ca_file)
+        # nats-py retries the *first* connect forever when reconnects are unlimited, so a wrong
+        # URL would hang. Bound the first connect, then reconnect forever once the session is live.
+        try:
+            nc = await nats.connect(**{**opts, "max_reconnect_attempts": 1}, reconnect_time_wait=0.5,
+                                    error_cb=_log_error)
+        except Exception as e:  # nats raises several unrelated types for "cannot connect"
+            raise Unavailable(f"cannot connect to NATS at {s.url}: {e or type(e).__name__}") from e
+        nc.options["max_reconnect_attempts"] = -1
+        return cls(nc, settings)
+
+    async def close(self) -> None:
+        # close(), not drain(): drain blocks on idle pull subscriptions (infra notes §1.7).
+        if not self.nc.is_closed:
+            await self.nc.close()
+
+    # --- topology -------------------------------------------------------------------------------
+
+    def _stream_config(self, spec: topology.StreamSpec) -> api.StreamConfig:
+        return api.StreamConfig(
+            name=spec.name, subjects=list(spec.subjects), description=spec.description or None,
+            retention=api.RetentionPolicy.WORK_QUEUE if spec.work_queue else api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE, max_age=spec.max_age_s or None,
+            duplicate_window=self.settings.bus.duplicate_window_s,
+            discard=api.DiscardPolicy.NEW if spec.work_queue else api.DiscardPolicy.OLD,
+        )
+
+    def consumer_config(self, spec: topology.ConsumerSpec) -> api.ConsumerConfig:
+        b = self.settings.bus
+        return api.ConsumerConfig(
+            durable_name=spec.durable, filter_subject=spec.filter_subject,
+            description=spec.description or None,
+            ack_policy=api.AckPolicy.EXPLICIT, deliver_policy=api.DeliverPolicy.ALL,
+            ack_wait=spec.ack_wait_s or b.ack_wait_s, max_deliver=spec.max_deliver or b.max_deliver,
+            max_ack_pending=spec.max_ack_pending,
+        )
+
+    async def ensure_topology(self) -> None:
+        """Creates or updates every stream, consumer and bucket. Safe to run from every replica."""
+        for spec in topology.STREAMS:
+            await self.ensure_stream(spec)
+        for c in topology.CONSUMERS:
+            await self.ensure_consumer(c)
+        await self._payload_store()
+
+    async def ensure_stream(self, spec: topology.StreamSpec) -> None:
+        cfg = self._stream_config(spec)
+        try:
+            await self.js.add_stream(cfg)
+        except BadRequestError as e:
+            if e.err_code != 10058:  # exists with a different config: update in place
+                raise
+            await self.js.update_stream(cfg)
+
+    async def ensure_consumer(self, spec: topology.ConsumerSpec) -> None:
+        # add_consumer is create-or-update for mutable fields (ack_wait, max_deliver).
+        await self.js.add_consumer(spec.stream.name, self.consumer_config(spec))
+
+    async def _payload_store(self):
+        if self._object_store is None:
+            try:
+                self._object_store = await self.js.object_store(topology.PAYLOAD_BUCKET)
+            except (NotFoundError, BadRequestError):
+                self._object_store = await self.js.create_object_store(
+                    topology.PAYLOAD_BUCKET, api.ObjectStoreConfig(
+                        ttl=topology.PAYLOAD_TTL_S, description="bus payloads above the inline limit"))
+        return self._object_store
+
+    # --- publish / decode ----------------------------------------------------------------------
+
+    async def publish(self, subject: str, message: Message, *, key: str,
+                      headers: dict[str, str] | None = None, timeout: float = 5.0) -> Published:
+        spec = topology.event_for(subject)
+        if not isinstance(message, spec.message_type):
+            raise TypeError(f"{subject} carries {spec.message_type.__name__}, not {type(message).__name__}")
+        msg_id = message_id(subject, key)
+        data = message.SerializeToString()
+        hdrs = dict(headers or {})
+        hdrs[MSG_ID] = msg_id
+        hdrs[PAYLOAD_TYPE] = message.DESCRIPTOR.full_name
+        with telemetry.tracer().start_as_current_span(
+            f"send {spec.subject}", kind=SpanKind.PRODUCER,
+            attributes={"messaging.system": "nats", "messaging.operation.type": "send",
+                        "messaging.operation.name": "send", "messaging.destination.name": subject,
+                        "messaging.message.id": msg_id, "messaging.message.body.size": len(data)},
+        ):
+            if len(data) >= self.settings.bus.inline_payload_limit:
+                data = await self._offload(msg_id, data, hdrs)
+            _trace_context.inject(hdrs)
+            ack = await self.js.publish(subject, data, headers=hdrs, timeout=timeout, stream=spec.stream.name)
+        return Published(ack.stream, ack.seq, bool(ack.duplicate), msg_id)
+
+    async def _offload(self, msg_id: str, data: bytes, headers: dict[str, str]) -> bytes:
+        store = await self._payload_store()
+        name = hashlib.sha256(msg_id.encode()).hexdigest()
+        info = await store.put(name, data, meta=api.ObjectMeta(
+            name=name, options=api.ObjectMetaOptions(max_chunk_size=256 * 1024)))
+        headers[PAYLOAD_REF] = f"{topology.PAYLOAD_BUCKET}/{info.name}"
+        headers[PAYLOAD_DIGEST] = "sha256:" + hashlib.sha256(data).hexdigest()
+        return b""
+
+    async def payload_bytes(self, data: bytes, headers: dict[str, str] | None) -> bytes:
+        """The message body, fetched from the Object Store when it travelled as a pointer."""
+        ref = (headers or {}).get(PAYLOAD_REF)
+        if not ref:
+            return data
+        bucket, _, name = ref.partition("/")
+        if bucket != topology.PAYLOAD_BUCKET or not name:
+            raise PoisonMessage(f"bad {PAYLOAD_REF} header: {ref!r}")
+        store = await self._payload_store()
+        try:
+            result = await store.get(name)
+        except ObjectNotFoundError:
+            raise PoisonMessage(f"offloaded payload {ref} is gone (expired or deleted)") from None
+        body = result.data
+        want = (headers or {}).get(PAYLOAD_DIGEST, "")
+        if want and want != "sha256:" + hashlib.sha256(body).hexdigest():
+            raise PoisonMessage(f"offloaded payload {ref} does not match its digest")
+        return body
+
+    async def decode(self, subject: str, data: bytes, headers: dict[str, str] | None) -> Message:
+        """Parses a payload into its declared type; PoisonMessage when it cannot be."""
+        try:
+            spec = topology.event_for(subject)
+        except KeyError as e:
+            raise PoisonMessage(str(e)) from None
+        body = await self.payload_bytes(data, headers)
+        message = spec.message_type()
+        try:
+            message.ParseFromString(body)
+        except DecodeError as e:
+            raise PoisonMessage(f"payload is not a valid {spec.message_type.DESCRIPTOR.full_name}: {e}") from None
+        return message
+
+
+async def _log_error(e: Exception) -> None:
+    log.debug("nats: %s", e)

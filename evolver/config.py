@@ -1,0 +1,141 @@
+"""Typed settings, loaded from an optional YAML file and EVOLVER_* environment variables and
+validated at start. A bad value fails fast with a message naming the key.
+
+Precedence: defaults < YAML file (EVOLVER_CONFIG or an explicit path) < environment variables.
+Environment variables use "__" between levels: EVOLVER_NATS__URL, EVOLVER_BUS__MAX_DELIVER.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(Exception):
+    """Raised with a message that names the offending key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NatsSettings(_Section):
+    url: str = "nats://127.0.0.1:4222"
+    # Credentials: a .creds file, or user/password. Never anonymous in a cluster.
+    creds_file: str | None = None
+    user: str | None = None
+    password: str | None = None
+    tls_ca_file: str | None = None
+    connect_timeout_s: float = Field(5.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not v.startswith(("nats://", "tls://", "ws://", "wss://")):
+            raise ValueError("must start with nats://, tls://, ws:// or wss://")
+        return v
+
+
+class BusSettings(_Section):
+    # Seconds the server waits for an ack before redelivering; heartbeats extend it.
+    ack_wait_s: float = Field(60.0, gt=0)
+    max_deliver: int = Field(5, ge=1)
+    # nak(delay) schedule for handler failures: base * 2**(attempt-1), capped.
+    retry_base_s: float = Field(1.0, ge=0)
+    retry_max_s: float = Field(60.0, ge=0)
+    fetch_batch: int = Field(8, ge=1)
+    fetch_timeout_s: float = Field(2.0, gt=0)
+    # Payloads at or above this size travel through the Object Store.
+    inline_payload_limit: int = Field(512 * 1024, ge=1024)
+    duplicate_window_s: float = Field(600.0, gt=0)
+    drain_timeout_s: float = Field(10.0, gt=0)
+
+
+class GrpcSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535)
+    # Seconds in-flight RPCs get to finish on SIGTERM; health is NOT_SERVING meanwhile.
+    shutdown_grace_s: float = Field(5.0, ge=0)
+    # Seconds health stays NOT_SERVING before the server stops accepting, so probes and load
+    # balancers see it (k8s: keep terminationGracePeriodSeconds above notice + drain + grace).
+    shutdown_notice_s: float = Field(0.0, ge=0)
+    default_deadline_s: float = Field(30.0, gt=0)
+
+
+class TelemetrySettings(_Section):
+    service_name: str | None = None
+    # OTLP/gRPC endpoint; OTEL_EXPORTER_OTLP_ENDPOINT also enables export.
+    otlp_endpoint: str | None = None
+    # Append finished spans as JSONL here (the embedded stack collects traces this way).
+    spans_jsonl: str | None = None
+
+
+class Settings(_Section):
+    nats: NatsSettings = NatsSettings()
+    bus: BusSettings = BusSettings()
+    grpc: GrpcSettings = GrpcSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+    state_dir: str = ".evolver"
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: str) -> None:
+    node = tree
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"config error: {'.'.join(path)}: conflicts with a scalar value")
+    node[path[-1]] = value
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith("EVOLVER_") or key == "EVOLVER_CONFIG":
+            continue
+        path = [p.lower() for p in key[len("EVOLVER_"):].split("__") if p]
+        if path:
+            _set_path(tree, path, value)
+    return tree
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for e in error.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"config error: {key}: {msg}")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Loads and validates settings; raises ConfigError naming the bad key."""
+    environ = dict(os.environ if environ is None else environ)
+    path = path or environ.get("EVOLVER_CONFIG")
+    data: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config error: file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config error: {p}: not valid YAML: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config error: {p}: top level must be a mapping")
+        data = loaded
+    data = _merge(data, _env_overrides(environ))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e)) from None

@@ -1,0 +1,87 @@
+"""The one place domain errors become gRPC status codes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import grpc
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from evolver.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+
+log = logging.getLogger(__name__)
+
+_CODES: list[tuple[type[Exception], int]] = [
+    (InvalidArgument, code_pb2.INVALID_ARGUMENT),
+    (NotFound, code_pb2.NOT_FOUND),
+    (FailedPrecondition, code_pb2.FAILED_PRECONDITION),
+    (Unavailable, code_pb2.UNAVAILABLE),
+    # Generated servicer base classes raise this for RPCs a service does not offer yet.
+    (NotImplementedError, code_pb2.UNIMPLEMENTED),
+]
+
+
+def to_status(exc: Exception) -> grpc.Status:
+    for kind, code in _CODES:
+        if isinstance(exc, kind):
+            st = status_pb2.Status(code=code, message=str(exc) or "method not implemented")
+            if isinstance(exc, InvalidArgument):
+                st.details.add().Pack(error_details_pb2.BadRequest(field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in exc.violations]))
+            return rpc_status.to_status(st)
+    # A bug: log it here, tell the client nothing internal.
+    log.exception("unhandled error in RPC", exc_info=exc)
+    return rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message="internal error"))
+
+
+class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps every handler so a raised domain error aborts with the mapped status and details."""
+
+    async def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer)
+        return handler  # client/bidi streaming: none in our API yet
+
+
+def _wrap_unary(behavior):
+    async def wrapper(request, context: grpc.aio.ServicerContext):
+        try:
+            return await behavior(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as e:
+            await context.abort_with_status(to_status(e))
+    return wrapper
+
+
+def _wrap_stream(behavior):
+    async def wrapper(request, context: grpc.aio.ServicerContext):
+        try:
+            async for item in behavior(request, context):
+                yield item
+        except grpc.aio.AbortError:
+            raise
+        except Exception as e:
+            await context.abort_with_status(to_status(e))
+    return wrapper
+
+
+def bad_request_fields(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    """Client side: the field violations carried by an INVALID_ARGUMENT, as {field: description}."""
+    st = rpc_status.from_call(error)
+    out: dict[str, str] = {}
+    for detail in st.details if st else []:
+        br = error_details_pb2.BadRequest()
+        if detail.Unpack(br):
+            out.update({v.field: v.description for v in br.field_violations})
+    return out

@@ -1,0 +1,139 @@
+"""The process lifecycle every service shares.
+
+start:  settings -> telemetry -> bus (topology applied) -> gRPC server -> bus workers -> SERVING
+SIGTERM: health NOT_SERVING -> workers finish in-flight messages -> in-flight RPCs get the grace
+         period -> NATS closed -> spans flushed. A second signal is ignored; k8s' grace period
+         (> drain + grace) is the hard limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from google.protobuf import timestamp_pb2
+
+from evolver import telemetry
+from evolver.bus import Bus, DeadLetterSweeper, Delivery, Handler, Worker, topology
+from evolver.bus.worker import instance_name
+from evolver.config import ConfigError, Settings, load_settings
+from evolver.errors import Unavailable
+from evolver.rpc import GrpcServer, Registration
+from evolver.v1 import events_pb2
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceParts:
+    """What a service contributes: its gRPC servicers, its bus handlers, and cleanup."""
+
+    registrations: list[Registration]
+    handlers: dict[str, Handler] = field(default_factory=dict)  # consumer durable -> handler
+    close: Callable[[], Awaitable[None]] | None = None
+
+
+@dataclass
+class ServiceContext:
+    name: str
+    settings: Settings
+    bus: Bus
+
+
+Builder = Callable[[ServiceContext], Awaitable[ServiceParts]]
+
+
+def diag_handler(ctx: ServiceContext) -> Handler:
+    """Answers diag.ping with diag.pong.<service>; proves this service's bus path works."""
+    instance = instance_name()
+
+    async def handle(d: Delivery) -> None:
+        ping: events_pb2.DiagPing = d.message  # type: ignore[assignment]
+        now = timestamp_pb2.Timestamp()
+        now.GetCurrentTime()
+        pong = events_pb2.DiagPong(ping_id=ping.ping_id, service=ctx.name, instance=instance, received_at=now)
+        await ctx.bus.publish(f"diag.pong.{ctx.name}", pong, key=f"{ping.ping_id}:{ctx.name}")
+    return handle
+
+
+class ServiceRunner:
+    def __init__(self, name: str, build: Builder, settings: Settings):
+        self.name, self.build, self.settings = name, build, settings
+        self.stop_requested = asyncio.Event()
+        self.server: GrpcServer | None = None
+        self.workers: list[Worker] = []
+
+    async def run(self) -> None:
+        s = self.settings
+        bus = await Bus.connect(s, name=self.name)
+        tasks: list[asyncio.Task] = []
+        worker_stop = asyncio.Event()
+        parts: ServiceParts | None = None
+        try:
+            await bus.ensure_topology()
+            ctx = ServiceContext(self.name, s, bus)
+            parts = await self.build(ctx)
+            handlers = {topology.diag_consumer(self.name).durable: diag_handler(ctx), **parts.handlers}
+            for durable, handler in handlers.items():
+                spec = topology.consumer(durable)
+                if spec.service != self.name:
+                    raise ValueError(f"consumer {durable} belongs to {spec.service}, not {self.name}")
+                self.workers.append(Worker(bus, spec, handler))
+            self.server = GrpcServer(parts.registrations, host=s.grpc.host, port=s.grpc.port)
+            await self.server.start()
+            tasks = [asyncio.create_task(w.run(worker_stop), name=w.spec.durable) for w in self.workers]
+            tasks.append(asyncio.create_task(DeadLetterSweeper(bus).run(worker_stop), name="dead-letter-sweeper"))
+            await self.server.set_serving()
+            print(f"{self.name} ready grpc={self.server.address} nats={s.nats.url} "
+                  f"consumers={','.join(w.spec.durable for w in self.workers)}", flush=True)
+            await self.stop_requested.wait()
+            log.info("%s: shutting down", self.name)
+            await self.server.begin_shutdown()
+            await asyncio.sleep(s.grpc.shutdown_notice_s)
+            worker_stop.set()
+            done, pending = await asyncio.wait(tasks, timeout=s.bus.drain_timeout_s) if tasks else (set(), set())
+            for t in pending:
+                t.cancel()
+            await self.server.stop(s.grpc.shutdown_grace_s)
+        finally:
+            worker_stop.set()
+            for t in tasks:
+                if not t.done():
+                    t.cancel()
+            if parts and parts.close:
+                await parts.close()
+            await bus.close()
+            telemetry.shutdown()
+        print(f"{self.name} stopped", flush=True)
+
+
+def main(name: str, build: Builder) -> None:
+    """Entry point of `python -m services.<name>`. Exit 2 for bad config, 3 when NATS is down."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        raise SystemExit(2)
+    telemetry.setup(name, settings.telemetry)
+
+    async def _run() -> None:
+        runner = ServiceRunner(name, build, settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runner.stop_requested.set)
+        await runner.run()
+
+    try:
+        asyncio.run(_run())
+    except Unavailable as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        raise SystemExit(3)
+    except OSError as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        raise SystemExit(4)

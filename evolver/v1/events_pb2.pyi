@@ -1,0 +1,160 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from evolver.v1 import attribution_pb2 as _attribution_pb2
+from evolver.v1 import experience_pb2 as _experience_pb2
+from evolver.v1 import policy_pb2 as _policy_pb2
+from evolver.v1 import task_pb2 as _task_pb2
+from evolver.v1 import trajectory_pb2 as _trajectory_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ExploreRequested(_message.Message):
+    __slots__ = ("request_id", "env_id", "seed_task_id", "initial_state_json", "toolsets", "walks", "max_steps_per_walk", "seed")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ENV_ID_FIELD_NUMBER: _ClassVar[int]
+    SEED_TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_STATE_JSON_FIELD_NUMBER: _ClassVar[int]
+    TOOLSETS_FIELD_NUMBER: _ClassVar[int]
+    WALKS_FIELD_NUMBER: _ClassVar[int]
+    MAX_STEPS_PER_WALK_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    env_id: str
+    seed_task_id: str
+    initial_state_json: str
+    toolsets: _containers.RepeatedScalarFieldContainer[str]
+    walks: int
+    max_steps_per_walk: int
+    seed: int
+    def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., initial_state_json: _Optional[str] = ..., toolsets: _Optional[_Iterable[str]] = ..., walks: _Optional[int] = ..., max_steps_per_walk: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class Walk(_message.Message):
+    __slots__ = ("walk_id", "steps", "initial_state_json")
+    WALK_ID_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_STATE_JSON_FIELD_NUMBER: _ClassVar[int]
+    walk_id: str
+    steps: _containers.RepeatedCompositeFieldContainer[_trajectory_pb2.Step]
+    initial_state_json: str
+    def __init__(self, walk_id: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[_trajectory_pb2.Step, _Mapping]]] = ..., initial_state_json: _Optional[str] = ...) -> None: ...
+
+class ExploreCompleted(_message.Message):
+    __slots__ = ("request_id", "env_id", "seed_task_id", "walks")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ENV_ID_FIELD_NUMBER: _ClassVar[int]
+    SEED_TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    WALKS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    env_id: str
+    seed_task_id: str
+    walks: _containers.RepeatedCompositeFieldContainer[Walk]
+    def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., walks: _Optional[_Iterable[_Union[Walk, _Mapping]]] = ...) -> None: ...
+
+class RolloutRequested(_message.Message):
+    __slots__ = ("job_id", "run_id", "train_step", "task", "group_size", "policy_version", "guided_share", "temperature", "evaluation")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_STEP_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    GUIDED_SHARE_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    run_id: str
+    train_step: int
+    task: _task_pb2.Task
+    group_size: int
+    policy_version: int
+    guided_share: float
+    temperature: float
+    evaluation: bool
+    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., train_step: _Optional[int] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., group_size: _Optional[int] = ..., policy_version: _Optional[int] = ..., guided_share: _Optional[float] = ..., temperature: _Optional[float] = ..., evaluation: _Optional[bool] = ...) -> None: ...
+
+class RolloutCompleted(_message.Message):
+    __slots__ = ("group", "evaluation")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    group: _trajectory_pb2.RolloutGroup
+    evaluation: bool
+    def __init__(self, group: _Optional[_Union[_trajectory_pb2.RolloutGroup, _Mapping]] = ..., evaluation: _Optional[bool] = ...) -> None: ...
+
+class RolloutAttributed(_message.Message):
+    __slots__ = ("group", "attributions")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    group: _trajectory_pb2.RolloutGroup
+    attributions: _containers.RepeatedCompositeFieldContainer[_attribution_pb2.StepAttribution]
+    def __init__(self, group: _Optional[_Union[_trajectory_pb2.RolloutGroup, _Mapping]] = ..., attributions: _Optional[_Iterable[_Union[_attribution_pb2.StepAttribution, _Mapping]]] = ...) -> None: ...
+
+class TasksAccepted(_message.Message):
+    __slots__ = ("env_id", "tasks", "explore_request_id")
+    ENV_ID_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    EXPLORE_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    env_id: str
+    tasks: _containers.RepeatedCompositeFieldContainer[_task_pb2.Task]
+    explore_request_id: str
+    def __init__(self, env_id: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[_task_pb2.Task, _Mapping]]] = ..., explore_request_id: _Optional[str] = ...) -> None: ...
+
+class ExperienceStored(_message.Message):
+    __slots__ = ("source_group_id", "experiences")
+    SOURCE_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPERIENCES_FIELD_NUMBER: _ClassVar[int]
+    source_group_id: str
+    experiences: _containers.RepeatedCompositeFieldContainer[_experience_pb2.Experience]
+    def __init__(self, source_group_id: _Optional[str] = ..., experiences: _Optional[_Iterable[_Union[_experience_pb2.Experience, _Mapping]]] = ...) -> None: ...
+
+class PolicyUpdated(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: _policy_pb2.PolicyVersion
+    def __init__(self, policy: _Optional[_Union[_policy_pb2.PolicyVersion, _Mapping]] = ...) -> None: ...
+
+class RunProgress(_message.Message):
+    __slots__ = ("run_id", "train_step", "phase", "metrics", "at")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_STEP_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    train_step: int
+    phase: str
+    metrics: _containers.ScalarMap[str, float]
+    at: _timestamp_pb2.Timestamp
+    def __init__(self, run_id: _Optional[str] = ..., train_step: _Optional[int] = ..., phase: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DiagPing(_message.Message):
+    __slots__ = ("ping_id", "sent_at")
+    PING_ID_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    ping_id: str
+    sent_at: _timestamp_pb2.Timestamp
+    def __init__(self, ping_id: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DiagPong(_message.Message):
+    __slots__ = ("ping_id", "service", "instance", "received_at")
+    PING_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_AT_FIELD_NUMBER: _ClassVar[int]
+    ping_id: str
+    service: str
+    instance: str
+    received_at: _timestamp_pb2.Timestamp
+    def __init__(self, ping_id: _Optional[str] = ..., service: _Optional[str] = ..., instance: _Optional[str] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Creates .venv and installs everything the README's commands need. Idempotent: a stamp keyed on
+# the hash of the install inputs skips the work when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=.venv
+inputs_hash=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-16)
+stamp="$VENV/.evolver-installed-$inputs_hash"
+if [ -f "$stamp" ]; then exit 0; fi
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "bootstrap: creating $VENV" >&2
+  "$PY" -m venv "$VENV"
+fi
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "^WARNING: Location" >&2); }
+echo "bootstrap: installing (first run takes a few minutes)" >&2
+# torch first and pinned exactly: the local CPU build; a looser pin pulls GBs of CUDA wheels.
+pip install "torch==2.13.0"
+pip install -e ".[dev]"
+rm -f "$VENV"/.evolver-installed-*
+touch "$stamp"
+echo "bootstrap: done" >&2

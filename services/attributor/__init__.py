@@ -1,0 +1,1 @@
+"""Attributor: self-attributing (GOOD/BAD per step)."""

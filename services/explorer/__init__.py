@@ -1,0 +1,1 @@
+"""Explorer: runs agents against environments (exploration walks, rollouts)."""

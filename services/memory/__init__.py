@@ -1,0 +1,1 @@
+"""Memory: self-navigating (experiences in Qdrant, retrieval)."""

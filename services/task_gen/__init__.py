@@ -1,0 +1,1 @@
+"""Task generator: self-questioning (environment registry, task synthesis, verified pool)."""

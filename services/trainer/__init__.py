@@ -1,0 +1,1 @@
+"""Trainer: the training run (batching, advantages, policy updates, evaluation)."""

@@ -1,0 +1,217 @@
+"""The bus over a real nats-server: ack, retry with backoff, dead letters, dedupe, offload."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from evolver.bus import Bus, DeadLetterSweeper, Delivery, Worker, topology
+from evolver.bus.client import PAYLOAD_REF
+from evolver.errors import PoisonMessage
+from evolver.v1 import events_pb2 as ev
+
+pytestmark = pytest.mark.integration
+
+JOBS = topology.consumer("explorer-explore-requested")
+
+
+def explore(i: int, **kw) -> ev.ExploreRequested:
+    return ev.ExploreRequested(request_id=f"r{i}", env_id="bfcl", walks=1, **kw)
+
+
+async def run_until(worker: Worker, predicate, timeout: float = 15.0) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, "condition not reached in time"
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def dead_letters(bus: Bus) -> list:
+    info = await bus.js.stream_info(topology.DEAD.name)
+    out = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1) if info.state.messages else []:
+        out.append(await bus.js.get_msg(topology.DEAD.name, seq))
+    return out
+
+
+async def test_publish_consume_ack(bus: Bus):
+    seen: list[Delivery] = []
+
+    async def handle(d: Delivery) -> None:
+        seen.append(d)
+
+    for i in range(3):
+        await bus.publish("explore.requested", explore(i), key=f"r{i}")
+    worker = Worker(bus, JOBS, handle)
+    await run_until(worker, lambda: len(seen) == 3)
+    assert [d.message.request_id for d in seen] == ["r0", "r1", "r2"]
+    assert all(d.attempt == 1 and d.msg_id == f"explore.requested:{d.message.request_id}" for d in seen)
+    # Acked on a WorkQueue stream: removed.
+    assert (await bus.js.stream_info("EXPLORE_JOBS")).state.messages == 0
+
+
+async def test_failing_handler_is_redelivered_with_backoff_then_succeeds(bus: Bus):
+    attempts: list[tuple[int, float]] = []
+
+    async def handle(d: Delivery) -> None:
+        attempts.append((d.attempt, time.monotonic()))
+        if d.attempt < 3:
+            raise RuntimeError("transient")
+
+    await bus.publish("explore.requested", explore(1), key="r1")
+    await run_until(Worker(bus, JOBS, handle), lambda: len(attempts) == 3)
+    assert [a for a, _ in attempts] == [1, 2, 3]
+    gap1, gap2 = attempts[1][1] - attempts[0][1], attempts[2][1] - attempts[1][1]
+    # retry_base 0.3 s: delays 0.3 then 0.6 (plain nak would redeliver at once).
+    assert gap1 >= 0.25 and gap2 >= 0.5 and gap2 > gap1
+    assert (await bus.js.stream_info("EXPLORE_JOBS")).state.messages == 0
+    assert await dead_letters(bus) == []
+
+
+async def test_poison_goes_to_dead_letter_with_reason_and_consumer_continues(bus: Bus):
+    handled: list[str] = []
+
+    async def handle(d: Delivery) -> None:
+        if d.message.request_id == "bad":
+            raise PoisonMessage("env_id unknown")
+        handled.append(d.message.request_id)
+
+    await bus.publish("explore.requested", explore(0), key="r0")
+    await bus.publish("explore.requested", ev.ExploreRequested(request_id="bad"), key="bad",
+                      headers={"x-origin": "test"})
+    await bus.publish("explore.requested", explore(2), key="r2")
+    # Garbage bytes on the subject: undecodable, also dead-lettered.
+    await bus.js.publish("explore.requested", b"\xff\xff\xff", headers={"Nats-Msg-Id": "garbage"})
+    await bus.publish("explore.requested", explore(4), key="r4")
+    await run_until(Worker(bus, JOBS, handle), lambda: len(handled) == 3)
+    dead = await dead_letters(bus)
+    assert {d.subject for d in dead} == {"dead.explore.requested"}
+    reasons = {d.headers["Dlq-Reason"] for d in dead}
+    assert any("poison: env_id unknown" in r for r in reasons)
+    assert any("not a valid evolver.v1.ExploreRequested" in r for r in reasons)
+    bad = next(d for d in dead if "env_id unknown" in d.headers["Dlq-Reason"])
+    assert ev.ExploreRequested.FromString(bad.data).request_id == "bad"  # original payload kept
+    assert bad.headers["x-origin"] == "test"  # original headers kept
+    assert bad.headers["Dlq-Consumer"] == JOBS.durable
+    assert handled == ["r0", "r2", "r4"]
+
+
+async def test_exhausted_retries_are_dead_lettered(settings_for):
+    b = await Bus.connect(settings_for(max_deliver=2, retry_base_s=0.1, fetch_timeout_s=0.5), name="t")
+    try:
+        await b.ensure_topology()
+        calls = []
+
+        async def handle(d: Delivery) -> None:
+            calls.append(d.attempt)
+            raise ValueError("always broken")
+
+        await b.publish("explore.requested", explore(1), key="r1")
+        await run_until(Worker(b, JOBS, handle), lambda: len(calls) == 2)
+        for _ in range(50):
+            if await dead_letters(b):
+                break
+            await asyncio.sleep(0.1)
+        (dead,) = await dead_letters(b)
+        assert "failed 2 deliveries" in dead.headers["Dlq-Reason"]
+        assert "ValueError: always broken" in dead.headers["Dlq-Reason"]
+    finally:
+        from tests.conftest import wipe
+        await wipe(b)
+        await b.close()
+
+
+async def test_same_publish_twice_is_stored_once(bus: Bus):
+    first = await bus.publish("rollout.completed", ev.RolloutCompleted(), key="group-7")
+    second = await bus.publish("rollout.completed", ev.RolloutCompleted(), key="group-7")
+    other = await bus.publish("rollout.completed", ev.RolloutCompleted(), key="group-8")
+    assert not first.duplicate and second.duplicate and second.seq == first.seq
+    assert other.seq == first.seq + 1
+    assert (await bus.js.stream_info("EVENTS")).state.messages == 2
+
+
+async def test_publish_rejects_wrong_payload_type_and_unknown_subject(bus: Bus):
+    with pytest.raises(TypeError, match="RolloutCompleted"):
+        await bus.publish("rollout.completed", ev.DiagPing(), key="k")
+    with pytest.raises(KeyError, match="no event declared"):
+        await bus.publish("nope.subject", ev.DiagPing(), key="k")
+    with pytest.raises(ValueError, match="business key"):
+        await bus.publish("diag.ping", ev.DiagPing(), key="")
+
+
+async def test_large_payload_travels_through_object_store(bus: Bus):
+    big = ev.RolloutCompleted()
+    traj = big.group.trajectories.add(trajectory_id="t0")
+    traj.tokens.token_ids.extend(range(400_000))  # ~1.2 MB: above NATS' 1 MiB max_payload
+    got: list[ev.RolloutCompleted] = []
+    await bus.publish("rollout.completed", big, key="big")
+    raw = await bus.js.get_msg("EVENTS", 1)
+    assert raw.headers[PAYLOAD_REF].startswith(topology.PAYLOAD_BUCKET + "/") and not raw.data
+
+    async def handle(d: Delivery) -> None:
+        got.append(d.message)
+
+    await run_until(Worker(bus, topology.consumer("memory-rollout-completed"), handle), lambda: got)
+    assert got[0] == big
+
+
+async def test_long_handler_heartbeats_prevent_redelivery(bus: Bus):
+    # ack_wait is 3 s in this fixture; the handler takes 4.5 s and must not be redelivered.
+    attempts = []
+
+    async def handle(d: Delivery) -> None:
+        attempts.append(d.attempt)
+        await asyncio.sleep(4.5)
+
+    await bus.publish("explore.requested", explore(1), key="r1")
+    worker = Worker(bus, JOBS, handle)
+    await run_until(worker, lambda: worker.handled == 1, timeout=20)
+    assert attempts == [1]
+
+
+async def test_sweeper_dead_letters_messages_that_ran_out_of_deliveries(settings_for):
+    # A handler that never acks (the process died) on the final delivery: only the server's
+    # MAX_DELIVERIES advisory is left, and the sweeper turns it into a dead letter.
+    b = await Bus.connect(settings_for(max_deliver=1, ack_wait_s=1, fetch_timeout_s=0.3), name="t")
+    try:
+        await b.ensure_topology()
+        await b.publish("explore.requested", explore(9), key="r9")
+        sub = await b.js.pull_subscribe_bind(durable=JOBS.durable, stream="EXPLORE_JOBS")
+        (msg,) = await sub.fetch(1, timeout=2)  # received, never acked
+        await asyncio.sleep(2.5)
+        sweeper = DeadLetterSweeper(b)
+        stop = asyncio.Event()
+        task = asyncio.create_task(sweeper.run(stop))
+        for _ in range(100):
+            if sweeper.swept:
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        (dead,) = await dead_letters(b)
+        assert "max deliveries (1) reached without ack" in dead.headers["Dlq-Reason"]
+        assert ev.ExploreRequested.FromString(dead.data).request_id == "r9"
+        assert (await b.js.stream_info("EXPLORE_JOBS")).state.messages == 0
+    finally:
+        from tests.conftest import wipe
+        await wipe(b)
+        await b.close()
+
+
+async def test_topology_is_idempotent_and_updates_mutable_consumer_fields(bus: Bus, settings_for):
+    await bus.ensure_topology()  # second run: no error
+    b2 = await Bus.connect(settings_for(ack_wait_s=7, max_deliver=9), name="t2")
+    try:
+        await b2.ensure_topology()
+        info = await b2.js.consumer_info("EXPLORE_JOBS", JOBS.durable)
+        assert info.config.ack_wait == 7 and info.config.max_deliver == 9
+    finally:
+        await b2.close()

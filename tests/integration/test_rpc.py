@@ -1,0 +1,125 @@
+"""The shared gRPC bootstrap: error mapping, health, graceful shutdown, deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from evolver.config import load_settings
+from evolver.rpc import GrpcServer, Registration, bad_request_fields, channel, health_status, stub
+from evolver.service import ServiceRunner
+from evolver.v1 import memory_service_pb2 as mem
+from evolver.v1 import memory_service_pb2_grpc as mem_grpc
+from evolver.v1 import trainer_service_pb2 as tr
+from evolver.v1 import trainer_service_pb2_grpc as tr_grpc
+from services.memory.servicer import MemoryServicer
+from services.memory.servicer import build as build_memory
+from services.trainer.servicer import TrainerServicer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def server():
+    s = GrpcServer([Registration("evolver.v1.MemoryService", MemoryServicer(), mem_grpc.add_MemoryServiceServicer_to_server),
+                    Registration("evolver.v1.TrainerService", TrainerServicer(), tr_grpc.add_TrainerServiceServicer_to_server)])
+    await s.start()
+    await s.set_serving()
+    yield s
+    await s.stop(0)
+
+
+async def test_bad_field_returns_invalid_argument_naming_it(server):
+    async with channel(server.address) as ch:
+        memory = stub(mem_grpc.MemoryServiceStub, ch, 5)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await memory.Retrieve(mem.RetrieveRequest(query="list files", k=0))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request_fields(err.value) == {"k": "must be between 1 and 50, got 0"}
+    assert "k: must be between 1 and 50" in err.value.details()
+
+
+async def test_domain_errors_map_to_status_codes(server):
+    async with channel(server.address) as ch:
+        trainer = stub(tr_grpc.TrainerServiceStub, ch, 5)
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await trainer.GetRun(tr.GetRunRequest(run_id="nope"))
+        with pytest.raises(grpc.aio.AioRpcError) as empty:
+            await trainer.GetRun(tr.GetRunRequest())
+        with pytest.raises(grpc.aio.AioRpcError) as unimplemented:
+            await trainer.StopRun(tr.StopRunRequest(run_id="x"))
+        ok = await stub(mem_grpc.MemoryServiceStub, ch, 5).Retrieve(mem.RetrieveRequest(query="q", k=3))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND and "nope" in missing.value.details()
+    assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(empty.value) == {"run_id": "must be non-empty"}
+    assert unimplemented.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert list(ok.experiences) == []
+
+
+async def test_unexpected_exception_is_internal_without_details():
+    class Broken(mem_grpc.MemoryServiceServicer):
+        async def Stats(self, request, context):
+            raise RuntimeError("secret stack detail")
+
+    s = GrpcServer([Registration("evolver.v1.MemoryService", Broken(), mem_grpc.add_MemoryServiceServicer_to_server)])
+    await s.start()
+    try:
+        async with channel(s.address) as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub(mem_grpc.MemoryServiceStub, ch, 5).Stats(mem.StatsRequest())
+    finally:
+        await s.stop(0)
+    assert err.value.code() == grpc.StatusCode.INTERNAL and "secret" not in err.value.details()
+
+
+async def test_stub_always_sets_a_deadline():
+    class Slow(mem_grpc.MemoryServiceServicer):
+        async def Stats(self, request, context):
+            await asyncio.sleep(5)
+            return mem.StatsResponse()
+
+    s = GrpcServer([Registration("evolver.v1.MemoryService", Slow(), mem_grpc.add_MemoryServiceServicer_to_server)])
+    await s.start()
+    try:
+        async with channel(s.address) as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub(mem_grpc.MemoryServiceStub, ch, default_timeout_s=0.3).Stats(mem.StatsRequest())
+    finally:
+        await s.stop(0)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_port_in_use_is_a_clear_error(server):
+    port = int(server.address.rsplit(":", 1)[1])
+    with pytest.raises((OSError, RuntimeError), match=str(port)):
+        GrpcServer([], port=port)
+
+
+async def test_health_flips_to_not_serving_on_shutdown(nats_url):
+    settings = load_settings(environ={"EVOLVER_NATS__URL": nats_url, "EVOLVER_GRPC__SHUTDOWN_NOTICE_S": "1.5",
+                                      "EVOLVER_BUS__FETCH_TIMEOUT_S": "0.3"})
+    runner = ServiceRunner("memory", build_memory, settings)
+    task = asyncio.create_task(runner.run())
+    for _ in range(100):
+        if runner.server and await health_status(runner.server.address, timeout_s=0.5) == "SERVING":
+            break
+        await asyncio.sleep(0.05)
+    address = runner.server.address
+    assert await health_status(address, "evolver.v1.MemoryService") == "SERVING"
+    runner.stop_requested.set()
+    seen = set()
+    async with grpc.aio.insecure_channel(address) as ch:
+        for _ in range(20):
+            try:
+                r = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(
+                    service="evolver.v1.MemoryService"), timeout=0.5)
+                seen.add(health_pb2.HealthCheckResponse.ServingStatus.Name(r.status))
+            except grpc.aio.AioRpcError:
+                seen.add("GONE")
+                break
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(task, 15)
+    assert "NOT_SERVING" in seen
+    assert await health_status(address) == "UNREACHABLE"

@@ -1,0 +1,106 @@
+"""The embedded stack through the real CLI: up/down twice, clear errors, never a hang."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evolver.bus import topology
+from evolver.stack import _processes as proc
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(state_dir: Path, *args: str, env: dict | None = None, timeout: float = 150) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evolver.cli", "--state-dir", str(state_dir), *args], cwd=ROOT,
+                          env={**os.environ, **(env or {}), "COLUMNS": "200"}, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def state_dir(tmp_path):
+    yield tmp_path / "stack"
+    cli(tmp_path / "stack", "down")  # never leave processes behind
+
+
+def test_stack_up_ping_down_twice_cleanly(state_dir):
+    for round_ in range(2):
+        up = cli(state_dir, "up")
+        assert up.returncode == 0, up.stdout + up.stderr
+        state = json.loads((state_dir / "stack.json").read_text())
+        pids = [state["nats_pid"]] + [s["pid"] for s in state["services"]]
+        assert [s["name"] for s in state["services"]] == list(topology.SERVICES)
+
+        status = cli(state_dir, "status")
+        assert status.returncode == 0, status.stdout
+        assert status.stdout.count("SERVING") == 5
+
+        ping = cli(state_dir, "ping")
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        for name in topology.SERVICES:
+            assert f"✓ {name}" in ping.stdout
+
+        down = cli(state_dir, "down")
+        assert down.returncode == 0 and "stack down" in down.stdout
+        assert "killed" not in down.stdout  # every service stopped on SIGTERM
+        assert not any(proc.pid_alive(p) for p in pids), f"round {round_}: processes left"
+        assert not (state_dir / "stack.json").exists()
+        for name in topology.SERVICES:
+            log = (state_dir / "logs" / f"{name}.log").read_text()
+            assert log.count(f"{name} stopped") == round_ + 1, log[-2000:]
+
+    # Spans from the CLI and all five services landed in one trace per ping.
+    rows = [json.loads(line) for line in (state_dir / "traces" / "spans.jsonl").read_text().splitlines()]
+    by_trace: dict[str, set] = {}
+    for r in rows:
+        by_trace.setdefault(r["trace_id"], set()).add(r["service"])
+    assert sum(1 for services in by_trace.values() if services >= {"evolver-cli", *topology.SERVICES}) == 2
+
+
+def test_second_up_and_taken_port_fail_clearly(state_dir):
+    assert cli(state_dir, "up").returncode == 0
+    again = cli(state_dir, "up")
+    assert again.returncode == 1 and "already running" in again.stdout
+    assert cli(state_dir, "status").returncode == 0  # the first stack is untouched
+    assert cli(state_dir, "down").returncode == 0
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = cli(state_dir, "up", "--nats-port", str(port))
+    assert r.returncode == 1 and f"port {port}" in r.stdout and "already in use" in r.stdout
+    assert not (state_dir / "stack.json").exists()
+
+
+def test_service_that_fails_to_start_gives_clear_error_and_no_leftovers(state_dir):
+    r = cli(state_dir, "up", env={"EVOLVER_BUS__MAX_DELIVER": "0"}, timeout=120)
+    assert r.returncode == 1
+    out = " ".join(r.stdout.split())  # rich wraps long lines
+    assert "exited with code 2" in out and "bus.max_deliver" in out
+    assert not (state_dir / "stack.json").exists()
+    assert cli(state_dir, "status").returncode == 1
+
+
+def test_status_and_ping_without_a_stack(state_dir):
+    r = cli(state_dir, "status")
+    assert r.returncode == 1 and "no stack is running" in r.stdout
+    assert cli(state_dir, "ping").returncode == 1
+    assert cli(state_dir, "down").returncode == 0  # idempotent
+
+
+def test_service_exits_cleanly_on_sigterm_and_fails_fast_without_nats():
+    port = proc.free_port()
+    r = subprocess.run([sys.executable, "-m", "services.attributor"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "EVOLVER_NATS__URL": f"nats://127.0.0.1:{port}"})
+    assert r.returncode == 3 and "cannot connect to NATS" in r.stderr
+    bad = subprocess.run([sys.executable, "-m", "services.attributor"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "EVOLVER_GRPC__PORT": "99999"})
+    assert bad.returncode == 2 and "grpc.port" in bad.stderr
