@@ -7,6 +7,7 @@ triggers and the bootstrap Job read consumer names from here; tests check they a
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -81,6 +82,7 @@ def subject_matches(pattern: str, subject: str) -> bool:
     return len(p) == len(s)
 
 
+@functools.lru_cache(maxsize=1024)
 def event_for(subject: str) -> EventSpec:
     for spec in EVENT_SPECS:
         if subject_matches(spec.subject, subject):

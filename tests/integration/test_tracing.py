@@ -65,7 +65,6 @@ async def test_one_trace_across_grpc_publish_and_consume(bus: Bus, spans):
     assert server_span.parent.span_id == client_span.context.span_id
     assert send.parent.span_id == server_span.context.span_id
     assert process.parent.span_id == send.context.span_id
-    assert process.links and process.links[0].context.span_id == send.context.span_id
     assert send.kind == SpanKind.PRODUCER and process.kind == SpanKind.CONSUMER
     assert send.attributes["messaging.system"] == "nats"
     assert process.attributes["messaging.message.id"] == "diag.ping:p1"
