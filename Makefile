@@ -1,5 +1,5 @@
 # The two commands a new user needs: `make run` and `make test`. Both create .venv themselves.
-.PHONY: run test proto lint-proto bench-bus venv clean
+.PHONY: run test proto lint-proto bench-bus bench-env venv clean
 
 PY := .venv/bin/python
 
@@ -20,6 +20,9 @@ lint-proto:
 
 bench-bus: venv
 	@$(PY) bench/bus_throughput.py
+
+bench-env: venv
+	@$(PY) bench/env_step.py
 
 clean:
 	@rm -rf .evolver

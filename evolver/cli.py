@@ -27,7 +27,8 @@ def cmd_up(args) -> int:
     with console.status("starting the embedded stack...") as status:
         state = Stack(_state_dir(args)).up(nats_port=args.nats_port,
                                            on_progress=lambda m: (console.print(f"  [green]✓[/] {m}"), status.update(m)))
-    console.print(f"stack up: {state.nats_url}, {len(state.services)} services, logs in {Path(state.state_dir) / 'logs'}")
+    console.print(f"stack up: {state.nats_url}, {len(state.services)} services, "
+                  f"{len(state.environments)} environment(s), logs in {Path(state.state_dir) / 'logs'}")
     return 0
 
 
@@ -42,7 +43,7 @@ def cmd_status(args) -> int:
     table.add_column("pid")
     table.add_column("status")
     table.add_row("nats-server", state.nats_url, str(state.nats_pid), statuses["nats-server"])
-    for s in state.services:
+    for s in state.all_processes():
         st = statuses[s.name]
         table.add_row(s.name, s.address, str(s.pid), f"[green]{st}[/]" if st == "SERVING" else f"[red]{st}[/]")
     console.print(table)
@@ -100,6 +101,87 @@ def cmd_smoke(args) -> int:
     return rc
 
 
+def _running_state(args):
+    from evolver.stack import Stack, StackError
+    state = Stack(_state_dir(args)).running()
+    if state is None:
+        raise StackError(f"no stack is running from {_state_dir(args)}; start one with `evolver up`")
+    return state
+
+
+def cmd_env_add(args) -> int:
+    from evolver.rpc import bad_request_fields, channel, stub
+    from evolver.v1 import task_gen_service_pb2 as tg
+    from evolver.v1 import task_gen_service_pb2_grpc as tg_grpc
+    import grpc
+    address = args.task_gen or _running_state(args).address_of("task_gen")
+    env_id = args.id or args.address.replace(":", "-").replace(".", "-").lower()
+
+    async def go():
+        async with channel(address) as ch:
+            return await stub(tg_grpc.TaskGenServiceStub, ch, 30.0).RegisterEnvironment(
+                tg.RegisterEnvironmentRequest(env_id=env_id, address=args.address, display_name=args.name or ""))
+    try:
+        r = asyncio.run(go())
+    except grpc.aio.AioRpcError as e:
+        fields = bad_request_fields(e)
+        console.print(f"[red]cannot register {args.address}:[/] {e.code().name}: {e.details()}"
+                      + (f" {fields}" if fields else ""))
+        return 1
+    spec = r.environment
+    console.print(f"registered {spec.env_id} at {spec.address}: {len(spec.tools)} tools, "
+                  f"state {'visible' if spec.state_visible else 'opaque'}")
+    return 0
+
+
+def cmd_env_list(args) -> int:
+    from evolver.rpc import channel, stub
+    from evolver.v1 import environment_pb2 as env_pb
+    from evolver.v1 import task_gen_service_pb2 as tg
+    from evolver.v1 import task_gen_service_pb2_grpc as tg_grpc
+    address = args.task_gen or _running_state(args).address_of("task_gen")
+
+    async def go():
+        async with channel(address) as ch:
+            return await stub(tg_grpc.TaskGenServiceStub, ch, 10.0).ListEnvironments(tg.ListEnvironmentsRequest())
+    table = Table(title="registered environments")
+    for col in ("env_id", "kind", "address", "tools", "state"):
+        table.add_column(col)
+    for e in asyncio.run(go()).environments:
+        table.add_row(e.env_id, env_pb.EnvironmentKind.Name(e.kind).removeprefix("ENVIRONMENT_KIND_").lower(),
+                      e.address, str(len(e.tools)), "visible" if e.state_visible else "opaque")
+    console.print(table)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from rich.progress import Progress
+
+    from evolver.envs.client import RemoteEnvironment
+    from evolver.envs.harness import evaluate, reference_agent
+    address = args.env_address or _running_state(args).address_of(f"env-{args.env}")
+    agents = {"reference": reference_agent(), "reference-perturbed": reference_agent(drop_last_call=True)}
+    if args.agent not in agents:
+        console.print(f"[red]unknown agent {args.agent!r}[/]; available now: {', '.join(agents)} "
+                      "(the policy agent arrives with the policy runtime)")
+        return 2
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    async def go():
+        async with RemoteEnvironment(address) as env:
+            tasks = await env.seed_tasks(args.split)
+            tasks = tasks[: args.limit] if args.limit else tasks
+            with Progress(console=console) as progress:
+                bar = progress.add_task(f"eval {args.env}/{args.split} k={args.k}", total=len(tasks))
+                return await evaluate(env, agents[args.agent], tasks, k=args.k, temperature=args.temperature,
+                                      out_jsonl=out, on_task=lambda r: progress.advance(bar))
+    s = asyncio.run(go())
+    console.print(f"{s.tasks} tasks, k={s.k}, temperature={s.temperature}: avg@{s.k} = {s.avg_at_k:.3f}, "
+                  f"best@{s.k} = {s.best_at_k:.3f}; per-task results in {out}")
+    return 0
+
+
 def cmd_topology(args) -> int:
     out = {"streams": [{"name": s.name, "subjects": list(s.subjects), "work_queue": s.work_queue}
                        for s in topology.STREAMS],
@@ -126,6 +208,26 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--timeout", type=float, default=10.0)
     sm.set_defaults(func=cmd_smoke)
     sub.add_parser("topology", help="print streams and consumers as JSON").set_defaults(func=cmd_topology)
+    env = sub.add_parser("env", help="environments").add_subparsers(dest="env_command", required=True)
+    add = env.add_parser("add", help="register a server speaking the Environment protocol")
+    add.add_argument("address", help="HOST:PORT")
+    add.add_argument("--id", help="environment id (default: derived from the address)")
+    add.add_argument("--name", help="display name")
+    add.add_argument("--task-gen", help="task_gen address (default: the running embedded stack's)")
+    add.set_defaults(func=cmd_env_add)
+    ls = env.add_parser("list", help="registered environments")
+    ls.add_argument("--task-gen", help="task_gen address (default: the running embedded stack's)")
+    ls.set_defaults(func=cmd_env_list)
+    ev = sub.add_parser("eval", help="k attempts per seed task: avg@k and best@k")
+    ev.add_argument("--env", default="bfcl")
+    ev.add_argument("--env-address", help="HOST:PORT (default: the embedded stack's env-<env>)")
+    ev.add_argument("--split", default="test")
+    ev.add_argument("--k", type=int, default=1)
+    ev.add_argument("--temperature", type=float, default=0.0)
+    ev.add_argument("--agent", default="reference")
+    ev.add_argument("--limit", type=int, default=0, help="first N tasks only")
+    ev.add_argument("--out", default="runs/eval.jsonl")
+    ev.set_defaults(func=cmd_eval)
     return p
 
 

@@ -40,6 +40,14 @@ class Unavailable(EvolverError):
     """A dependency (NATS, Qdrant, an environment server) cannot be reached; retry with backoff."""
 
 
+class DeadlineExceeded(EvolverError):
+    """An operation (e.g. an environment call) ran past its time limit."""
+
+
+class EnvironmentFailure(EvolverError):
+    """Environment code itself crashed (not the agent's call: that is an observation)."""
+
+
 class PoisonMessage(EvolverError):
     """A bus message that can never be processed; it goes to the dead-letter stream, unretried."""
 

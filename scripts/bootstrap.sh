@@ -17,6 +17,9 @@ echo "bootstrap: installing (first run takes a few minutes)" >&2
 # torch first and pinned exactly: the local CPU build; a looser pin pulls GBs of CUDA wheels.
 pip install "torch==2.13.0"
 pip install -e ".[dev]"
+# BFCL environments and data. --no-deps: its pinned dependencies are heavy and unneeded (we use
+# only the API classes, the data files and the comparison functions).
+pip install --no-deps "bfcl-eval==2026.3.23"
 rm -f "$VENV"/.evolver-installed-*
 touch "$stamp"
 echo "bootstrap: done" >&2

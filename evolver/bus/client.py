@@ -15,6 +15,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from evolver import telemetry
 from evolver.bus import _trace_context, topology
+from evolver.bus.kv import KvStore
 from evolver.config import Settings
 from evolver.errors import PoisonMessage, Unavailable
 
@@ -105,6 +106,8 @@ class Bus:
             await self.ensure_stream(spec)
         for c in topology.CONSUMERS:
             await self.ensure_consumer(c)
+        for bucket in topology.KV_BUCKETS:
+            await self.kv(bucket)
         await self._payload_store()
 
     async def ensure_stream(self, spec: topology.StreamSpec) -> None:
@@ -119,6 +122,14 @@ class Bus:
     async def ensure_consumer(self, spec: topology.ConsumerSpec) -> None:
         # add_consumer is create-or-update for mutable fields (ack_wait, max_deliver).
         await self.js.add_consumer(spec.stream.name, self.consumer_config(spec))
+
+    async def kv(self, bucket: str) -> KvStore:
+        """A key-value bucket (created on first use) behind the small KvStore interface."""
+        try:
+            raw = await self.js.key_value(bucket)
+        except (NotFoundError, BadRequestError):
+            raw = await self.js.create_key_value(api.KeyValueConfig(bucket=bucket, history=5))
+        return KvStore(raw)
 
     async def _payload_store(self):
         if self._object_store is None:

@@ -134,6 +134,10 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     *(diag_consumer(s) for s in SERVICES),
 )
 
+# Key-value buckets: small durable state that must survive a service restart.
+ENVIRONMENTS_BUCKET = "environments"  # env_id -> EnvironmentSpec
+KV_BUCKETS = (ENVIRONMENTS_BUCKET,)
+
 PAYLOAD_BUCKET = "evolver-payloads"
 PAYLOAD_TTL_S = 7 * DAY
 

@@ -9,7 +9,8 @@ import grpc
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from evolver.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from evolver.errors import (DeadlineExceeded, EnvironmentFailure, FailedPrecondition, InvalidArgument, NotFound,
+                            Unavailable)
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +19,9 @@ _CODES: list[tuple[type[Exception], int]] = [
     (NotFound, code_pb2.NOT_FOUND),
     (FailedPrecondition, code_pb2.FAILED_PRECONDITION),
     (Unavailable, code_pb2.UNAVAILABLE),
+    (DeadlineExceeded, code_pb2.DEADLINE_EXCEEDED),
+    # The environment's own message is safe and useful to show (unlike our internal errors).
+    (EnvironmentFailure, code_pb2.INTERNAL),
     # Generated servicer base classes raise this for RPCs a service does not offer yet.
     (NotImplementedError, code_pb2.UNIMPLEMENTED),
 ]

@@ -18,6 +18,8 @@ from evolver.rpc import health_status
 from evolver.stack import _processes as proc
 
 SERVICE_START_TIMEOUT_S = 90.0
+BUILTIN_ENVIRONMENTS = ("bfcl",)
+ENV_MARKER = "evolver.envs.serve"
 NATS_START_TIMEOUT_S = 10.0
 
 
@@ -31,6 +33,7 @@ class ServiceInfo:
     pid: int
     address: str
     log: str
+    marker: str = "services."  # in the process's command line; guards against pid reuse
 
 
 @dataclass
@@ -40,7 +43,18 @@ class StackState:
     nats_url: str
     nats_monitor_url: str
     services: list[ServiceInfo] = field(default_factory=list)
+    # Built-in environment servers, registered with task_gen like any user environment.
+    environments: list[ServiceInfo] = field(default_factory=list)
     started_at: float = 0.0
+
+    def all_processes(self) -> list[ServiceInfo]:
+        return [*self.services, *self.environments]
+
+    def address_of(self, name: str) -> str:
+        for s in self.all_processes():
+            if s.name == name:
+                return s.address
+        raise StackError(f"the running stack has no {name}")
 
     @property
     def spans_path(self) -> Path:
@@ -60,6 +74,7 @@ class Stack:
             return None
         raw = json.loads(self.state_file.read_text())
         raw["services"] = [ServiceInfo(**s) for s in raw.get("services", [])]
+        raw["environments"] = [ServiceInfo(**s) for s in raw.get("environments", [])]
         return StackState(**raw)
 
     def _write_state(self, state: StackState) -> None:
@@ -73,15 +88,15 @@ class Stack:
         if proc.pid_alive(state.nats_pid, "nats-server"):
             return state
         # nats died: stop any orphaned services, forget the record.
-        proc.terminate([s.pid for s in state.services if proc.pid_alive(s.pid, "services.")], 5.0,
-                       lambda pid: "services.")
+        orphans = {s.pid: s.marker for s in state.all_processes() if proc.pid_alive(s.pid, s.marker)}
+        proc.terminate(list(orphans), 5.0, orphans.get)
         self.state_file.unlink(missing_ok=True)
         return None
 
     # --- up ------------------------------------------------------------------------------------
 
     def up(self, *, nats_port: int | None = None, services: tuple[str, ...] = topology.SERVICES,
-           on_progress=lambda msg: None) -> StackState:
+           environments: tuple[str, ...] = BUILTIN_ENVIRONMENTS, on_progress=lambda msg: None) -> StackState:
         existing = self.running()
         if existing:
             raise StackError(f"a stack is already running from {self.state_dir} (nats pid {existing.nats_pid}, "
@@ -95,6 +110,7 @@ class Stack:
         self._write_state(state)
         try:
             self._start_services(state, services, on_progress)
+            self._start_environments(state, environments, on_progress)
         except BaseException:
             self.down()
             raise
@@ -120,28 +136,55 @@ class Stack:
         on_progress(f"nats-server pid {p.pid} on nats://127.0.0.1:{port}")
         return StackState(str(self.state_dir), p.pid, f"nats://127.0.0.1:{port}", f"http://127.0.0.1:{monitor_port}")
 
+    def _spawn(self, state: StackState, name: str, argv: list[str], marker: str) -> tuple[ServiceInfo, subprocess.Popen]:
+        port = proc.free_port()
+        log_path = self.log_dir / f"{name}.log"
+        # The user's EVOLVER_* settings pass through; addresses are the stack's.
+        env = dict(os.environ)
+        env.update({"EVOLVER_NATS__URL": state.nats_url, "EVOLVER_GRPC__PORT": str(port),
+                    "EVOLVER_GRPC__HOST": "127.0.0.1", "EVOLVER_STATE_DIR": str(self.state_dir),
+                    "EVOLVER_TELEMETRY__SPANS_JSONL": str(state.spans_path),
+                    "PYTHONUNBUFFERED": "1"})
+        log = open(log_path, "ab")
+        p = subprocess.Popen([sys.executable, *[a.replace("{port}", str(port)) for a in argv]], stdout=log,
+                             stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                             cwd=Path(__file__).resolve().parents[2])
+        return ServiceInfo(name, p.pid, f"127.0.0.1:{port}", str(log_path), marker), p
+
     def _start_services(self, state: StackState, services: tuple[str, ...], on_progress) -> None:
         children: dict[str, subprocess.Popen] = {}
         for name in services:
-            port = proc.free_port()
-            log_path = self.log_dir / f"{name}.log"
-            # The user's EVOLVER_* settings pass through; addresses are the stack's.
-            env = dict(os.environ)
-            env.update({"EVOLVER_NATS__URL": state.nats_url, "EVOLVER_GRPC__PORT": str(port),
-                        "EVOLVER_GRPC__HOST": "127.0.0.1", "EVOLVER_STATE_DIR": str(self.state_dir),
-                        "EVOLVER_TELEMETRY__SPANS_JSONL": str(state.spans_path),
-                        "PYTHONUNBUFFERED": "1"})
-            log = open(log_path, "ab")
-            p = subprocess.Popen([sys.executable, "-m", f"services.{name}"], stdout=log, stderr=subprocess.STDOUT,
-                                 env=env, start_new_session=True, cwd=Path(__file__).resolve().parents[2])
+            info, p = self._spawn(state, name, ["-m", f"services.{name}"], "services.")
             children[name] = p
-            state.services.append(ServiceInfo(name, p.pid, f"127.0.0.1:{port}", str(log_path)))
+            state.services.append(info)
         self._write_state(state)
-        asyncio.run(self._wait_healthy(state, children, on_progress))
+        asyncio.run(self._wait_healthy(state.services, children, on_progress))
 
-    async def _wait_healthy(self, state: StackState, children: dict[str, subprocess.Popen], on_progress) -> None:
+    def _start_environments(self, state: StackState, environments: tuple[str, ...], on_progress) -> None:
+        children: dict[str, subprocess.Popen] = {}
+        for env_id in environments:
+            info, p = self._spawn(state, f"env-{env_id}", ["-m", ENV_MARKER, env_id, "--port", "{port}"], ENV_MARKER)
+            children[info.name] = p
+            state.environments.append(info)
+        self._write_state(state)
+        asyncio.run(self._wait_healthy(state.environments, children, on_progress))
+        if environments and "task_gen" in {s.name for s in state.services}:
+            asyncio.run(self._register(state, environments, on_progress))
+
+    async def _register(self, state: StackState, environments: tuple[str, ...], on_progress) -> None:
+        from evolver.rpc import channel, stub
+        from evolver.v1 import task_gen_service_pb2 as tg
+        from evolver.v1 import task_gen_service_pb2_grpc as tg_grpc
+        async with channel(state.address_of("task_gen")) as ch:
+            task_gen = stub(tg_grpc.TaskGenServiceStub, ch, 30.0)
+            for env_id in environments:
+                r = await task_gen.RegisterEnvironment(tg.RegisterEnvironmentRequest(
+                    env_id=env_id, address=state.address_of(f"env-{env_id}")))
+                on_progress(f"environment {env_id} registered ({len(r.environment.tools)} tools)")
+
+    async def _wait_healthy(self, infos: list[ServiceInfo], children: dict[str, subprocess.Popen], on_progress) -> None:
         deadline = time.monotonic() + SERVICE_START_TIMEOUT_S
-        pending = {s.name: s for s in state.services}
+        pending = {s.name: s for s in infos}
         while pending:
             for name, info in list(pending.items()):
                 code = children[name].poll()
@@ -166,9 +209,9 @@ class Stack:
 
         async def check() -> dict[str, str]:
             out = {"nats-server": "RUNNING" if proc.pid_alive(state.nats_pid, "nats-server") else "DEAD"}
-            for s in state.services:
+            for s in state.all_processes():
                 out[s.name] = (await health_status(s.address, timeout_s=2.0)
-                               if proc.pid_alive(s.pid, "services.") else "DEAD")
+                               if proc.pid_alive(s.pid, s.marker) else "DEAD")
             return out
         return asyncio.run(check())
 
@@ -178,9 +221,9 @@ class Stack:
         if state is None:
             return []
         messages = []
-        pids = [s.pid for s in state.services if proc.pid_alive(s.pid, "services.")]
-        killed = proc.terminate(pids, timeout_s, lambda pid: "services.")
-        for s in state.services:
+        markers = {s.pid: s.marker for s in state.all_processes() if proc.pid_alive(s.pid, s.marker)}
+        killed = proc.terminate(list(markers), timeout_s, markers.get)
+        for s in state.all_processes():
             if s.pid in killed:
                 messages.append(f"{s.name} did not stop within {timeout_s:.0f}s and was killed")
         if proc.pid_alive(state.nats_pid, "nats-server"):

@@ -35,17 +35,27 @@ def test_stack_up_ping_down_twice_cleanly(state_dir):
         up = cli(state_dir, "up")
         assert up.returncode == 0, up.stdout + up.stderr
         state = json.loads((state_dir / "stack.json").read_text())
-        pids = [state["nats_pid"]] + [s["pid"] for s in state["services"]]
+        pids = [state["nats_pid"]] + [s["pid"] for s in state["services"] + state["environments"]]
+        assert [e["name"] for e in state["environments"]] == ["env-bfcl"]
         assert [s["name"] for s in state["services"]] == list(topology.SERVICES)
 
         status = cli(state_dir, "status")
         assert status.returncode == 0, status.stdout
-        assert status.stdout.count("SERVING") == 5
+        assert status.stdout.count("SERVING") == 6  # five services and the BFCL environment server
 
         ping = cli(state_dir, "ping")
         assert ping.returncode == 0, ping.stdout + ping.stderr
         for name in topology.SERVICES:
             assert f"✓ {name}" in ping.stdout
+
+        if round_ == 0:
+            envs = cli(state_dir, "env", "list")
+            assert envs.returncode == 0 and "bfcl" in envs.stdout and "builtin" in envs.stdout
+            out = state_dir / "eval.jsonl"
+            ev = cli(state_dir, "eval", "--split", "test", "--limit", "3", "--k", "2", "--out", str(out))
+            assert ev.returncode == 0, ev.stdout + ev.stderr
+            assert "avg@2 = 1.000, best@2 = 1.000" in " ".join(ev.stdout.split())
+            assert len(out.read_text().splitlines()) == 3
 
         down = cli(state_dir, "down")
         assert down.returncode == 0 and "stack down" in down.stdout

@@ -1,0 +1,103 @@
+"""k attempts per task through the Environment protocol; avg@k and best@k as AgentEvolver defines
+them (§7): avg@k = mean over tasks of the mean success of k attempts; best@k = mean over tasks
+of whether any attempt succeeded. Per-task results go to JSONL.
+
+An agent is any async callable that drives one episode to its end; the policy agent plugs in
+here the same way the reference agents below do.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Awaitable, Callable, Sequence
+
+from evolver.envs.base import SeedTask
+from evolver.envs.client import RemoteEnvironment, RemoteEpisode
+
+Agent = Callable[[RemoteEpisode, SeedTask, float, int], Awaitable[None]]
+
+
+@dataclass
+class TaskResult:
+    task_id: str
+    scores: list[float]
+    successes: list[bool]
+    temperature: float
+    seconds: float
+    details: list[dict]
+
+    @property
+    def avg(self) -> float:
+        return statistics.fmean(self.successes) if self.successes else 0.0
+
+    @property
+    def best(self) -> float:
+        return float(any(self.successes))
+
+
+@dataclass
+class EvalSummary:
+    tasks: int
+    k: int
+    temperature: float
+    avg_at_k: float
+    best_at_k: float
+
+
+def summarize(results: Sequence[TaskResult], k: int, temperature: float) -> EvalSummary:
+    return EvalSummary(len(results), k, temperature,
+                       statistics.fmean(r.avg for r in results) if results else 0.0,
+                       statistics.fmean(r.best for r in results) if results else 0.0)
+
+
+async def evaluate(env: RemoteEnvironment, agent: Agent, tasks: Sequence[SeedTask], *, k: int, temperature: float,
+                   out_jsonl: Path | None = None, on_task: Callable[[TaskResult], None] = lambda r: None) -> EvalSummary:
+    results = []
+    sink = open(out_jsonl, "w") if out_jsonl else None
+    try:
+        for task in tasks:
+            t0 = time.perf_counter()
+            scores, successes, details = [], [], []
+            for attempt in range(k):
+                episode = await env.create(seed_task_id=task.seed_task_id)
+                try:
+                    await agent(episode, task, temperature, attempt)
+                    score = await episode.evaluate()
+                finally:
+                    await episode.release()
+                scores.append(score.score)
+                successes.append(score.success)
+                details.append(score.details)
+            result = TaskResult(task.seed_task_id, scores, successes, temperature, time.perf_counter() - t0, details)
+            results.append(result)
+            if sink:
+                sink.write(json.dumps({**asdict(result), "avg": result.avg, "best": result.best}) + "\n")
+                sink.flush()
+            on_task(result)
+    finally:
+        if sink:
+            sink.close()
+    return summarize(results, k, temperature)
+
+
+def reference_agent(drop_last_call: bool = False) -> Agent:
+    """Replays BFCL's ground truth turn by turn (an oracle, to check the evaluator end to end).
+    With drop_last_call it omits the final call of the last non-empty turn: a perturbed answer."""
+    from evolver.envs.bfcl import tasks as bfcl_tasks
+
+    async def run(episode: RemoteEpisode, task: SeedTask, temperature: float, attempt: int) -> None:
+        turns = [list(t) for t in bfcl_tasks.by_id()[task.seed_task_id].ground_truth]
+        if drop_last_call:
+            last = max(i for i, t in enumerate(turns) if t)
+            turns[last] = turns[last][:-1]
+        for calls in turns:
+            if calls:
+                await episode.step(calls)
+            out = await episode.step([])
+            if out.done:
+                break
+    return run

@@ -1,0 +1,85 @@
+"""Runs an Environment as its own gRPC server process (built-in or a user's own).
+
+    python -m evolver.envs.serve bfcl --port 50100
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import sys
+
+from evolver import telemetry
+from evolver.envs.base import Environment
+from evolver.envs.server import EnvironmentServicer
+from evolver.rpc import GrpcServer, Registration
+from evolver.v1 import environment_pb2_grpc as pb_grpc
+
+BUILTIN = {"bfcl": "evolver.envs.bfcl:BfclEnvironment"}
+SERVICE_NAME = "evolver.v1.EnvironmentService"
+
+
+def load(spec: str) -> Environment:
+    """`bfcl`, or `package.module:Class` for any importable Environment."""
+    target = BUILTIN.get(spec, spec)
+    module, _, name = target.partition(":")
+    if not name:
+        raise SystemExit(f"unknown environment {spec!r}: use one of {sorted(BUILTIN)} or module:Class")
+    return getattr(importlib.import_module(module), name)()
+
+
+async def serve(env: Environment, host: str, port: int, *, call_timeout_s: float = 10.0,
+                idle_expiry_s: float = 600.0, ready=lambda address: None, stop: asyncio.Event | None = None) -> None:
+    servicer = EnvironmentServicer(env, call_timeout_s=call_timeout_s, idle_expiry_s=idle_expiry_s)
+    server = GrpcServer([Registration(SERVICE_NAME, servicer, pb_grpc.add_EnvironmentServiceServicer_to_server)],
+                        host=host, port=port)
+    await server.start()
+    servicer.start_reaper()
+    await server.set_serving()
+    ready(server.address)
+    if stop is None:  # standalone process: SIGTERM stops it
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (RuntimeError, ValueError):  # not the main thread (tests)
+                pass
+    await stop.wait()
+    await server.begin_shutdown()
+    await server.stop(2.0)
+    await servicer.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("environment", help="bfcl, or module:Class")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--call-timeout", type=float, default=10.0, help="seconds per environment call")
+    ap.add_argument("--idle-expiry", type=float, default=600.0, help="seconds before an unused instance is released")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    env = load(args.environment)
+    telemetry.setup(f"env-{env.env_id}")
+    try:
+        asyncio.run(serve(env, args.host, args.port, call_timeout_s=args.call_timeout, idle_expiry_s=args.idle_expiry,
+                          ready=lambda a: print(f"environment {env.env_id} ready grpc={a}", flush=True)))
+    except OSError as e:
+        print(f"environment {env.env_id}: {e}", file=sys.stderr)
+        telemetry.shutdown()
+        raise SystemExit(4)
+    telemetry.shutdown()
+    # A hung environment call leaves a worker thread that interpreter exit would wait for
+    # forever; the server has shut down cleanly by now, so leave without joining it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
