@@ -182,6 +182,15 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_models_prepare(args) -> int:
+    from evolver.models import prepare
+    cache = Path(args.cache) if args.cache else None
+    with console.status("preparing SmolLM2-135M-Instruct...") as status:
+        out = prepare.prepare(cache, force=args.force, on_progress=lambda m: (console.print(f"  {m}"), status.update(m)))
+    console.print(f"model ready in {out}")
+    return 0
+
+
 def cmd_topology(args) -> int:
     out = {"streams": [{"name": s.name, "subjects": list(s.subjects), "work_queue": s.work_queue}
                        for s in topology.STREAMS],
@@ -218,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     ls = env.add_parser("list", help="registered environments")
     ls.add_argument("--task-gen", help="task_gen address (default: the running embedded stack's)")
     ls.set_defaults(func=cmd_env_list)
+    models = sub.add_parser("models", help="policy models").add_subparsers(dest="models_command", required=True)
+    mp = models.add_parser("prepare", help="convert SmolLM2-135M-Instruct (GGUF) to safetensors, once")
+    mp.add_argument("--cache", help="cache folder (default $EVOLVER_MODEL_CACHE or ~/.cache/evolver/models)")
+    mp.add_argument("--force", action="store_true")
+    mp.set_defaults(func=cmd_models_prepare)
     ev = sub.add_parser("eval", help="k attempts per seed task: avg@k and best@k")
     ev.add_argument("--env", default="bfcl")
     ev.add_argument("--env-address", help="HOST:PORT (default: the embedded stack's env-<env>)")

