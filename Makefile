@@ -1,5 +1,5 @@
 # The two commands a new user needs: `make run` and `make test`. Both create .venv themselves.
-.PHONY: run test proto lint-proto bench-bus bench-env venv clean
+.PHONY: run test proto lint-proto bench-bus bench-env bench-gen venv clean
 
 PY := .venv/bin/python
 
@@ -23,6 +23,9 @@ bench-bus: venv
 
 bench-env: venv
 	@$(PY) bench/env_step.py
+
+bench-gen: venv
+	@$(PY) bench/generation.py
 
 clean:
 	@rm -rf .evolver
