@@ -74,12 +74,44 @@ class TelemetrySettings(_Section):
     spans_jsonl: str | None = None
 
 
+class LlmRoleSettings(_Section):
+    """One auxiliary LLM role. endpoint "local" = the local policy model (offline default);
+    otherwise an OpenAI-compatible base URL such as http://vllm:8000/v1."""
+
+    endpoint: str = "local"
+    model: str = ""
+    api_key_env: str = ""  # name of the environment variable holding the key (never the key itself)
+    temperature: float = Field(0.0, ge=0)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(3, ge=0)
+    concurrency: int = Field(4, ge=1)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        if v != "local" and not v.startswith(("http://", "https://")):
+            raise ValueError("must be 'local' or an http(s):// base URL")
+        return v
+
+
+LLM_ROLES = ("task_writer", "judge", "step_attributor", "experience_extractor")
+
+
 class Settings(_Section):
     nats: NatsSettings = NatsSettings()
     bus: BusSettings = BusSettings()
     grpc: GrpcSettings = GrpcSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
+    llm_roles: dict[str, LlmRoleSettings] = Field(default_factory=lambda: {r: LlmRoleSettings() for r in LLM_ROLES})
     state_dir: str = ".evolver"
+
+    @field_validator("llm_roles")
+    @classmethod
+    def _roles(cls, v: dict[str, LlmRoleSettings]) -> dict[str, LlmRoleSettings]:
+        unknown = set(v) - set(LLM_ROLES)
+        if unknown:
+            raise ValueError(f"unknown roles {sorted(unknown)}; roles are {list(LLM_ROLES)}")
+        return {r: v.get(r, LlmRoleSettings()) for r in LLM_ROLES}
 
 
 def _set_path(tree: dict[str, Any], path: list[str], value: str) -> None:

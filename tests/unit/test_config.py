@@ -41,3 +41,26 @@ def test_bad_files(tmp_path):
     nested.write_text("grpc:\n  nope: 1\n")
     with pytest.raises(ConfigError, match="grpc.nope: unknown key"):
         load_settings(nested, environ={})
+
+
+def test_llm_roles_default_to_the_local_model_and_are_configurable_per_role(tmp_path):
+    from evolver.models.local_chat import LocalChat
+    from evolver.models.openai_compat import AuxChatClient
+    from evolver.models.roles import client_for
+
+    s = load_settings(environ={})
+    assert {r: c.endpoint for r, c in s.llm_roles.items()} == {
+        "task_writer": "local", "judge": "local", "step_attributor": "local", "experience_extractor": "local"}
+    f = tmp_path / "roles.yaml"
+    f.write_text("llm_roles:\n  judge:\n    endpoint: http://vllm:8000/v1\n    model: qwen\n    temperature: 0.3\n"
+                 "    concurrency: 2\n")
+    s2 = load_settings(f, environ={})
+    judge = client_for("judge", s2)
+    assert isinstance(judge, AuxChatClient) and judge.http.s.model == "qwen" and judge.http.s.concurrency == 2
+    assert isinstance(client_for("task_writer", s2, local_backend=object()), LocalChat)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("llm_roles:\n  oracle:\n    endpoint: local\n")
+    with pytest.raises(ConfigError, match="llm_roles: .*unknown roles"):
+        load_settings(bad, environ={})
+    with pytest.raises(ConfigError, match="llm_roles.judge.endpoint"):
+        load_settings(environ={"EVOLVER_LLM_ROLES__JUDGE__ENDPOINT": "ftp://x"})
