@@ -14,6 +14,7 @@ from rich.table import Table
 
 from evolver.bus import topology
 from evolver.config import ConfigError, load_settings
+from evolver.errors import EvolverError
 
 console = Console(stderr=False, highlight=False)
 
@@ -191,6 +192,65 @@ def cmd_models_prepare(args) -> int:
     return 0
 
 
+def cmd_bus_apply(args) -> int:
+    """Creates or updates every stream, consumer and bucket (the k8s bootstrap Job runs this)."""
+    from evolver.bus import Bus
+    settings = load_settings()
+
+    async def go():
+        bus = await Bus.connect(settings, name="evolver-bootstrap")
+        try:
+            await bus.ensure_topology()
+        finally:
+            await bus.close()
+    asyncio.run(go())
+    console.print(f"topology applied to {settings.nats.url}: {len(topology.STREAMS)} streams, "
+                  f"{len(topology.CONSUMERS)} consumers, {len(topology.KV_BUCKETS)} KV buckets")
+    return 0
+
+
+def _nats_settings(args):
+    if args.nats_url:
+        return load_settings(environ={**os.environ, "EVOLVER_NATS__URL": args.nats_url})
+    if os.environ.get("EVOLVER_NATS__URL") or os.environ.get("EVOLVER_CONFIG"):
+        return load_settings()
+    return load_settings(environ={**os.environ, "EVOLVER_NATS__URL": _running_state(args).nats_url})
+
+
+def cmd_events_tail(args) -> int:
+    from evolver.bus import Bus
+    from evolver.observe import tail
+    settings = _nats_settings(args)
+
+    async def go():
+        bus = await Bus.connect(settings, name="evolver-tail")
+        try:
+            return await tail(bus, args.filter, as_json=args.json, max_messages=args.max,
+                              deliver_new_only=not args.all, emit=lambda line: print(line, flush=True))
+        finally:
+            await bus.close()
+    try:
+        asyncio.run(go())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_trace(args) -> int:
+    from evolver.observe import find_traces, load_spans, render_tree
+    path = Path(args.spans) if args.spans else Path(_state_dir(args)) / "traces" / "spans.jsonl"
+    spans = load_spans(path)
+    traces = find_traces(spans, args.key)
+    if not traces:
+        console.print(f"[red]no trace matches {args.key!r}[/] in {path} ({len(spans)} spans)")
+        return 1
+    for t in traces:
+        console.print(f"trace {t}")
+        for line in render_tree(spans, t):
+            console.print("  " + line, highlight=False, markup=False)
+    return 0
+
+
 def cmd_topology(args) -> int:
     out = {"streams": [{"name": s.name, "subjects": list(s.subjects), "work_queue": s.work_queue}
                        for s in topology.STREAMS],
@@ -217,6 +277,20 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--timeout", type=float, default=10.0)
     sm.set_defaults(func=cmd_smoke)
     sub.add_parser("topology", help="print streams and consumers as JSON").set_defaults(func=cmd_topology)
+    events = sub.add_parser("events", help="event streams").add_subparsers(dest="events_command", required=True)
+    et = events.add_parser("tail", help="print events as they flow, one line each")
+    et.add_argument("filter", nargs="?", default=">", help="subject filter, e.g. 'rollout.>' (default: everything)")
+    et.add_argument("--json", action="store_true", help="one JSON object per event")
+    et.add_argument("--all", action="store_true", help="replay stored events first")
+    et.add_argument("--max", type=int, default=0, help="stop after N events")
+    et.add_argument("--nats-url", help="default: the embedded stack's, or EVOLVER_NATS__URL / EVOLVER_CONFIG")
+    et.set_defaults(func=cmd_events_tail)
+    tr = sub.add_parser("trace", help="the span tree of a trace (by trace id, rollout id, message id...)")
+    tr.add_argument("key")
+    tr.add_argument("--spans", help="spans JSONL (default: the embedded stack's)")
+    tr.set_defaults(func=cmd_trace)
+    bus = sub.add_parser("bus", help="the event bus").add_subparsers(dest="bus_command", required=True)
+    bus.add_parser("apply", help="create/update streams, consumers and buckets (idempotent)").set_defaults(func=cmd_bus_apply)
     env = sub.add_parser("env", help="environments").add_subparsers(dest="env_command", required=True)
     add = env.add_parser("add", help="register a server speaking the Environment protocol")
     add.add_argument("address", help="HOST:PORT")
@@ -250,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         rc = args.func(args)
-    except (StackError, ConfigError, FileNotFoundError) as e:
+    except (StackError, ConfigError, FileNotFoundError, EvolverError) as e:
         console.print(f"[red]error:[/] {e}")
         rc = 1
     except KeyboardInterrupt:

@@ -57,6 +57,10 @@ class BusSettings(_Section):
 
 class GrpcSettings(_Section):
     host: str = "127.0.0.1"
+    # TLS for the gRPC server (both set) and for clients verifying it (ca_file).
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_ca_file: str | None = None
     port: int = Field(0, ge=0, le=65535)
     # Seconds in-flight RPCs get to finish on SIGTERM; health is NOT_SERVING meanwhile.
     shutdown_grace_s: float = Field(5.0, ge=0)
@@ -94,6 +98,23 @@ class LlmRoleSettings(_Section):
         return v
 
 
+class PolicySettings(_Section):
+    """Where rollouts get their completions: the in-process `hf` backend (CPU default) or an
+    OpenAI-compatible server (`openai`, e.g. vLLM on GPU nodes)."""
+
+    backend: str = "hf"
+    model_dir: str = ""  # hf: prepared model folder (default: the `models prepare` cache)
+    endpoint: str = ""  # openai: base URL, e.g. http://vllm:8000/v1
+    model: str = ""  # openai: served model name
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str) -> str:
+        if v not in ("hf", "openai"):
+            raise ValueError("must be 'hf' or 'openai'")
+        return v
+
+
 LLM_ROLES = ("task_writer", "judge", "step_attributor", "experience_extractor")
 
 
@@ -102,6 +123,7 @@ class Settings(_Section):
     bus: BusSettings = BusSettings()
     grpc: GrpcSettings = GrpcSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
+    policy: PolicySettings = PolicySettings()
     llm_roles: dict[str, LlmRoleSettings] = Field(default_factory=lambda: {r: LlmRoleSettings() for r in LLM_ROLES})
     state_dir: str = ".evolver"
 

@@ -83,7 +83,8 @@ class ServiceRunner:
                 if spec.service != self.name:
                     raise ValueError(f"consumer {durable} belongs to {spec.service}, not {self.name}")
                 self.workers.append(Worker(bus, spec, handler))
-            self.server = GrpcServer(parts.registrations, host=s.grpc.host, port=s.grpc.port)
+            self.server = GrpcServer(parts.registrations, host=s.grpc.host, port=s.grpc.port,
+                                     tls_cert_file=s.grpc.tls_cert_file, tls_key_file=s.grpc.tls_key_file)
             await self.server.start()
             tasks = [asyncio.create_task(w.run(worker_stop), name=w.spec.durable) for w in self.workers]
             tasks.append(asyncio.create_task(DeadLetterSweeper(bus).run(worker_stop), name="dead-letter-sweeper"))

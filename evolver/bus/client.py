@@ -66,11 +66,17 @@ class Bus:
             opts["tls"] = ssl.create_default_context(cafile=s.tls_ca_file)
         # nats-py retries the *first* connect forever when reconnects are unlimited, so a wrong
         # URL would hang. Bound the first connect, then reconnect forever once the session is live.
+        seen: list[str] = []
+
+        async def on_error(e: Exception) -> None:
+            seen.append(str(e) or type(e).__name__)
+            await _log_error(e)
         try:
             nc = await nats.connect(**{**opts, "max_reconnect_attempts": 1}, reconnect_time_wait=0.5,
-                                    error_cb=_log_error)
+                                    error_cb=on_error)
         except Exception as e:  # nats raises several unrelated types for "cannot connect"
-            raise Unavailable(f"cannot connect to NATS at {s.url}: {e or type(e).__name__}") from e
+            cause = "; ".join(dict.fromkeys(seen)) if seen else (str(e) or type(e).__name__)
+            raise Unavailable(f"cannot connect to NATS at {s.url}: {cause}") from e
         nc.options["max_reconnect_attempts"] = -1
         return cls(nc, settings)
 

@@ -12,9 +12,14 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors, filters
 DEFAULT_DEADLINE_S = 30.0
 
 
-def channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, interceptors=aio_client_interceptors(
-        filter_=filters.negate(filters.health_check())))
+def channel(address: str, *, tls_ca_file: str | None = None) -> grpc.aio.Channel:
+    """A traced channel; TLS (verifying the server against tls_ca_file) when a CA is given."""
+    interceptors = aio_client_interceptors(filter_=filters.negate(filters.health_check()))
+    if tls_ca_file:
+        with open(tls_ca_file, "rb") as f:
+            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+        return grpc.aio.secure_channel(address, creds, interceptors=interceptors)
+    return grpc.aio.insecure_channel(address, interceptors=interceptors)
 
 
 class DeadlineStub:

@@ -29,7 +29,8 @@ class Registration:
 
 
 class GrpcServer:
-    def __init__(self, registrations: Iterable[Registration], *, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, registrations: Iterable[Registration], *, host: str = "127.0.0.1", port: int = 0,
+                 tls_cert_file: str | None = None, tls_key_file: str | None = None):
         self.registrations = list(registrations)
         self.server = grpc.aio.server(
             interceptors=[aio_server_interceptor(filter_=filters.negate(filters.health_check())),
@@ -44,7 +45,14 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = [r.service_full_name for r in self.registrations]
         reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        if tls_cert_file and tls_key_file:
+            with open(tls_key_file, "rb") as k, open(tls_cert_file, "rb") as c:
+                creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+            self.port = self.server.add_secure_port(f"{host}:{port}", creds)
+        elif tls_cert_file or tls_key_file:
+            raise ValueError("gRPC TLS needs both grpc.tls_cert_file and grpc.tls_key_file")
+        else:
+            self.port = self.server.add_insecure_port(f"{host}:{port}")
         if self.port == 0:
             raise OSError(f"cannot bind gRPC server to {host}:{port} (port in use?)")
         self.address = f"{host}:{self.port}"

@@ -215,3 +215,28 @@ async def test_topology_is_idempotent_and_updates_mutable_consumer_fields(bus: B
         assert info.config.ack_wait == 7 and info.config.max_deliver == 9
     finally:
         await b2.close()
+
+
+async def test_nats_credentials_are_honoured(tmp_path):
+    import subprocess
+    from evolver.config import load_settings
+    from evolver.errors import Unavailable
+    from evolver.stack import _processes as proc
+    port = proc.free_port()
+    server = subprocess.Popen([proc.nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd",
+                               str(tmp_path), "--user", "evolver", "--pass", "s3cret"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert proc.wait_for_tcp("127.0.0.1", port, 10)
+        url = {"EVOLVER_NATS__URL": f"nats://127.0.0.1:{port}"}
+        for creds in ({}, {"EVOLVER_NATS__USER": "evolver", "EVOLVER_NATS__PASSWORD": "wrong"}):
+            with pytest.raises(Unavailable, match="cannot connect to NATS.*[Aa]uthorization"):
+                await Bus.connect(load_settings(environ={**url, **creds}), name="t")
+        ok = await Bus.connect(load_settings(environ={**url, "EVOLVER_NATS__USER": "evolver",
+                                                      "EVOLVER_NATS__PASSWORD": "s3cret"}), name="t")
+        await ok.ensure_topology()
+        assert (await ok.publish("diag.ping", ev.DiagPing(ping_id="x"), key="x")).seq == 1
+        await ok.close()
+    finally:
+        server.terminate()
+        server.wait(10)

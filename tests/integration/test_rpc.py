@@ -123,3 +123,23 @@ async def test_health_flips_to_not_serving_on_shutdown(nats_url):
     await asyncio.wait_for(task, 15)
     assert "NOT_SERVING" in seen
     assert await health_status(address) == "UNREACHABLE"
+
+
+async def test_grpc_tls_from_settings(tmp_path):
+    import subprocess
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    s = GrpcServer([Registration("evolver.v1.MemoryService", MemoryServicer(), mem_grpc.add_MemoryServiceServicer_to_server)],
+                   host="localhost", tls_cert_file=str(cert), tls_key_file=str(key))
+    await s.start()
+    try:
+        async with channel(f"localhost:{s.port}", tls_ca_file=str(cert)) as ch:
+            r = await stub(mem_grpc.MemoryServiceStub, ch, 5).Retrieve(mem.RetrieveRequest(query="q", k=1))
+        assert list(r.experiences) == []
+        async with grpc.aio.insecure_channel(f"localhost:{s.port}") as plain:  # plaintext is refused
+            with pytest.raises(grpc.aio.AioRpcError):
+                await mem_grpc.MemoryServiceStub(plain).Retrieve(mem.RetrieveRequest(query="q", k=1), timeout=2)
+    finally:
+        await s.stop(0)

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,10 +44,17 @@ def test_stack_up_ping_down_twice_cleanly(state_dir):
         assert status.returncode == 0, status.stdout
         assert status.stdout.count("SERVING") == 6  # five services and the BFCL environment server
 
+        tail = subprocess.Popen([sys.executable, "-m", "evolver.cli", "--state-dir", str(state_dir), "events", "tail",
+                                 "diag.>", "--max", "6"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        time.sleep(2.0)  # the tail's consumers exist before the ping
         ping = cli(state_dir, "ping")
         assert ping.returncode == 0, ping.stdout + ping.stderr
         for name in topology.SERVICES:
             assert f"✓ {name}" in ping.stdout
+        tailed = tail.communicate(timeout=30)[0].splitlines()
+        assert tailed[0].startswith("diag.ping") and "DiagPing" in tailed[0]
+        assert {line.split()[0] for line in tailed[1:]} == {f"diag.pong.{n}" for n in topology.SERVICES}
+        trace_id = ping.stdout.split("(trace ", 1)[1].split(")", 1)[0]
 
         if round_ == 0:
             envs = cli(state_dir, "env", "list")
@@ -65,6 +73,11 @@ def test_stack_up_ping_down_twice_cleanly(state_dir):
         for name in topology.SERVICES:
             log = (state_dir / "logs" / f"{name}.log").read_text()
             assert log.count(f"{name} stopped") == round_ + 1, log[-2000:]
+
+        tree = cli(state_dir, "trace", trace_id)
+        assert tree.returncode == 0, tree.stdout
+        for name in topology.SERVICES:
+            assert f"{name}: process diag.ping [consumer]" in tree.stdout
 
     # Spans from the CLI and all five services landed in one trace per ping.
     rows = [json.loads(line) for line in (state_dir / "traces" / "spans.jsonl").read_text().splitlines()]

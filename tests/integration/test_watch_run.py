@@ -1,0 +1,53 @@
+"""TrainerService.WatchRun streams a run's run.progress events to gRPC clients."""
+
+import asyncio
+
+import grpc
+import pytest
+
+from evolver.bus import Bus
+from evolver.rpc import GrpcServer, Registration, channel, stub
+from evolver.v1 import events_pb2 as ev
+from evolver.v1 import trainer_service_pb2 as pb
+from evolver.v1 import trainer_service_pb2_grpc as pb_grpc
+from services.trainer.servicer import TrainerServicer
+
+pytestmark = pytest.mark.integration
+
+
+async def test_watch_run_replays_then_follows_until_the_run_ends(bus: Bus):
+    servicer = TrainerServicer(bus)
+    server = GrpcServer([Registration("evolver.v1.TrainerService", servicer, pb_grpc.add_TrainerServiceServicer_to_server)])
+    await server.start()
+    try:
+        await bus.publish("run.progress", ev.RunProgress(run_id="r1", train_step=1, phase="rollout",
+                                                         metrics={"reward": 0.25}), key="r1:1")
+        await bus.publish("run.progress", ev.RunProgress(run_id="other", train_step=1, phase="rollout"), key="o:1")
+        async with channel(server.address) as ch:
+            trainer = stub(pb_grpc.TrainerServiceStub, ch, 20)
+            seen = []
+
+            async def watch():
+                async for r in trainer.WatchRun(pb.WatchRunRequest(run_id="r1")):
+                    seen.append((r.progress.train_step, r.progress.phase, dict(r.progress.metrics)))
+
+            task = asyncio.create_task(watch())
+            await asyncio.sleep(0.3)
+            await bus.publish("run.progress", ev.RunProgress(run_id="r1", train_step=2, phase="update"), key="r1:2")
+            await bus.publish("run.progress", ev.RunProgress(run_id="r1", train_step=2, phase="finished"), key="r1:3")
+            await asyncio.wait_for(task, 10)
+            assert seen == [(1, "rollout", {"reward": 0.25}), (2, "update", {}), (2, "finished", {})]
+
+            with pytest.raises(grpc.aio.AioRpcError) as bad:
+                async for _ in trainer.WatchRun(pb.WatchRunRequest()):
+                    pass
+            assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+            call = trainer.WatchRun(pb.WatchRunRequest(run_id="never-ends"))
+            await asyncio.sleep(0.3)
+            call.cancel()  # the server's generator cleans up its subscription
+            with pytest.raises(asyncio.CancelledError):
+                async for _ in call:
+                    pass
+    finally:
+        await server.stop(0)
