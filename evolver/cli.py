@@ -179,7 +179,7 @@ def cmd_eval(args) -> int:
                                       out_jsonl=out, on_task=lambda r: progress.advance(bar))
     s = asyncio.run(go())
     console.print(f"{s.tasks} tasks, k={s.k}, temperature={s.temperature}: avg@{s.k} = {s.avg_at_k:.3f}, "
-                  f"best@{s.k} = {s.best_at_k:.3f}; per-task results in {out}")
+                  f"best@{s.k} = {s.best_at_k:.3f} (bootstrap), pass@{s.k} = {s.pass_at_k:.3f}; per-task results in {out}")
     return 0
 
 

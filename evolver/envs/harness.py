@@ -1,6 +1,8 @@
 """k attempts per task through the Environment protocol; avg@k and best@k as AgentEvolver defines
-them (§7): avg@k = mean over tasks of the mean success of k attempts; best@k = mean over tasks
-of whether any attempt succeeded. Per-task results go to JSONL.
+them (spec §7, veRL's process_validation_metrics): avg@k = mean over tasks of the mean score of
+the k attempts; best@k = mean over tasks of the *bootstrap* best-of-k (the mean, over 1000
+resamples of size k drawn with replacement, of the maximum score; seed 42). pass@k (any attempt
+succeeded) is reported beside it. Per-task results go to JSONL.
 
 An agent is any async callable that drives one episode to its end; the policy agent plugs in
 here the same way the reference agents below do.
@@ -9,6 +11,7 @@ here the same way the reference agents below do.
 from __future__ import annotations
 
 import json
+import random
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -32,11 +35,23 @@ class TaskResult:
 
     @property
     def avg(self) -> float:
-        return statistics.fmean(self.successes) if self.successes else 0.0
+        return statistics.fmean(self.scores) if self.scores else 0.0
 
     @property
     def best(self) -> float:
+        return bootstrap_best(self.scores, len(self.scores))
+
+    @property
+    def passed(self) -> float:
         return float(any(self.successes))
+
+
+def bootstrap_best(scores: Sequence[float], k: int, n_bootstrap: int = 1000, seed: int = 42) -> float:
+    """Mean over n_bootstrap resamples (size k, with replacement) of the best score."""
+    if not scores:
+        return 0.0
+    rng = random.Random(seed)
+    return statistics.fmean(max(rng.choices(scores, k=k)) for _ in range(n_bootstrap))
 
 
 @dataclass
@@ -46,12 +61,15 @@ class EvalSummary:
     temperature: float
     avg_at_k: float
     best_at_k: float
+    pass_at_k: float
 
 
 def summarize(results: Sequence[TaskResult], k: int, temperature: float) -> EvalSummary:
-    return EvalSummary(len(results), k, temperature,
-                       statistics.fmean(r.avg for r in results) if results else 0.0,
-                       statistics.fmean(r.best for r in results) if results else 0.0)
+    def mean(xs):
+        xs = list(xs)
+        return statistics.fmean(xs) if xs else 0.0
+    return EvalSummary(len(results), k, temperature, mean(r.avg for r in results), mean(r.best for r in results),
+                       mean(r.passed for r in results))
 
 
 async def evaluate(env: RemoteEnvironment, agent: Agent, tasks: Sequence[SeedTask], *, k: int, temperature: float,
@@ -75,7 +93,8 @@ async def evaluate(env: RemoteEnvironment, agent: Agent, tasks: Sequence[SeedTas
             result = TaskResult(task.seed_task_id, scores, successes, temperature, time.perf_counter() - t0, details)
             results.append(result)
             if sink:
-                sink.write(json.dumps({**asdict(result), "avg": result.avg, "best": result.best}) + "\n")
+                sink.write(json.dumps({**asdict(result), "avg": result.avg, "best": result.best,
+                                       "pass": result.passed}) + "\n")
                 sink.flush()
             on_task(result)
     finally:

@@ -33,3 +33,11 @@ def test_curriculum_prefers_tasks_neither_always_solved_nor_never():
     assert counts["never"] > 0  # nothing starves
     assert sample(tasks, 10, seed=1) != [] and sorted(sample(tasks, 10, seed=1)) == sorted(t.task_id for t in tasks)
     assert sample(tasks, 2, seed=7) == sample(tasks, 2, seed=7)
+
+
+def test_bootstrap_best_of_k_matches_its_closed_form():
+    from evolver.envs.harness import bootstrap_best
+    assert bootstrap_best([1.0] * 8, 8) == 1.0 and bootstrap_best([0.0] * 8, 8) == 0.0
+    # one success in 8 attempts: P(best of 8 draws with replacement is 1) = 1 - (7/8)^8 = 0.656
+    assert abs(bootstrap_best([1.0] + [0.0] * 7, 8) - (1 - (7 / 8) ** 8)) < 0.03
+    assert bootstrap_best([0.2, 0.9], 2) == bootstrap_best([0.2, 0.9], 2)  # seeded
