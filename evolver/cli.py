@@ -162,9 +162,14 @@ def cmd_eval(args) -> int:
     from evolver.envs.harness import evaluate, reference_agent
     address = args.env_address or _running_state(args).address_of(f"env-{args.env}")
     agents = {"reference": reference_agent(), "reference-perturbed": reference_agent(drop_last_call=True)}
+    if args.agent == "policy":
+        from evolver.agent import policy_agent
+        from evolver.models import prepare
+        from evolver.models.hf import HFBackend
+        model_dir = Path(args.model_dir) if args.model_dir else prepare.prepare(on_progress=lambda m: console.print(f"  {m}"))
+        agents["policy"] = policy_agent(HFBackend(model_dir), max_steps=args.max_steps)
     if args.agent not in agents:
-        console.print(f"[red]unknown agent {args.agent!r}[/]; available now: {', '.join(agents)} "
-                      "(the policy agent arrives with the policy runtime)")
+        console.print(f"[red]unknown agent {args.agent!r}[/]; available: policy, {', '.join(agents)}")
         return 2
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -312,7 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test")
     ev.add_argument("--k", type=int, default=1)
     ev.add_argument("--temperature", type=float, default=0.0)
-    ev.add_argument("--agent", default="reference")
+    ev.add_argument("--agent", default="reference", help="policy | reference | reference-perturbed")
+    ev.add_argument("--model-dir", help="policy agent: a prepared model folder (default: `models prepare` cache)")
+    ev.add_argument("--max-steps", type=int, default=12, help="policy agent: assistant turns per episode")
     ev.add_argument("--limit", type=int, default=0, help="first N tasks only")
     ev.add_argument("--out", default="runs/eval.jsonl")
     ev.set_defaults(func=cmd_eval)
