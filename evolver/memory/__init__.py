@@ -1,0 +1,1 @@
+"""Self-navigating memory: experiences distilled from rollouts, stored in Qdrant."""
