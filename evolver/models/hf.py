@@ -40,15 +40,20 @@ def unpack_adapter(blob: bytes, out_dir: Path) -> Path:
 
 class HFBackend:
     def __init__(self, model_dir: Path | str, *, device: str | None = None, threads: int | None = None):
+        """model_dir: a safetensors model folder (e.g. the `models prepare` cache), or a .gguf
+        file (dequantised to float32 on load; slower: prefer preparing once)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if threads:
             torch.set_num_threads(threads)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        path = Path(model_dir)
+        source = dict(pretrained_model_name_or_path=str(path.parent), gguf_file=path.name) if path.suffix == ".gguf" \
+            else dict(pretrained_model_name_or_path=str(path))
+        self.tokenizer = AutoTokenizer.from_pretrained(**source)
         self.tokenizer.padding_side = "left"
-        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).to(self.device)
+        self.model = AutoModelForCausalLM.from_pretrained(**source, dtype=torch.float32).to(self.device)
         self.model.eval()
         self.end_ids = {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id

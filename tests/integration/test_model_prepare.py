@@ -27,7 +27,9 @@ def test_prepare_converts_once_with_identical_logits(tmp_path):
     assert prepare.prepare(tmp_path) == out  # cached: nothing redone
     assert time.perf_counter() - t1 < 1.0 < first
 
-    gguf_model, tok = prepare.load_from_gguf()
+    from evolver.models.hf import HFBackend
+    gguf = HFBackend(prepare.gguf_path())  # the hf backend loads GGUF directly too
+    gguf_model, tok = gguf.model, gguf.tokenizer
     t2 = time.perf_counter()
     plain = AutoModelForCausalLM.from_pretrained(str(out))
     load_seconds = time.perf_counter() - t2
