@@ -8,7 +8,6 @@ It never raises and never evaluates anything."""
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Sequence
 

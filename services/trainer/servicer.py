@@ -11,7 +11,6 @@ from evolver.bus import Bus
 from evolver.errors import InvalidArgument, NotFound
 from evolver.rpc import Registration
 from evolver.service import ServiceContext, ServiceParts
-from evolver.v1 import events_pb2
 from evolver.v1 import trainer_service_pb2 as pb
 from evolver.v1 import trainer_service_pb2_grpc as pb_grpc
 from services.trainer.progress import is_terminal

@@ -10,7 +10,7 @@ import time
 import grpc
 import pytest
 
-from evolver.envs.base import Call, Score, StepOutcome, Tool
+from evolver.envs.base import Call, StepOutcome, Tool
 from evolver.envs.bfcl import BfclEnvironment, catalog, tasks
 from evolver.envs.client import RemoteEnvironment
 from evolver.envs.harness import evaluate, reference_agent
@@ -208,6 +208,3 @@ async def test_hung_or_crashing_calls_fail_that_call_not_the_server():
         await server.stop(0)
         await servicer.close()
 
-
-def test_score_dataclass_is_plain():
-    assert Score(1.0, True).details == {}

@@ -1,4 +1,4 @@
-"""Scores a finished multi_turn_base episode the way BFCL does, without its eval()-based runner:
+"""Scores a finished multi_turn_base episode the way BFCL does, without its eval-based runner:
 per user turn, the agent's recorded calls and the ground-truth calls run in two fresh sets of
 instances through our dispatch (state carried across turns), then bfcl_eval's own
 `state_checker` and `response_checker` compare them."""
