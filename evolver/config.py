@@ -78,6 +78,22 @@ class TelemetrySettings(_Section):
     spans_jsonl: str | None = None
 
 
+class MemorySettings(_Section):
+    """Where experiences live: the embedded Qdrant engine under the state directory (default)
+    or a Qdrant server."""
+
+    backend: str = "edge"  # edge | qdrant
+    qdrant_url: str = ""
+    dedup_threshold: float = Field(0.9, gt=0, le=1)
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str) -> str:
+        if v not in ("edge", "qdrant"):
+            raise ValueError("must be 'edge' or 'qdrant'")
+        return v
+
+
 class LlmRoleSettings(_Section):
     """One auxiliary LLM role. endpoint "local" = the local policy model (offline default);
     otherwise an OpenAI-compatible base URL such as http://vllm:8000/v1."""
@@ -124,6 +140,7 @@ class Settings(_Section):
     grpc: GrpcSettings = GrpcSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     policy: PolicySettings = PolicySettings()
+    memory: MemorySettings = MemorySettings()
     llm_roles: dict[str, LlmRoleSettings] = Field(default_factory=lambda: {r: LlmRoleSettings() for r in LLM_ROLES})
     state_dir: str = ".evolver"
 

@@ -97,9 +97,9 @@ async def test_port_in_use_is_a_clear_error(server):
         GrpcServer([], port=port)
 
 
-async def test_health_flips_to_not_serving_on_shutdown(nats_url):
+async def test_health_flips_to_not_serving_on_shutdown(nats_url, tmp_path):
     settings = load_settings(environ={"EVOLVER_NATS__URL": nats_url, "EVOLVER_GRPC__SHUTDOWN_NOTICE_S": "1.5",
-                                      "EVOLVER_BUS__FETCH_TIMEOUT_S": "0.3"})
+                                      "EVOLVER_BUS__FETCH_TIMEOUT_S": "0.3", "EVOLVER_STATE_DIR": str(tmp_path)})
     runner = ServiceRunner("memory", build_memory, settings)
     task = asyncio.create_task(runner.run())
     for _ in range(100):
