@@ -136,7 +136,8 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
 
 # Key-value buckets: small durable state that must survive a service restart.
 ENVIRONMENTS_BUCKET = "environments"  # env_id -> EnvironmentSpec
-KV_BUCKETS = (ENVIRONMENTS_BUCKET,)
+TASKS_BUCKET = "tasks"  # task_id -> Task (the verified pool)
+KV_BUCKETS = (ENVIRONMENTS_BUCKET, TASKS_BUCKET)
 
 PAYLOAD_BUCKET = "evolver-payloads"
 PAYLOAD_TTL_S = 7 * DAY

@@ -1,24 +1,46 @@
-"""TaskGen gRPC surface: the environment registry. Task synthesis and the pool arrive with the
-self-evolving loop issue; until then GetTask finds nothing."""
+"""TaskGen: the environment registry, self-questioning (GenerateTasks -> explore.requested;
+explore.completed -> verified tasks), and the task pool in NATS KV."""
 
 from __future__ import annotations
 
-from evolver.bus import topology
-from evolver.envs.client import check_conformance
-from evolver.errors import InvalidArgument, NotFound
+import logging
+
+from evolver.bus import Delivery, topology
+from evolver.envs.client import RemoteEnvironment, check_conformance
+from evolver.errors import FailedPrecondition, InvalidArgument, NotFound, PoisonMessage, Validator
 from evolver.rpc import Registration
 from evolver.service import ServiceContext, ServiceParts
 from evolver.v1 import environment_pb2 as env_pb
+from evolver.v1 import events_pb2, task_pb2
 from evolver.v1 import task_gen_service_pb2 as pb
 from evolver.v1 import task_gen_service_pb2_grpc as pb_grpc
 from services.task_gen.registry import EnvironmentRegistry
+from services.task_gen.synthesis import synthesize
 
+log = logging.getLogger(__name__)
 BUILTIN_IDS = {"bfcl"}
 
 
+class TaskPool:
+    """Accepted tasks in NATS KV (durable: not process memory)."""
+
+    def __init__(self, kv):
+        self.kv = kv
+
+    async def put(self, task: task_pb2.Task) -> None:
+        await self.kv.put(task.task_id, task.SerializeToString())
+
+    async def get(self, task_id: str) -> task_pb2.Task | None:
+        raw = await self.kv.get(task_id)
+        return task_pb2.Task.FromString(raw) if raw is not None else None
+
+    async def all(self) -> list[task_pb2.Task]:
+        return [t for t in [await self.get(k) for k in await self.kv.keys()] if t is not None]
+
+
 class TaskGenServicer(pb_grpc.TaskGenServiceServicer):
-    def __init__(self, registry: EnvironmentRegistry):
-        self.registry = registry
+    def __init__(self, registry: EnvironmentRegistry, pool: TaskPool | None = None, bus=None):
+        self.registry, self.pool, self.bus = registry, pool, bus
 
     async def RegisterEnvironment(self, request: pb.RegisterEnvironmentRequest, context) -> pb.RegisterEnvironmentResponse:
         kind = env_pb.ENVIRONMENT_KIND_BUILTIN if request.env_id in BUILTIN_IDS else env_pb.ENVIRONMENT_KIND_USER
@@ -28,13 +50,64 @@ class TaskGenServicer(pb_grpc.TaskGenServiceServicer):
     async def ListEnvironments(self, request: pb.ListEnvironmentsRequest, context) -> pb.ListEnvironmentsResponse:
         return pb.ListEnvironmentsResponse(environments=await self.registry.list())
 
+    async def GenerateTasks(self, request: pb.GenerateTasksRequest, context) -> pb.GenerateTasksResponse:
+        v = Validator()
+        v.check(bool(request.env_id), "env_id", "must name a registered environment")
+        v.check(1 <= request.explorations <= 256, "explorations", "must be between 1 and 256")
+        v.check(1 <= request.walks_per_exploration <= 32, "walks_per_exploration", "must be between 1 and 32")
+        v.check(1 <= request.max_steps_per_walk <= 64, "max_steps_per_walk", "must be between 1 and 64")
+        v.raise_if_any()
+        spec = await self.registry.get(request.env_id)
+        async with RemoteEnvironment(spec.address) as env:
+            seeds = await env.seed_tasks("train")  # never evaluation tasks (spec B3)
+        if not seeds:
+            raise FailedPrecondition(f"environment {request.env_id} has no train seed tasks to explore from")
+        ids = []
+        for i in range(request.explorations):
+            seed = seeds[(request.seed + i) % len(seeds)]
+            rid = f"{request.env_id}.{request.seed}.{i}"
+            await self.bus.publish("explore.requested", events_pb2.ExploreRequested(
+                request_id=rid, env_id=request.env_id, seed_task_id=seed.seed_task_id,
+                walks=request.walks_per_exploration, max_steps_per_walk=request.max_steps_per_walk,
+                seed=request.seed + i), key=rid)
+            ids.append(rid)
+        return pb.GenerateTasksResponse(explore_request_ids=ids)
+
+    async def ListTasks(self, request: pb.ListTasksRequest, context) -> pb.ListTasksResponse:
+        tasks = [t for t in await self.pool.all()
+                 if (not request.env_id or t.env_id == request.env_id)
+                 and (not request.source or t.source == request.source)
+                 and (not request.split or t.split == request.split)]
+        return pb.ListTasksResponse(tasks=tasks, stats=[task_pb2.TaskStats(task_id=t.task_id) for t in tasks])
+
     async def GetTask(self, request: pb.GetTaskRequest, context) -> pb.GetTaskResponse:
         if not request.task_id:
             raise InvalidArgument("task_id", "must be non-empty")
-        raise NotFound(f"task {request.task_id!r} is not in the pool")
+        task = await self.pool.get(request.task_id) if self.pool else None
+        if task is None:
+            raise NotFound(f"task {request.task_id!r} is not in the pool")
+        return pb.GetTaskResponse(task=task, stats=task_pb2.TaskStats(task_id=task.task_id))
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:
     registry = EnvironmentRegistry(await ctx.bus.kv(topology.ENVIRONMENTS_BUCKET), check_conformance)
-    return ServiceParts([Registration("evolver.v1.TaskGenService", TaskGenServicer(registry),
-                                      pb_grpc.add_TaskGenServiceServicer_to_server)])
+    pool = TaskPool(await ctx.bus.kv(topology.TASKS_BUCKET))
+
+    async def on_explore_completed(d: Delivery) -> None:
+        event: events_pb2.ExploreCompleted = d.message  # type: ignore[assignment]
+        try:
+            spec = await registry.get(event.env_id)
+        except NotFound as e:
+            raise PoisonMessage(str(e)) from None
+        existing = await pool.all()
+        async with RemoteEnvironment(spec.address) as env:
+            accepted, reasons = await synthesize(env, event, [t.query for t in existing])
+        for task in accepted:
+            await pool.put(task)  # idempotent: ids are content-derived
+        log.info("exploration %s: %d tasks accepted, %d rejected", event.request_id, len(accepted), len(reasons))
+        await ctx.bus.publish("tasks.accepted", events_pb2.TasksAccepted(
+            env_id=event.env_id, tasks=accepted, explore_request_id=event.request_id), key=event.request_id)
+
+    return ServiceParts([Registration("evolver.v1.TaskGenService", TaskGenServicer(registry, pool, ctx.bus),
+                                      pb_grpc.add_TaskGenServiceServicer_to_server)],
+                        handlers={"task-gen-explore-completed": on_explore_completed})

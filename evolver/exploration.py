@@ -1,0 +1,67 @@
+"""Schema-guided exploration walks through the Environment protocol (the explorer runs these;
+no environment is special-cased), and Walk <-> protobuf."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from evolver.algorithms.questioning import Walk, WalkPlanner, WalkStep
+from evolver.algorithms.state import scalar_values
+from evolver.envs.base import Call, state_hash
+from evolver.envs.client import RemoteEnvironment
+from evolver.v1 import events_pb2, trajectory_pb2
+
+
+async def run_walk(env: RemoteEnvironment, *, walk_id: str, seed: int, max_steps: int,
+                   seed_task_id: str = "", initial_state: dict[str, Any] | None = None,
+                   toolsets: list[str] | None = None) -> Walk:
+    episode = await env.create(seed_task_id=seed_task_id or None, initial_state=initial_state,
+                               toolsets=toolsets or [])
+    try:
+        state, h = await episode.state()
+        planner = WalkPlanner(episode.tools, state, seed=seed)
+        walk = Walk(walk_id, state)
+        planner.seen_states.add(h)
+        for i in range(max_steps):
+            call = planner.next_call(i)
+            out = await episode.step([call])
+            if not out.results:  # the episode ended without running the call
+                break
+            result = out.results[0]
+            _, new_hash = await episode.state()
+            step = WalkStep(call, result.content, result.is_error, new_hash, new_hash != h,
+                            [] if result.is_error else scalar_values(result.content))
+            planner.observe(step)
+            walk.steps.append(step)
+            h = new_hash
+            if out.done:
+                break
+        return walk
+    finally:
+        await episode.release()
+
+
+def walk_to_pb(walk: Walk) -> events_pb2.Walk:
+    steps = []
+    for i, s in enumerate(walk.steps):
+        kind = trajectory_pb2.OBSERVATION_KIND_TOOL_ERROR if s.is_error else trajectory_pb2.OBSERVATION_KIND_RESULT
+        steps.append(trajectory_pb2.Step(
+            index=i, tool_calls=[trajectory_pb2.ToolCall(call_id=s.call.call_id, name=s.call.name,
+                                                         arguments_json=json.dumps(s.call.arguments))],
+            observations=[trajectory_pb2.Observation(call_id=s.call.call_id, kind=kind, content=s.content)],
+            state_hash_after=s.state_hash))
+    return events_pb2.Walk(walk_id=walk.walk_id, steps=steps, initial_state_json=json.dumps(walk.initial_state))
+
+
+def walk_from_pb(w: events_pb2.Walk) -> Walk:
+    walk = Walk(w.walk_id, json.loads(w.initial_state_json or "{}"))
+    previous = state_hash(walk.initial_state)  # the server hashes the same canonical JSON
+    for s in w.steps:
+        call, obs = s.tool_calls[0], s.observations[0]
+        is_error = obs.kind != trajectory_pb2.OBSERVATION_KIND_RESULT
+        walk.steps.append(WalkStep(Call(call.name, json.loads(call.arguments_json or "{}"), call.call_id), obs.content,
+                                   is_error, s.state_hash_after, s.state_hash_after != previous,
+                                   [] if is_error else scalar_values(obs.content)))
+        previous = s.state_hash_after
+    return walk

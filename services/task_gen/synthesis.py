@@ -1,0 +1,53 @@
+"""Walks -> verified synthetic tasks. Candidates are cut from walks, filtered for lexical
+near-duplicates against the pool, and kept only when their reference solution replays in a
+fresh instance (every call succeeds, and it changes state or returns what the task asks for)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from evolver.algorithms.dedup import Candidate as DedupCandidate
+from evolver.algorithms.dedup import lexical_filter
+from evolver.algorithms.questioning import GENERATOR_VERSION, candidates_from_walk, check_replay
+from evolver.envs.client import RemoteEnvironment
+from evolver.exploration import walk_from_pb
+from evolver.v1 import events_pb2, task_pb2, trajectory_pb2
+
+
+async def synthesize(env: RemoteEnvironment, event: events_pb2.ExploreCompleted, pool_queries: list[str],
+                     max_per_walk: int = 6) -> tuple[list[task_pb2.Task], list[str]]:
+    """(accepted tasks, rejection reasons)."""
+    tools, _ = await env.tools()
+    candidates = []
+    for w in event.walks:
+        walk = walk_from_pb(w)
+        candidates += candidates_from_walk(walk, tools, event.env_id, origin=event.seed_task_id)[:max_per_walk]
+    by_id = {c.task_id: c for c in candidates}
+    kept, rejected = lexical_filter([DedupCandidate(c.task_id, c.query) for c in candidates], pool_queries)
+    reasons = [r for _, r in rejected]
+    accepted = []
+    for k in kept:
+        c = by_id[k.key]
+        episode = await env.create(seed_task_id=event.seed_task_id, query_override=c.query)
+        try:
+            initial, _ = await episode.state()
+            out = await episode.step(c.calls)
+            end, _ = await episode.state()
+        finally:
+            await episode.release()
+        verdict = check_replay(initial, end, [(r.content, r.is_error) for r in out.results], c.expected_facts)
+        if not verdict.accepted:
+            reasons.append(verdict.reason)
+            continue
+        task = task_pb2.Task(
+            task_id=c.task_id, env_id=event.env_id, source=task_pb2.TASK_SOURCE_SYNTHETIC, split="train",
+            query=c.query, initial_state_json=json.dumps(initial),
+            reference_solution=[trajectory_pb2.ToolCall(call_id=x.call_id, name=x.name, arguments_json=json.dumps(x.arguments))
+                                for x in c.calls],
+            reference_end_state_json=json.dumps(verdict.reference_end_state), expected_answer_facts=c.expected_facts,
+            provenance=task_pb2.TaskProvenance(env_id=event.env_id, seed_task_id=event.seed_task_id, walk_id=c.walk_id,
+                                               generator_version=GENERATOR_VERSION))
+        task.provenance.created_at.FromSeconds(int(time.time()))
+        accepted.append(task)
+    return accepted, reasons
