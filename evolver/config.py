@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -82,16 +82,9 @@ class MemorySettings(_Section):
     """Where experiences live: the embedded Qdrant engine under the state directory (default)
     or a Qdrant server."""
 
-    backend: str = "edge"  # edge | qdrant
+    backend: Literal["edge", "qdrant"] = "edge"
     qdrant_url: str = ""
     dedup_threshold: float = Field(0.9, gt=0, le=1)
-
-    @field_validator("backend")
-    @classmethod
-    def _backend(cls, v: str) -> str:
-        if v not in ("edge", "qdrant"):
-            raise ValueError("must be 'edge' or 'qdrant'")
-        return v
 
 
 class LlmRoleSettings(_Section):
@@ -118,17 +111,10 @@ class PolicySettings(_Section):
     """Where rollouts get their completions: the in-process `hf` backend (CPU default) or an
     OpenAI-compatible server (`openai`, e.g. vLLM on GPU nodes)."""
 
-    backend: str = "hf"
+    backend: Literal["hf", "openai"] = "hf"
     model_dir: str = ""  # hf: prepared model folder (default: the `models prepare` cache)
     endpoint: str = ""  # openai: base URL, e.g. http://vllm:8000/v1
     model: str = ""  # openai: served model name
-
-    @field_validator("backend")
-    @classmethod
-    def _backend(cls, v: str) -> str:
-        if v not in ("hf", "openai"):
-            raise ValueError("must be 'hf' or 'openai'")
-        return v
 
 
 LLM_ROLES = ("task_writer", "judge", "step_attributor", "experience_extractor")

@@ -32,7 +32,8 @@ def _summary(subject: str, payload: dict) -> str:
 
 async def tail(bus: Bus, subject_filter: str = ">", *, as_json: bool = False, max_messages: int = 0,
                deliver_new_only: bool = True, emit: Callable[[str], None] = print, ready: asyncio.Event | None = None) -> int:
-    """Ordered, ephemeral consumers (never the services' durables): observing changes nothing."""
+    """Ordered, ephemeral consumers (never the services' durables) on replayable streams, and
+    core subscriptions on work queues (live only): observing changes nothing."""
     count = 0
     done = asyncio.Event()
     subs = []
@@ -48,7 +49,10 @@ async def tail(bus: Bus, subject_filter: str = ">", *, as_json: bool = False, ma
             kind = type(decoded).__name__
         except Exception as e:  # show what cannot be decoded instead of hiding it
             payload, kind = {"undecodable": str(e)}, "?"
-        seq = msg.metadata.sequence.stream if msg.metadata else 0
+        try:
+            seq = msg.metadata.sequence.stream
+        except Exception:  # a core-NATS delivery (work queues are watched live): no stream metadata
+            seq = 0
         headers = msg.headers or {}
         if as_json:
             emit(json.dumps({"subject": msg.subject, "seq": seq, "type": kind, "msg_id": headers.get("Nats-Msg-Id", ""),
@@ -62,12 +66,21 @@ async def tail(bus: Bus, subject_filter: str = ">", *, as_json: bool = False, ma
 
     policy = api.DeliverPolicy.NEW if deliver_new_only else api.DeliverPolicy.ALL
     for stream in TAILED_STREAMS:
+        # A consumer's filter must fit inside its stream's subjects: for each stream subject the
+        # filter reaches, subscribe with the narrower of the two.
+        subjects = set()
         for pattern in stream.subjects:
-            if topology.subject_matches(subject_filter, pattern.replace(">", "x").replace("*", "x")) or \
-                    topology.subject_matches(pattern, subject_filter.replace(">", "x").replace("*", "x")) or subject_filter == ">":
-                subs.append(await bus.js.subscribe(pattern if subject_filter == ">" else subject_filter, stream=stream.name,
-                                                   cb=on_msg, ordered_consumer=True, deliver_policy=policy))
-                break
+            if topology.subjects_overlap(subject_filter, pattern):
+                broader = topology.subject_matches(subject_filter, pattern.replace(">", "x").replace("*", "x"))
+                subjects.add(pattern if broader else subject_filter)
+        for subject in sorted(subjects):
+            if stream.work_queue:
+                # A second consumer on a work queue would take jobs from the explorer (and NATS
+                # refuses ack-less ones): watch jobs live through a core subscription instead.
+                subs.append(await bus.nc.subscribe(subject, cb=on_msg))
+            else:
+                subs.append(await bus.js.subscribe(subject, stream=stream.name, cb=on_msg, ordered_consumer=True,
+                                                   deliver_policy=policy))
     if ready:
         ready.set()
     try:

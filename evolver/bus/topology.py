@@ -82,6 +82,14 @@ def subject_matches(pattern: str, subject: str) -> bool:
     return len(p) == len(s)
 
 
+def subjects_overlap(a: str, b: str) -> bool:
+    """Whether two subject patterns can match a common subject (either one matches a concrete
+    instance of the other)."""
+    def concrete(p: str) -> str:
+        return p.replace(">", "x").replace("*", "x")
+    return subject_matches(a, concrete(b)) or subject_matches(b, concrete(a))
+
+
 @functools.lru_cache(maxsize=1024)
 def event_for(subject: str) -> EventSpec:
     for spec in EVENT_SPECS:

@@ -95,36 +95,13 @@ class Worker:
         # Fetch must return well before ack_wait or fetched messages time out while waiting.
         fetch_timeout = min(b.fetch_timeout_s, self.ack_wait_s / 3)
         heartbeat = asyncio.create_task(self._heartbeat())
+
+        async def on_batch(msgs) -> None:
+            await asyncio.gather(*(self._process(m) for m in msgs))
         try:
-            await self._fetch_loop(stop, fetch_timeout)
+            await pull_batches(self.bus, self.spec, self.concurrency, fetch_timeout, stop, on_batch)
         finally:
             heartbeat.cancel()
-
-    async def _fetch_loop(self, stop: asyncio.Event, fetch_timeout: float) -> None:
-        while not stop.is_set():
-            try:
-                sub = await self.bus.js.pull_subscribe_bind(durable=self.spec.durable, stream=self.spec.stream.name)
-            except Exception as e:  # consumer missing during bootstrap, NATS restarting
-                log.warning("%s: cannot bind (%s); retrying", self.spec.durable, e)
-                await _sleep_or_stop(stop, 1.0)
-                continue
-            try:
-                while not stop.is_set():
-                    try:
-                        msgs = await sub.fetch(self.concurrency, timeout=fetch_timeout)
-                    except NatsTimeout:
-                        continue  # nothing pending: nats-py raises instead of returning []
-                    await asyncio.gather(*(self._process(m) for m in msgs))
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # subscription broke (server restart, #504): rebind
-                log.warning("%s: fetch loop error (%s); rebinding", self.spec.durable, e)
-                await _sleep_or_stop(stop, 0.5)
-            finally:
-                try:
-                    await sub.unsubscribe()
-                except Exception:
-                    pass
 
     async def _process(self, msg) -> None:
         md = msg.metadata
@@ -213,26 +190,46 @@ class DeadLetterSweeper:
         self.swept += 1
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
+        async def on_batch(msgs) -> None:
+            for m in msgs:
+                try:
+                    await self.handle_advisory(m.data)
+                    await m.ack()
+                except Exception as e:
+                    log.warning("sweeper: advisory failed (%s)", e)
+                    await m.nak(delay=5)
+        await pull_batches(self.bus, self.spec, 8, self.bus.settings.bus.fetch_timeout_s, stop, on_batch)
+
+
+async def pull_batches(bus: Bus, spec: topology.ConsumerSpec, batch: int, fetch_timeout: float,
+                       stop: asyncio.Event, on_batch) -> None:
+    """Binds to a durable pull consumer and hands each fetched batch to on_batch until `stop`.
+    Binding failures (consumer not created yet, NATS restarting) and broken subscriptions
+    (server restart, nats.py #504) are retried by rebinding; nothing is acked here."""
+    while not stop.is_set():
+        try:
+            sub = await bus.js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream.name)
+        except Exception as e:
+            log.warning("%s: cannot bind (%s); retrying", spec.durable, e)
+            await _sleep_or_stop(stop, 1.0)
+            continue
+        try:
+            while not stop.is_set():
+                try:
+                    msgs = await sub.fetch(batch, timeout=fetch_timeout)
+                except NatsTimeout:
+                    continue  # nothing pending: nats-py raises instead of returning []
+                await on_batch(msgs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.warning("%s: fetch loop error (%s); rebinding", spec.durable, e)
+            await _sleep_or_stop(stop, 0.5)
+        finally:
             try:
-                sub = await self.bus.js.pull_subscribe_bind(durable=self.spec.durable, stream=self.spec.stream.name)
-                while not stop.is_set():
-                    try:
-                        msgs = await sub.fetch(8, timeout=self.bus.settings.bus.fetch_timeout_s)
-                    except NatsTimeout:
-                        continue
-                    for m in msgs:
-                        try:
-                            await self.handle_advisory(m.data)
-                            await m.ack()
-                        except Exception as e:
-                            log.warning("sweeper: advisory failed (%s)", e)
-                            await m.nak(delay=5)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                log.warning("sweeper: %s; retrying", e)
-                await _sleep_or_stop(stop, 1.0)
+                await sub.unsubscribe()
+            except Exception:
+                pass
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -9,7 +9,6 @@ import json
 import pytest
 
 from evolver.bus import Bus
-from evolver.config import load_settings
 from evolver.rpc import channel, stub
 from evolver.service import ServiceRunner
 from evolver.v1 import events_pb2 as ev
@@ -17,6 +16,7 @@ from evolver.v1 import memory_service_pb2 as pb
 from evolver.v1 import memory_service_pb2_grpc as pb_grpc
 from evolver.v1 import task_pb2, trajectory_pb2 as tr
 from services.memory.servicer import build
+from tests.integration._helpers import collect, service_settings, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -38,27 +38,15 @@ def group(group_id: str, query: str, evaluation: bool = False) -> ev.RolloutComp
 
 
 async def test_memory_stores_training_experiences_and_retrieves_by_task_query(nats_url, bus: Bus, tmp_path):
-    settings = load_settings(environ={"EVOLVER_NATS__URL": nats_url, "EVOLVER_STATE_DIR": str(tmp_path),
-                                      "EVOLVER_BUS__FETCH_TIMEOUT_S": "0.3"})
-    runner = ServiceRunner("memory", build, settings)
+    runner = ServiceRunner("memory", build, service_settings(nats_url, tmp_path))
     task = asyncio.create_task(runner.run())
-    stored: list[ev.ExperienceStored] = []
-
-    async def on_stored(msg):
-        stored.append(await bus.decode(msg.subject, msg.data, msg.headers))
-    sub = await bus.nc.subscribe("experience.stored", cb=on_stored)
+    stored, sub = await collect(bus, "experience.stored")
     try:
-        for _ in range(100):
-            if runner.server:
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: runner.server, timeout=5)
         await bus.publish("rollout.completed", group("g-eval", "Move r.pdf into temp", evaluation=True), key="g-eval")
         await bus.publish("rollout.completed", group("g1", "Move r.pdf into the temp folder"), key="g1")
         await bus.publish("rollout.completed", group("g2", "Move r.pdf into the temp folder"), key="g2")  # same lessons
-        for _ in range(300):
-            if stored:
-                break
-            await asyncio.sleep(0.1)
+        await wait_until(lambda: stored, timeout=30)
         await asyncio.sleep(1.0)
         assert [s.source_group_id for s in stored] == ["g1"]  # eval group: nothing; g2: deduplicated
         kinds = sorted(e.kind for e in stored[0].experiences)

@@ -12,7 +12,6 @@ import pytest
 
 from evolver.algorithms.rewards import synthetic_reward
 from evolver.bus import Bus
-from evolver.config import load_settings
 from evolver.envs.base import Call
 from evolver.envs.bfcl import BfclEnvironment
 from evolver.envs.client import RemoteEnvironment
@@ -20,12 +19,12 @@ from evolver.envs.server import EnvironmentServicer
 from evolver.rpc import GrpcServer, Registration, bad_request_fields, channel, stub
 from evolver.service import ServiceRunner
 from evolver.v1 import environment_pb2_grpc as env_grpc
-from evolver.v1 import events_pb2 as ev
 from evolver.v1 import task_gen_service_pb2 as tg
 from evolver.v1 import task_gen_service_pb2_grpc as tg_grpc
 from evolver.v1 import task_pb2
 from services.explorer.servicer import build as build_explorer
 from services.task_gen.servicer import build as build_task_gen
+from tests.integration._helpers import collect, service_settings, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -35,20 +34,12 @@ async def test_generated_tasks_are_verified_unique_and_durable(nats_url, bus: Bu
     env_server = GrpcServer([Registration("evolver.v1.EnvironmentService", env_servicer,
                                           env_grpc.add_EnvironmentServiceServicer_to_server)])
     await env_server.start()
-    settings = load_settings(environ={"EVOLVER_NATS__URL": nats_url, "EVOLVER_STATE_DIR": str(tmp_path),
-                                      "EVOLVER_BUS__FETCH_TIMEOUT_S": "0.3"})
+    settings = service_settings(nats_url, tmp_path)
     runners = [ServiceRunner("explorer", build_explorer, settings), ServiceRunner("task_gen", build_task_gen, settings)]
     tasks = [asyncio.create_task(r.run()) for r in runners]
-    accepted: list[ev.TasksAccepted] = []
-
-    async def on_accepted(msg):
-        accepted.append(await bus.decode(msg.subject, msg.data, msg.headers))
-    sub = await bus.nc.subscribe("tasks.accepted", cb=on_accepted)
+    accepted, sub = await collect(bus, "tasks.accepted")
     try:
-        for _ in range(200):
-            if all(r.server for r in runners):
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: all(r.server for r in runners), timeout=10)
         async with channel(runners[1].server.address) as ch:
             task_gen = stub(tg_grpc.TaskGenServiceStub, ch, 60)
             await task_gen.RegisterEnvironment(tg.RegisterEnvironmentRequest(env_id="bfcl", address=env_server.address))
@@ -63,10 +54,7 @@ async def test_generated_tasks_are_verified_unique_and_durable(nats_url, bus: Bu
             r = await task_gen.GenerateTasks(tg.GenerateTasksRequest(env_id="bfcl", explorations=2, walks_per_exploration=2,
                                                                      max_steps_per_walk=20, seed=4))
             assert len(r.explore_request_ids) == 2
-            for _ in range(600):
-                if len(accepted) >= 2:
-                    break
-                await asyncio.sleep(0.1)
+            await wait_until(lambda: len(accepted) >= 2, timeout=60)
             assert len(accepted) == 2
             pool = (await task_gen.ListTasks(tg.ListTasksRequest(env_id="bfcl",
                                                                  source=task_pb2.TASK_SOURCE_SYNTHETIC))).tasks
