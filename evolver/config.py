@@ -129,6 +129,10 @@ class Settings(_Section):
     memory: MemorySettings = MemorySettings()
     llm_roles: dict[str, LlmRoleSettings] = Field(default_factory=lambda: {r: LlmRoleSettings() for r in LLM_ROLES})
     state_dir: str = ".evolver"
+    # gRPC addresses of other services by name (e.g. memory: memory:50051 in a cluster). A service
+    # missing here is looked up in the `services` KV bucket, where every service registers the
+    # address it serves on (the embedded stack relies on that).
+    endpoints: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("llm_roles")
     @classmethod

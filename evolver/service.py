@@ -35,6 +35,8 @@ class ServiceParts:
     registrations: list[Registration]
     handlers: dict[str, Handler] = field(default_factory=dict)  # consumer durable -> handler
     close: Callable[[], Awaitable[None]] | None = None
+    # Long-running loops (e.g. the trainer's run loop); each gets the stop event.
+    background: list[Callable[[asyncio.Event], Awaitable[None]]] = field(default_factory=list)
 
 
 @dataclass
@@ -45,6 +47,17 @@ class ServiceContext:
 
 
 Builder = Callable[[ServiceContext], Awaitable[ServiceParts]]
+
+
+async def endpoint(ctx: ServiceContext, service: str) -> str:
+    """Another service's gRPC address: from settings.endpoints, else from the `services` bucket
+    where each service registers itself at start."""
+    if service in ctx.settings.endpoints:
+        return ctx.settings.endpoints[service]
+    raw = await (await ctx.bus.kv(topology.SERVICES_BUCKET)).get(service)
+    if raw is None:
+        raise Unavailable(f"no address known for service {service!r} (set endpoints.{service} or start it)")
+    return raw.decode()
 
 
 def diag_handler(ctx: ServiceContext) -> Handler:
@@ -88,6 +101,9 @@ class ServiceRunner:
             await self.server.start()
             tasks = [asyncio.create_task(w.run(worker_stop), name=w.spec.durable) for w in self.workers]
             tasks.append(asyncio.create_task(DeadLetterSweeper(bus).run(worker_stop), name="dead-letter-sweeper"))
+            tasks += [asyncio.create_task(loop(worker_stop), name=f"background-{i}")
+                      for i, loop in enumerate(parts.background)]
+            await (await bus.kv(topology.SERVICES_BUCKET)).put(self.name, self.server.address.encode())
             await self.server.set_serving()
             print(f"{self.name} ready grpc={self.server.address} nats={s.nats.url} "
                   f"consumers={','.join(w.spec.durable for w in self.workers)}", flush=True)

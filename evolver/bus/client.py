@@ -137,6 +137,26 @@ class Bus:
             raw = await self.js.create_key_value(api.KeyValueConfig(bucket=bucket, history=5))
         return KvStore(raw)
 
+    async def _object_bucket(self, bucket: str):
+        try:
+            return await self.js.object_store(bucket)
+        except (NotFoundError, BadRequestError):
+            return await self.js.create_object_store(bucket)
+
+    async def put_blob(self, bucket: str, name: str, data: bytes) -> tuple[str, int]:
+        """Stores an artifact (adapter, checkpoint) in an Object Store bucket; returns
+        ("sha256:<hex>", size)."""
+        import hashlib
+        await (await self._object_bucket(bucket)).put(name, data)
+        return "sha256:" + hashlib.sha256(data).hexdigest(), len(data)
+
+    async def get_blob(self, bucket: str, name: str) -> bytes | None:
+        from nats.js.errors import ObjectNotFoundError
+        try:
+            return (await (await self._object_bucket(bucket)).get(name)).data
+        except ObjectNotFoundError:
+            return None
+
     async def _payload_store(self):
         if self._object_store is None:
             try:

@@ -145,7 +145,16 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
 # Key-value buckets: small durable state that must survive a service restart.
 ENVIRONMENTS_BUCKET = "environments"  # env_id -> EnvironmentSpec
 TASKS_BUCKET = "tasks"  # task_id -> Task (the verified pool)
-KV_BUCKETS = (ENVIRONMENTS_BUCKET, TASKS_BUCKET)
+TASK_STATS_BUCKET = "task-stats"  # task_id -> TaskStats (curriculum counters)
+SERVICES_BUCKET = "services"  # service name -> gRPC address it serves on
+RUNS_BUCKET = "runs"  # run_id -> Run; "ckpt.<run_id>" -> trainer checkpoint (JSON)
+POLICIES_BUCKET = "policies"  # run_id -> latest PolicyVersion
+ROLLOUT_INDEX_BUCKET = "rollout-index"  # group_id -> EVENTS stream sequence of its rollout.attributed
+KV_BUCKETS = (ENVIRONMENTS_BUCKET, TASKS_BUCKET, TASK_STATS_BUCKET, SERVICES_BUCKET, RUNS_BUCKET, POLICIES_BUCKET,
+              ROLLOUT_INDEX_BUCKET)
+# Object Store buckets: adapters (one object per policy version) and trainer checkpoints.
+ADAPTERS_BUCKET = "evolver-adapters"
+CHECKPOINTS_BUCKET = "evolver-checkpoints"
 
 PAYLOAD_BUCKET = "evolver-payloads"
 PAYLOAD_TTL_S = 7 * DAY

@@ -10,7 +10,8 @@ from evolver.cli._common import console
 from evolver.cli._envs import cmd_env_add, cmd_env_list, cmd_eval
 from evolver.cli._models import cmd_models_prepare
 from evolver.cli._observe import cmd_events_tail, cmd_trace
-from evolver.cli._stack import cmd_down, cmd_ping, cmd_smoke, cmd_status, cmd_up
+from evolver.cli._run import cmd_run
+from evolver.cli._stack import cmd_down, cmd_ping, cmd_restart, cmd_smoke, cmd_status, cmd_up
 from evolver.config import ConfigError
 from evolver.errors import EvolverError
 
@@ -23,6 +24,19 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--nats-port", type=int, help="fixed NATS port (default: a free one)")
     up.set_defaults(func=cmd_up)
     sub.add_parser("status", help="health of every component").set_defaults(func=cmd_status)
+    rs = sub.add_parser("restart", help="restart one service while the others keep running")
+    rs.add_argument("service", help="explorer | task_gen | memory | attributor | trainer")
+    rs.add_argument("--kill", action="store_true", help="SIGKILL instead of SIGTERM (rehearse a crash)")
+    rs.set_defaults(func=cmd_restart)
+    run = sub.add_parser("run", help="the self-evolving loop: train the policy on an environment (the main job)")
+    run.add_argument("--config", help="run YAML (default: configs/default.yaml)")
+    run.add_argument("--steps", type=int, help="override the number of training steps")
+    run.add_argument("--env", help="override the environment id")
+    run.add_argument("--seed", type=int, help="override the seed")
+    run.add_argument("--run-id", help="run id (default: run-<timestamp>); the same id resumes/returns that run")
+    run.add_argument("--out", default="runs", help="parent folder of the run folder")
+    run.add_argument("--keep-stack", action="store_true", help="leave the embedded stack running afterwards")
+    run.set_defaults(func=cmd_run)
     sub.add_parser("down", help="stop the stack").set_defaults(func=cmd_down)
     pg = sub.add_parser("ping", help="send one event through every service")
     pg.add_argument("--timeout", type=float, default=10.0)

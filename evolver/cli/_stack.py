@@ -22,6 +22,15 @@ def cmd_up(args) -> int:
     return 0
 
 
+def cmd_restart(args) -> int:
+    from evolver.stack import Stack
+    with console.status(f"restarting {args.service}..."):
+        info = Stack(_state_dir(args)).restart(args.service, kill=args.kill,
+                                               on_progress=lambda m: console.print(f"  [green]✓[/] {m}"))
+    console.print(f"{info.name} restarted: pid {info.pid} on {info.address}")
+    return 0
+
+
 def cmd_status(args) -> int:
     from evolver.stack import Stack
     stack = Stack(_state_dir(args))

@@ -66,10 +66,10 @@ class EdgeStore:
 
 
 class ClientStore:
-    COLLECTION = "experiences"
-
-    def __init__(self, dim: int, *, url: str | None = None, location: str | None = None, api_key: str | None = None):
+    def __init__(self, dim: int, *, url: str | None = None, location: str | None = None, api_key: str | None = None,
+                 collection: str = "experiences"):
         from qdrant_client import QdrantClient, models
+        self.COLLECTION = collection
         self.models = models
         self.client = QdrantClient(url=url, api_key=api_key) if url else QdrantClient(location=location or ":memory:")
         if not self.client.collection_exists(self.COLLECTION):

@@ -86,6 +86,16 @@ class HFBackend:
             self._adapter_name = name
             self._version = version
 
+    def reset_to_base(self) -> None:
+        """Back to the base model (policy version 0), dropping any adapter."""
+        from peft import PeftModel
+        with self._lock:
+            if isinstance(self.model, PeftModel):
+                self.model = self.model.unload()
+                self.model.eval()
+            self._adapter_name = None
+            self._version = 0
+
     def load_adapter_blob(self, blob: bytes, version: int) -> None:
         with tempfile.TemporaryDirectory(prefix="evolver-adapter-") as d:
             self.load_adapter(unpack_adapter(blob, Path(d)), version)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -199,6 +200,31 @@ class Stack:
                 raise StackError(f"services not healthy after {SERVICE_START_TIMEOUT_S:.0f}s: {names}; see "
                                  + ", ".join(pending[n].log for n in pending))
             await asyncio.sleep(0.2)
+
+    def restart(self, name: str, *, kill: bool = False, on_progress=lambda msg: None) -> ServiceInfo:
+        """Restarts one service while the rest keep running (SIGTERM, or SIGKILL with kill=True,
+        to rehearse a crash). The new process serves on a new port; peers find it through the
+        `services` bucket."""
+        state = self.running()
+        if state is None:
+            raise StackError(f"no stack is running from {self.state_dir}; start one with `evolver up`")
+        old = next((s for s in state.services if s.name == name), None)
+        if old is None:
+            raise StackError(f"the running stack has no service {name!r}; services: "
+                             + ", ".join(s.name for s in state.services))
+        if proc.pid_alive(old.pid, old.marker):
+            if kill:
+                os.kill(old.pid, signal.SIGKILL)
+                deadline = time.monotonic() + 10.0
+                while proc.pid_alive(old.pid, old.marker) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            else:
+                proc.terminate([old.pid], 20.0, lambda pid: old.marker)
+        info, p = self._spawn(state, name, ["-m", f"services.{name}"], "services.")
+        state.services = [info if s.name == name else s for s in state.services]
+        self._write_state(state)
+        asyncio.run(self._wait_healthy([info], {name: p}, on_progress))
+        return info
 
     # --- status / down -------------------------------------------------------------------------
 

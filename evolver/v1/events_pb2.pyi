@@ -57,7 +57,7 @@ class ExploreCompleted(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., walks: _Optional[_Iterable[_Union[Walk, _Mapping]]] = ...) -> None: ...
 
 class RolloutRequested(_message.Message):
-    __slots__ = ("job_id", "run_id", "train_step", "task", "group_size", "policy_version", "guided_share", "temperature", "evaluation")
+    __slots__ = ("job_id", "run_id", "train_step", "task", "group_size", "policy_version", "guided_share", "temperature", "evaluation", "max_steps", "max_new_tokens", "experience_top_k", "keep_experience", "max_tools_shown", "attribute")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TRAIN_STEP_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +67,12 @@ class RolloutRequested(_message.Message):
     GUIDED_SHARE_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    EXPERIENCE_TOP_K_FIELD_NUMBER: _ClassVar[int]
+    KEEP_EXPERIENCE_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOOLS_SHOWN_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     run_id: str
     train_step: int
@@ -76,35 +82,51 @@ class RolloutRequested(_message.Message):
     guided_share: float
     temperature: float
     evaluation: bool
-    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., train_step: _Optional[int] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., group_size: _Optional[int] = ..., policy_version: _Optional[int] = ..., guided_share: _Optional[float] = ..., temperature: _Optional[float] = ..., evaluation: _Optional[bool] = ...) -> None: ...
+    max_steps: int
+    max_new_tokens: int
+    experience_top_k: int
+    keep_experience: bool
+    max_tools_shown: int
+    attribute: bool
+    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., train_step: _Optional[int] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., group_size: _Optional[int] = ..., policy_version: _Optional[int] = ..., guided_share: _Optional[float] = ..., temperature: _Optional[float] = ..., evaluation: _Optional[bool] = ..., max_steps: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., experience_top_k: _Optional[int] = ..., keep_experience: _Optional[bool] = ..., max_tools_shown: _Optional[int] = ..., attribute: _Optional[bool] = ...) -> None: ...
 
 class RolloutCompleted(_message.Message):
-    __slots__ = ("group", "evaluation", "task")
+    __slots__ = ("group", "evaluation", "task", "attribute")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     EVALUATION_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTE_FIELD_NUMBER: _ClassVar[int]
     group: _trajectory_pb2.RolloutGroup
     evaluation: bool
     task: _task_pb2.Task
-    def __init__(self, group: _Optional[_Union[_trajectory_pb2.RolloutGroup, _Mapping]] = ..., evaluation: _Optional[bool] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ...) -> None: ...
+    attribute: bool
+    def __init__(self, group: _Optional[_Union[_trajectory_pb2.RolloutGroup, _Mapping]] = ..., evaluation: _Optional[bool] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., attribute: _Optional[bool] = ...) -> None: ...
 
 class RolloutAttributed(_message.Message):
-    __slots__ = ("group", "attributions")
+    __slots__ = ("group", "attributions", "evaluation", "task")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
     group: _trajectory_pb2.RolloutGroup
     attributions: _containers.RepeatedCompositeFieldContainer[_attribution_pb2.StepAttribution]
-    def __init__(self, group: _Optional[_Union[_trajectory_pb2.RolloutGroup, _Mapping]] = ..., attributions: _Optional[_Iterable[_Union[_attribution_pb2.StepAttribution, _Mapping]]] = ...) -> None: ...
+    evaluation: bool
+    task: _task_pb2.Task
+    def __init__(self, group: _Optional[_Union[_trajectory_pb2.RolloutGroup, _Mapping]] = ..., attributions: _Optional[_Iterable[_Union[_attribution_pb2.StepAttribution, _Mapping]]] = ..., evaluation: _Optional[bool] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ...) -> None: ...
 
 class TasksAccepted(_message.Message):
-    __slots__ = ("env_id", "tasks", "explore_request_id")
+    __slots__ = ("env_id", "tasks", "explore_request_id", "candidates", "rejection_reasons")
     ENV_ID_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     EXPLORE_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    REJECTION_REASONS_FIELD_NUMBER: _ClassVar[int]
     env_id: str
     tasks: _containers.RepeatedCompositeFieldContainer[_task_pb2.Task]
     explore_request_id: str
-    def __init__(self, env_id: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[_task_pb2.Task, _Mapping]]] = ..., explore_request_id: _Optional[str] = ...) -> None: ...
+    candidates: int
+    rejection_reasons: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, env_id: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[_task_pb2.Task, _Mapping]]] = ..., explore_request_id: _Optional[str] = ..., candidates: _Optional[int] = ..., rejection_reasons: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ExperienceStored(_message.Message):
     __slots__ = ("source_group_id", "experiences")

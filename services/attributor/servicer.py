@@ -1,16 +1,121 @@
-"""Attributor gRPC surface; step attribution arrives with the self-evolving loop issue."""
+"""Attributor: rollout.completed -> per-step GOOD/BAD labels by state progress -> rollout.attributed.
+
+States come from replaying each trajectory's calls in fresh environment instances: the state
+before each step, the end state, and counterfactual replays (each step dropped in turn) that
+catch preconditions the visible state does not show. Evaluation groups and runs with
+attribution off pass through unlabelled, so the trainer has one input stream."""
 
 from __future__ import annotations
 
+import json
+import logging
+
+from evolver.bus import Delivery, topology
+from evolver.envs.client import RemoteEnvironment
+from evolver.errors import NotFound, PoisonMessage, Validator
+from evolver.rollout import create_episode
+from evolver.algorithms.attribution import needed_steps
 from evolver.rpc import Registration
 from evolver.service import ServiceContext, ServiceParts
+from evolver.v1 import attribution_pb2 as apb
+from evolver.v1 import attributor_service_pb2 as pb
 from evolver.v1 import attributor_service_pb2_grpc as pb_grpc
+from evolver.v1 import environment_pb2 as env_pb
+from evolver.v1 import events_pb2, task_pb2
+from evolver.v1 import trajectory_pb2 as tpb
+from services.attributor.labeling import error_only_labels, label_steps, replay_calls
+
+log = logging.getLogger(__name__)
+# Counterfactual replays cost one replay per step; beyond this many steps labels use state alone.
+MAX_COUNTERFACTUAL_STEPS = 8
 
 
 class AttributorServicer(pb_grpc.AttributorServiceServicer):
-    pass
+    def __init__(self, registry=None):
+        self.registry = registry
+
+    async def Attribute(self, request: pb.AttributeRequest, context) -> pb.AttributeResponse:
+        v = Validator()
+        v.check(bool(request.task.env_id), "task.env_id", "must name a registered environment")
+        v.check(len(request.trajectory.steps) > 0, "trajectory.steps", "must hold at least one step")
+        v.raise_if_any()
+        raw = await self.registry.get(request.task.env_id)
+        if raw is None:
+            raise NotFound(f"environment {request.task.env_id!r} is not registered")
+        spec = env_pb.EnvironmentSpec.FromString(raw)
+        async with RemoteEnvironment(spec.address) as env:
+            (attribution,) = await attribute_group(env, request.task, tpb.RolloutGroup(trajectories=[request.trajectory]))
+        return pb.AttributeResponse(attribution=attribution)
+
+
+async def replay(env: RemoteEnvironment, task: task_pb2.Task, calls: list[list[tpb.ToolCall]],
+                 keep: list[int] | None = None) -> tuple[list, list[bool]]:
+    """States (before each kept step, then the end) and, per kept step, whether every call failed."""
+    keep = list(range(len(calls))) if keep is None else keep
+    episode = await create_episode(env, task)
+    try:
+        states, failed = [(await episode.state())[0]], []
+        for k in keep:
+            if calls[k]:
+                r = await episode.step_raw(calls[k])
+                failed.append(all(o.kind != tpb.OBSERVATION_KIND_RESULT for o in r.observations))
+            else:
+                failed.append(False)
+            states.append((await episode.state())[0])
+        return states, failed
+    finally:
+        await episode.release()
+
+
+async def attribute_group(env: RemoteEnvironment, task: task_pb2.Task,
+                          group: tpb.RolloutGroup) -> list[apb.StepAttribution]:
+    out = []
+    reference = json.loads(task.reference_end_state_json) if task.reference_end_state_json else None
+    for traj in group.trajectories:
+        if traj.infra_failure.reason:
+            continue  # not the policy's behaviour: no labels, no advantage
+        if reference is None:
+            labels, method = error_only_labels(traj), apb.ATTRIBUTION_METHOD_UNSPECIFIED
+        else:
+            calls = replay_calls(traj)
+            states, _ = await replay(env, task, calls)
+            needed = None
+            if len(calls) <= MAX_COUNTERFACTUAL_STEPS:
+                cache: dict[tuple, tuple] = {}
+
+                def sync_replay(keep):  # needed_steps is pure; we pre-compute every replay it asks for
+                    return cache[tuple(keep)]
+                n = len(calls)
+                for keep in [list(range(n))] + [[i for i in range(n) if i != k] for k in range(n)]:
+                    s, f = await replay(env, task, calls, keep)
+                    cache[tuple(keep)] = (s[-1], f)
+                needed = needed_steps(sync_replay, n, reference)
+            labels = label_steps(traj, states, reference, list(task.expected_answer_facts), needed)
+            method = apb.ATTRIBUTION_METHOD_STATE_PROGRESS
+        out.append(apb.StepAttribution(
+            trajectory_id=traj.trajectory_id, method=method,
+            labels=[apb.STEP_LABEL_GOOD if good else apb.STEP_LABEL_BAD for good, _ in labels],
+            reasons=[why for _, why in labels]))
+    return out
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:
-    return ServiceParts([Registration("evolver.v1.AttributorService", AttributorServicer(),
-                                      pb_grpc.add_AttributorServiceServicer_to_server)])
+    registry = await ctx.bus.kv(topology.ENVIRONMENTS_BUCKET)
+
+    async def on_rollout_completed(d: Delivery) -> None:
+        event: events_pb2.RolloutCompleted = d.message  # type: ignore[assignment]
+        attributions = []
+        if event.attribute and not event.evaluation:
+            raw = await registry.get(event.task.env_id)
+            if raw is None:
+                raise PoisonMessage(f"environment {event.task.env_id!r} is not registered")
+            spec = env_pb.EnvironmentSpec.FromString(raw)
+            async with RemoteEnvironment(spec.address) as env:
+                attributions = await attribute_group(env, event.task, event.group)
+        await ctx.bus.publish("rollout.attributed", events_pb2.RolloutAttributed(
+            group=event.group, attributions=attributions, evaluation=event.evaluation, task=event.task),
+            key=event.group.group_id)
+
+    return ServiceParts([Registration("evolver.v1.AttributorService", AttributorServicer(registry),
+                                      pb_grpc.add_AttributorServiceServicer_to_server)],
+                        handlers={"attributor-rollout-completed": on_rollout_completed})

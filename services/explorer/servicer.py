@@ -1,38 +1,112 @@
-"""Explorer: exploration walks (explore.requested -> explore.completed) through the Environment
-protocol, for any registered environment. Rollouts arrive with the training loop."""
+"""Explorer: runs agents against environments through the Environment protocol.
+
+- explore.requested -> exploration walks -> explore.completed (self-questioning's raw material)
+- rollout.requested -> one GRPO group with the policy -> rollout.completed (self-navigating:
+  a share of the group gets experiences from memory injected)
+
+Every environment, built-in or a user's, is reached the same way: by its registered address."""
 
 from __future__ import annotations
 
+import logging
+
 from evolver.bus import Delivery, topology
 from evolver.envs.client import RemoteEnvironment
-from evolver.errors import PoisonMessage
+from evolver.errors import InvalidArgument, PoisonMessage, Validator
 from evolver.exploration import run_walk, walk_to_pb
-from evolver.rpc import Registration
-from evolver.service import ServiceContext, ServiceParts
+from evolver.policy_store import PolicySwitcher
+from evolver.rollout import RolloutOptions, run_group
+from evolver.rpc import Registration, channel, stub
+from evolver.service import ServiceContext, ServiceParts, endpoint
 from evolver.v1 import environment_pb2 as env_pb
 from evolver.v1 import events_pb2
+from evolver.v1 import explorer_service_pb2 as pb
 from evolver.v1 import explorer_service_pb2_grpc as pb_grpc
+from evolver.v1 import memory_service_pb2 as mem_pb
+from evolver.v1 import memory_service_pb2_grpc as mem_grpc
+from evolver.v1 import trajectory_pb2 as tpb
+from services.explorer.policy import LazyPolicy
 
+log = logging.getLogger(__name__)
 MAX_WALKS, MAX_STEPS = 32, 64
+MAX_GROUP = 64
+
+
+def rollout_options(req: events_pb2.RolloutRequested) -> RolloutOptions:
+    v = Validator()
+    v.check(1 <= req.group_size <= MAX_GROUP, "group_size", f"must be between 1 and {MAX_GROUP}")
+    v.check(0.0 <= req.guided_share <= 1.0, "guided_share", "must be between 0 and 1")
+    v.check(req.temperature >= 0.0, "temperature", "must be >= 0")
+    v.check(req.max_steps >= 0 and req.max_new_tokens >= 0, "max_steps", "bounds must be >= 0")
+    v.check(bool(req.task.task_id and req.task.env_id), "task", "must carry task_id and env_id")
+    v.raise_if_any()
+    return RolloutOptions(group_size=req.group_size, guided_share=req.guided_share, temperature=req.temperature,
+                          max_steps=req.max_steps or 6, max_new_tokens=req.max_new_tokens or 96,
+                          keep_experience=req.keep_experience, max_tools_shown=req.max_tools_shown,
+                          seed=req.train_step)
 
 
 class ExplorerServicer(pb_grpc.ExplorerServiceServicer):
-    pass
+    def __init__(self, rollout=None):
+        self._rollout = rollout
+
+    async def Rollout(self, request: pb.RolloutRequest, context) -> pb.RolloutResponse:
+        if not request.task.task_id:
+            raise InvalidArgument("task.task_id", "must be non-empty")
+        req = events_pb2.RolloutRequested(job_id=f"rpc.{request.task.task_id}", task=request.task,
+                                          group_size=request.group_size, guided_share=request.guided_share,
+                                          temperature=request.temperature)
+        return pb.RolloutResponse(group=await self._rollout(req))
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:
     registry = await ctx.bus.kv(topology.ENVIRONMENTS_BUCKET)
+    policy = LazyPolicy(ctx.settings)
+    switcher: PolicySwitcher | None = None
+
+    async def env_address(env_id: str) -> str:
+        raw = await registry.get(env_id)
+        if raw is None:
+            raise PoisonMessage(f"environment {env_id!r} is not registered")
+        return env_pb.EnvironmentSpec.FromString(raw).address
+
+    async def experiences_for(req: events_pb2.RolloutRequested) -> list[tuple[str, str]]:
+        if req.guided_share <= 0 or req.evaluation or req.experience_top_k <= 0:
+            return []
+        async with channel(await endpoint(ctx, "memory")) as ch:
+            r = await stub(mem_grpc.MemoryServiceStub, ch, 30.0).Retrieve(
+                mem_pb.RetrieveRequest(query=req.task.query, k=req.experience_top_k, env_id=req.task.env_id))
+        return [(x.experience.experience_id, f"{x.experience.when_to_use}: {x.experience.content}")
+                for x in r.experiences]
+
+    async def rollout(req: events_pb2.RolloutRequested) -> tpb.RolloutGroup:
+        nonlocal switcher
+        opts = rollout_options(req)
+        backend = await policy.get()
+        if switcher is None:
+            switcher = PolicySwitcher(ctx.bus, backend)
+        await switcher.ensure(req.run_id, req.policy_version)
+        experiences = await experiences_for(req)
+        async with RemoteEnvironment(await env_address(req.task.env_id)) as env:
+            trajectories = await run_group(backend, env, req.task, opts, group_id=req.job_id, experiences=experiences)
+        return tpb.RolloutGroup(group_id=req.job_id, run_id=req.run_id, train_step=req.train_step,
+                                task_id=req.task.task_id, trajectories=trajectories)
+
+    async def on_rollout(d: Delivery) -> None:
+        req: events_pb2.RolloutRequested = d.message  # type: ignore[assignment]
+        try:
+            group = await rollout(req)
+        except InvalidArgument as e:
+            raise PoisonMessage(str(e)) from None
+        await ctx.bus.publish("rollout.completed", events_pb2.RolloutCompleted(
+            group=group, evaluation=req.evaluation, task=req.task, attribute=req.attribute), key=req.job_id)
 
     async def on_explore(d: Delivery) -> None:
         req: events_pb2.ExploreRequested = d.message  # type: ignore[assignment]
-        raw = await registry.get(req.env_id)
-        if raw is None:
-            raise PoisonMessage(f"environment {req.env_id!r} is not registered")
         if not (1 <= req.walks <= MAX_WALKS and 1 <= req.max_steps_per_walk <= MAX_STEPS):
             raise PoisonMessage(f"walks must be 1..{MAX_WALKS} and max_steps_per_walk 1..{MAX_STEPS}")
-        spec = env_pb.EnvironmentSpec.FromString(raw)
         walks = []
-        async with RemoteEnvironment(spec.address) as env:
+        async with RemoteEnvironment(await env_address(req.env_id)) as env:
             for i in range(req.walks):
                 walk = await run_walk(env, walk_id=f"{req.request_id}/w{i}", seed=req.seed * 1000 + i,
                                       max_steps=req.max_steps_per_walk, seed_task_id=req.seed_task_id)
@@ -41,6 +115,7 @@ async def build(ctx: ServiceContext) -> ServiceParts:
             request_id=req.request_id, env_id=req.env_id, seed_task_id=req.seed_task_id, walks=walks),
             key=req.request_id)
 
-    return ServiceParts([Registration("evolver.v1.ExplorerService", ExplorerServicer(),
+    return ServiceParts([Registration("evolver.v1.ExplorerService", ExplorerServicer(rollout),
                                       pb_grpc.add_ExplorerServiceServicer_to_server)],
-                        handlers={"explorer-explore-requested": on_explore})
+                        handlers={"explorer-explore-requested": on_explore,
+                                  "explorer-rollout-requested": on_rollout})

@@ -4,6 +4,7 @@ explore.completed -> verified tasks), and the task pool in NATS KV."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from evolver.bus import Delivery, topology
 from evolver.envs.client import RemoteEnvironment, check_conformance
@@ -14,6 +15,8 @@ from evolver.v1 import environment_pb2 as env_pb
 from evolver.v1 import events_pb2, task_pb2
 from evolver.v1 import task_gen_service_pb2 as pb
 from evolver.v1 import task_gen_service_pb2_grpc as pb_grpc
+from evolver.memory.embeddings import MiniLMEmbedder
+from services.task_gen.embedding_dedup import TaskVectorIndex
 from services.task_gen.registry import EnvironmentRegistry
 from services.task_gen.synthesis import synthesize
 
@@ -38,9 +41,37 @@ class TaskPool:
         return [t for t in [await self.get(k) for k in await self.kv.keys()] if t is not None]
 
 
+class TaskStatsBook:
+    """Curriculum counters, one KV entry per rollout group (so a redelivered group counts once);
+    per-task totals are summed on read."""
+
+    def __init__(self, kv):
+        self.kv = kv
+
+    async def record(self, group_id: str, task_id: str, attempts: int, successes: int) -> None:
+        await self.kv.put(group_id, task_pb2.TaskStats(task_id=task_id, attempts=attempts,
+                                                       successes=successes).SerializeToString())
+
+    async def totals(self) -> dict[str, task_pb2.TaskStats]:
+        out: dict[str, task_pb2.TaskStats] = {}
+        for key in await self.kv.keys():
+            raw = await self.kv.get(key)
+            if raw is None:
+                continue
+            s = task_pb2.TaskStats.FromString(raw)
+            t = out.setdefault(s.task_id, task_pb2.TaskStats(task_id=s.task_id))
+            t.attempts += s.attempts
+            t.successes += s.successes
+        return out
+
+
 class TaskGenServicer(pb_grpc.TaskGenServiceServicer):
-    def __init__(self, registry: EnvironmentRegistry, pool: TaskPool | None = None, bus=None):
-        self.registry, self.pool, self.bus = registry, pool, bus
+    def __init__(self, registry: EnvironmentRegistry, pool: TaskPool | None = None, bus=None,
+                 stats: TaskStatsBook | None = None):
+        self.registry, self.pool, self.bus, self.stats = registry, pool, bus, stats
+
+    async def _stats(self) -> dict[str, task_pb2.TaskStats]:
+        return await self.stats.totals() if self.stats else {}
 
     async def RegisterEnvironment(self, request: pb.RegisterEnvironmentRequest, context) -> pb.RegisterEnvironmentResponse:
         kind = env_pb.ENVIRONMENT_KIND_BUILTIN if request.env_id in BUILTIN_IDS else env_pb.ENVIRONMENT_KIND_USER
@@ -78,7 +109,9 @@ class TaskGenServicer(pb_grpc.TaskGenServiceServicer):
                  if (not request.env_id or t.env_id == request.env_id)
                  and (not request.source or t.source == request.source)
                  and (not request.split or t.split == request.split)]
-        return pb.ListTasksResponse(tasks=tasks, stats=[task_pb2.TaskStats(task_id=t.task_id) for t in tasks])
+        stats = await self._stats()
+        return pb.ListTasksResponse(tasks=tasks, stats=[stats.get(t.task_id, task_pb2.TaskStats(task_id=t.task_id))
+                                                        for t in tasks])
 
     async def GetTask(self, request: pb.GetTaskRequest, context) -> pb.GetTaskResponse:
         if not request.task_id:
@@ -86,12 +119,15 @@ class TaskGenServicer(pb_grpc.TaskGenServiceServicer):
         task = await self.pool.get(request.task_id) if self.pool else None
         if task is None:
             raise NotFound(f"task {request.task_id!r} is not in the pool")
-        return pb.GetTaskResponse(task=task, stats=task_pb2.TaskStats(task_id=task.task_id))
+        stats = await self._stats()
+        return pb.GetTaskResponse(task=task, stats=stats.get(task.task_id, task_pb2.TaskStats(task_id=task.task_id)))
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:
     registry = EnvironmentRegistry(await ctx.bus.kv(topology.ENVIRONMENTS_BUCKET), check_conformance)
     pool = TaskPool(await ctx.bus.kv(topology.TASKS_BUCKET))
+    stats = TaskStatsBook(await ctx.bus.kv(topology.TASK_STATS_BUCKET))
+    index = TaskVectorIndex(open_task_store(ctx), MiniLMEmbedder)
 
     async def on_explore_completed(d: Delivery) -> None:
         event: events_pb2.ExploreCompleted = d.message  # type: ignore[assignment]
@@ -101,13 +137,38 @@ async def build(ctx: ServiceContext) -> ServiceParts:
             raise PoisonMessage(str(e)) from None
         existing = await pool.all()
         async with RemoteEnvironment(spec.address) as env:
-            accepted, reasons = await synthesize(env, event, [t.query for t in existing])
+            accepted, reasons = await synthesize(env, event, [t.query for t in existing],
+                                                 embedding_filter=lambda tasks: index.filter_new(event.env_id, tasks))
         for task in accepted:
             await pool.put(task)  # idempotent: ids are content-derived
         log.info("exploration %s: %d tasks accepted, %d rejected", event.request_id, len(accepted), len(reasons))
         await ctx.bus.publish("tasks.accepted", events_pb2.TasksAccepted(
-            env_id=event.env_id, tasks=accepted, explore_request_id=event.request_id), key=event.request_id)
+            env_id=event.env_id, tasks=accepted, explore_request_id=event.request_id,
+            candidates=len(accepted) + len(reasons), rejection_reasons=reasons[:100]), key=event.request_id)
 
-    return ServiceParts([Registration("evolver.v1.TaskGenService", TaskGenServicer(registry, pool, ctx.bus),
+    async def on_rollout_completed(d: Delivery) -> None:
+        event: events_pb2.RolloutCompleted = d.message  # type: ignore[assignment]
+        if event.evaluation:
+            return  # evaluation attempts never steer the training curriculum
+        valid = [t for t in event.group.trajectories if not t.infra_failure.reason]
+        await stats.record(event.group.group_id, event.group.task_id, len(valid),
+                           sum(1 for t in valid if t.reward.success))
+
+    async def close() -> None:
+        close_store = getattr(index.store, "close", None)
+        if close_store:
+            close_store()
+
+    return ServiceParts([Registration("evolver.v1.TaskGenService", TaskGenServicer(registry, pool, ctx.bus, stats),
                                       pb_grpc.add_TaskGenServiceServicer_to_server)],
-                        handlers={"task-gen-explore-completed": on_explore_completed})
+                        handlers={"task-gen-explore-completed": on_explore_completed,
+                                  "task-gen-rollout-completed": on_rollout_completed}, close=close)
+
+
+def open_task_store(ctx: ServiceContext):
+    from evolver.memory.embeddings import MiniLMEmbedder
+    from evolver.memory.store import ClientStore, EdgeStore
+    m = ctx.settings.memory
+    if m.backend == "qdrant":
+        return ClientStore(MiniLMEmbedder.dim, url=m.qdrant_url, collection="task_queries")
+    return EdgeStore(Path(ctx.settings.state_dir) / "task_gen" / "task_vectors", MiniLMEmbedder.dim)

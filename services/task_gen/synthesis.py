@@ -4,6 +4,7 @@ fresh instance (every call succeeds, and it changes state or returns what the ta
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 
@@ -15,9 +16,19 @@ from evolver.exploration import walk_from_pb
 from evolver.v1 import events_pb2, task_pb2, trajectory_pb2
 
 
+HELDOUT_SHARE = 0.2
+
+
+def split_for(task_id: str, heldout_share: float = HELDOUT_SHARE) -> str:
+    """A stable share of accepted tasks is held out for evaluation, never trained on."""
+    return "heldout" if int(hashlib.sha256(task_id.encode()).hexdigest()[:8], 16) % 1000 < heldout_share * 1000 \
+        else "train"
+
+
 async def synthesize(env: RemoteEnvironment, event: events_pb2.ExploreCompleted, pool_queries: list[str],
-                     max_per_walk: int = 6) -> tuple[list[task_pb2.Task], list[str]]:
-    """(accepted tasks, rejection reasons)."""
+                     max_per_walk: int = 6, embedding_filter=None) -> tuple[list[task_pb2.Task], list[str]]:
+    """(accepted tasks, rejection reasons). embedding_filter(tasks) -> (kept ids, reasons) runs
+    on replay-verified tasks only, so the vector index holds accepted tasks alone."""
     tools, _ = await env.tools()
     candidates = []
     for w in event.walks:
@@ -41,7 +52,7 @@ async def synthesize(env: RemoteEnvironment, event: events_pb2.ExploreCompleted,
             reasons.append(verdict.reason)
             continue
         task = task_pb2.Task(
-            task_id=c.task_id, env_id=event.env_id, source=task_pb2.TASK_SOURCE_SYNTHETIC, split="train",
+            task_id=c.task_id, env_id=event.env_id, source=task_pb2.TASK_SOURCE_SYNTHETIC, split=split_for(c.task_id),
             query=c.query, initial_state_json=json.dumps(initial),
             reference_solution=[trajectory_pb2.ToolCall(call_id=x.call_id, name=x.name, arguments_json=json.dumps(x.arguments))
                                 for x in c.calls],
@@ -50,4 +61,8 @@ async def synthesize(env: RemoteEnvironment, event: events_pb2.ExploreCompleted,
                                                generator_version=GENERATOR_VERSION))
         task.provenance.created_at.FromSeconds(int(time.time()))
         accepted.append(task)
+    if embedding_filter is not None and accepted:
+        kept_ids, more = await embedding_filter([(t.task_id, t.query) for t in accepted])
+        reasons += more
+        accepted = [t for t in accepted if t.task_id in set(kept_ids)]
     return accepted, reasons

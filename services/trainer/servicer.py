@@ -1,29 +1,109 @@
-"""Trainer gRPC surface. WatchRun streams a run's progress events; starting runs arrives with the
-self-evolving loop issue (until then GetRun finds nothing)."""
+"""Trainer: training runs over gRPC (StartRun, GetRun, StopRun, WatchRun) and the run loops.
+
+Runs live in the `runs` KV bucket, so a restarted trainer finds every RUNNING run and resumes it
+from its checkpoint. The trainer's consumer indexes each rollout.attributed event by group id
+(stream sequence in the `rollout-index` bucket); run loops read their groups from there."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import uuid
 
 from nats.js import api
 
-from evolver.bus import Bus
-from evolver.errors import InvalidArgument, NotFound
+from evolver.bus import Bus, Delivery, topology
+from evolver.errors import FailedPrecondition, InvalidArgument, NotFound
 from evolver.rpc import Registration
-from evolver.service import ServiceContext, ServiceParts
+from evolver.run_config import RunConfigError, from_run_config
+from evolver.service import ServiceContext, ServiceParts, endpoint
+from evolver.v1 import run_pb2
 from evolver.v1 import trainer_service_pb2 as pb
 from evolver.v1 import trainer_service_pb2_grpc as pb_grpc
 from services.trainer.progress import is_terminal
+from services.trainer.run_loop import RunLoop, default_updater_factory
+
+log = logging.getLogger(__name__)
+KEY_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+class Runs:
+    """Run records and the loops running them in this process."""
+
+    def __init__(self, ctx: ServiceContext | None, updater_factory=None):
+        self.ctx = ctx
+        self.loops: dict[str, RunLoop] = {}
+        self.tasks: dict[str, asyncio.Task] = {}
+        self.updater_factory = updater_factory
+
+    async def kv(self):
+        return await self.ctx.bus.kv(topology.RUNS_BUCKET)
+
+    async def get(self, run_id: str) -> run_pb2.Run | None:
+        raw = await (await self.kv()).get(run_id)
+        return run_pb2.Run.FromString(raw) if raw else None
+
+    def launch(self, run: run_pb2.Run) -> None:
+        spec = from_run_config(run.config)
+        loop = RunLoop(self.ctx, run, spec, self.updater_factory, lambda name: endpoint(self.ctx, name))
+        self.loops[run.run_id] = loop
+        self.tasks[run.run_id] = asyncio.create_task(loop.run(), name=f"run-{run.run_id}")
+
+    async def resume_all(self) -> None:
+        kv = await self.kv()
+        for key in await kv.keys():
+            if key.startswith("ckpt."):
+                continue
+            run = await self.get(key)
+            if run and run.state in (run_pb2.RUN_STATE_RUNNING, run_pb2.RUN_STATE_PENDING) and key not in self.tasks:
+                log.info("resuming run %s at step %d", key, run.train_step)
+                self.launch(run)
 
 
 class TrainerServicer(pb_grpc.TrainerServiceServicer):
-    def __init__(self, bus: Bus | None = None):
+    def __init__(self, bus: Bus | None = None, runs: Runs | None = None):
         self.bus = bus
+        self.runs = runs
+
+    async def StartRun(self, request: pb.StartRunRequest, context) -> pb.StartRunResponse:
+        run_id = request.run_id or f"run-{uuid.uuid4().hex[:12]}"
+        if not set(run_id) <= KEY_CHARS or len(run_id) > 64:
+            raise InvalidArgument("run_id", "use at most 64 letters, digits, '-' or '_'")
+        try:
+            spec = from_run_config(request.config)
+        except RunConfigError as e:
+            raise InvalidArgument(f"config.{e.field}" if e.field != "config_yaml" else "config.config_yaml",
+                                  e.message) from None
+        existing = await self.runs.get(run_id)
+        if existing is not None:  # idempotent: the same id returns the same run
+            return pb.StartRunResponse(run=existing)
+        if spec.env_id and await (await self.bus.kv(topology.ENVIRONMENTS_BUCKET)).get(spec.env_id) is None:
+            raise FailedPrecondition(f"environment {spec.env_id!r} is not registered")
+        run = run_pb2.Run(run_id=run_id, config=request.config, state=run_pb2.RUN_STATE_PENDING)
+        run.created_at.GetCurrentTime()
+        run.updated_at.GetCurrentTime()
+        await (await self.runs.kv()).put(run_id, run.SerializeToString())
+        self.runs.launch(run)
+        return pb.StartRunResponse(run=run)
 
     async def GetRun(self, request: pb.GetRunRequest, context) -> pb.GetRunResponse:
         if not request.run_id:
             raise InvalidArgument("run_id", "must be non-empty")
-        raise NotFound(f"run {request.run_id!r} does not exist")
+        run = await self.runs.get(request.run_id) if self.runs else None
+        if run is None:
+            raise NotFound(f"run {request.run_id!r} does not exist")
+        return pb.GetRunResponse(run=run)
+
+    async def StopRun(self, request: pb.StopRunRequest, context) -> pb.StopRunResponse:
+        if not request.run_id:
+            raise InvalidArgument("run_id", "must be non-empty")
+        run = await self.runs.get(request.run_id)
+        if run is None:
+            raise NotFound(f"run {request.run_id!r} does not exist")
+        loop = self.runs.loops.get(request.run_id)
+        if loop is not None:
+            loop.stop_requested = True  # stops at the next step boundary
+        return pb.StopRunResponse(run=run)
 
     async def WatchRun(self, request: pb.WatchRunRequest, context):
         """Replays the run's progress from the start, then follows it live, until a terminal
@@ -52,5 +132,18 @@ class TrainerServicer(pb_grpc.TrainerServiceServicer):
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:
-    return ServiceParts([Registration("evolver.v1.TrainerService", TrainerServicer(ctx.bus),
-                                      pb_grpc.add_TrainerServiceServicer_to_server)])
+    runs = Runs(ctx, default_updater_factory(ctx.settings))
+    index = await ctx.bus.kv(topology.ROLLOUT_INDEX_BUCKET)
+
+    async def on_attributed(d: Delivery) -> None:
+        await index.put(d.message.group.group_id, str(d.stream_seq).encode())  # type: ignore[attr-defined]
+
+    async def resume(stop: asyncio.Event) -> None:
+        await runs.resume_all()
+        await stop.wait()
+        for t in runs.tasks.values():
+            t.cancel()
+
+    return ServiceParts([Registration("evolver.v1.TrainerService", TrainerServicer(ctx.bus, runs),
+                                      pb_grpc.add_TrainerServiceServicer_to_server)],
+                        handlers={"trainer-rollout-attributed": on_attributed}, background=[resume])

@@ -1,0 +1,182 @@
+"""`evolver run`: the main job. Brings the embedded stack up when none is running, starts a run
+on the trainer, follows it with a progress bar per phase, and writes the run folder (metrics
+JSONL, run record, event summary, report with plots)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+import grpc
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from evolver.cli._common import _state_dir, console
+from evolver.run_config import RunConfigError, RunSpec, parse_run_spec, to_run_config
+from evolver.v1 import run_pb2
+from evolver.v1 import trainer_service_pb2 as pb
+from evolver.v1 import trainer_service_pb2_grpc as pb_grpc
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+
+
+def load_spec(path: str | None, overrides: dict) -> RunSpec:
+    text = Path(path).read_text() if path else (DEFAULT_CONFIG.read_text() if DEFAULT_CONFIG.exists() else "")
+    spec = parse_run_spec(text)
+    data = spec.model_dump()
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return RunSpec.model_validate(data)
+
+
+def _model_dir(spec: RunSpec) -> str:
+    if spec.model:
+        return str(Path(spec.model).resolve())
+    if os.environ.get("EVOLVER_POLICY__MODEL_DIR"):
+        return os.environ["EVOLVER_POLICY__MODEL_DIR"]
+    from evolver.models import prepare
+    with console.status("preparing SmolLM2-135M-Instruct (once)...") as status:
+        return str(prepare.prepare(on_progress=status.update))
+
+
+class RunWatcher:
+    """Rich progress: one bar per phase, fed by run.progress events."""
+
+    PHASES = {"questioning": "self-questioning: train tasks", "eval": "evaluation groups",
+              "rollout": "rollout groups", "trained": "training steps"}
+
+    def __init__(self, progress: Progress, spec: RunSpec):
+        self.p, self.spec = progress, spec
+        self.bars: dict[str, int] = {}
+
+    def bar(self, key: str, total: float | None) -> int:
+        if key not in self.bars:
+            self.bars[key] = self.p.add_task(self.PHASES[key], total=total)
+        return self.bars[key]
+
+    def on(self, ev) -> None:
+        m, phase = ev.metrics, ev.phase
+        if phase == "questioning":
+            self.p.update(self.bar("questioning", self.spec.questioning.min_train_tasks),
+                          completed=min(m.get("pool", 0), self.spec.questioning.min_train_tasks))
+        elif phase in ("eval", "rollout") and "groups_total" in m:
+            b = self.bar(phase, m["groups_total"])
+            self.p.update(b, total=m["groups_total"], completed=m["groups_done"],
+                          description=f"{self.PHASES[phase]} (step {ev.train_step})")
+        elif phase == "trained":
+            self.p.update(self.bar("trained", self.spec.steps), completed=ev.train_step,
+                          description=f"training steps (reward {m.get('reward_mean', 0):.2f}, "
+                                      f"v{int(m.get('policy_version', 0))})")
+        elif phase == "evaluated":
+            parts = [f"{k.removeprefix('eval_')}={v:.2f}" for k, v in sorted(m.items()) if "avg_at_k" in k or "best_at_k" in k]
+            self.p.console.print(f"  evaluation at step {ev.train_step}: " + (", ".join(parts) or "no held-out tasks"))
+
+
+async def follow(trainer_address, run_id: str, watcher: RunWatcher, metrics_file) -> None:
+    """WatchRun until a terminal phase; reconnects (skipping what it saw) if the trainer
+    restarts, since the stream replays from the start."""
+    from evolver.rpc import channel, stub
+    seen = 0
+    while True:
+        try:
+            async with channel(trainer_address()) as ch:
+                trainer = stub(pb_grpc.TrainerServiceStub, ch, 24 * 3600.0)
+                i = 0
+                async for r in trainer.WatchRun(pb.WatchRunRequest(run_id=run_id)):
+                    i += 1
+                    if i <= seen:
+                        continue
+                    seen = i
+                    ev = r.progress
+                    metrics_file.write(json.dumps({"run_id": ev.run_id, "train_step": ev.train_step, "phase": ev.phase,
+                                                   "at": ev.at.ToJsonString(), "metrics": dict(ev.metrics)}) + "\n")
+                    metrics_file.flush()
+                    watcher.on(ev)
+                return
+        except grpc.aio.AioRpcError as e:
+            if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                raise
+            await asyncio.sleep(1.0)
+
+
+async def _run(args, spec: RunSpec, state, run_dir: Path, stack) -> int:
+    from evolver.bus import Bus
+    from evolver.config import load_settings
+    from evolver.report import read_jsonl, write_report
+    from evolver.rpc import channel, stub
+    from evolver.run_events import read_run_events
+
+    started = time.time()
+    run_id = args.run_id or f"run-{time.strftime('%Y%m%d-%H%M%S')}"
+    config = to_run_config(spec)
+    (run_dir / "config.yaml").write_text(config.config_yaml)
+    async with channel(state.address_of("trainer")) as ch:
+        r = await stub(pb_grpc.TrainerServiceStub, ch, 30.0).StartRun(pb.StartRunRequest(run_id=run_id, config=config))
+    console.print(f"run [bold]{r.run.run_id}[/] started: {spec.steps} steps x {spec.tasks_per_step} tasks x "
+                  f"{spec.group_size} rollouts on {spec.env_id}; mechanisms " +
+                  ", ".join(f"{k}={'on' if v else 'off'}" for k, v in spec.mechanisms.model_dump().items()))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress, open(run_dir / "metrics.jsonl", "a") as mf:
+        await follow(lambda: stack.read_state().address_of("trainer"), run_id, RunWatcher(progress, spec), mf)
+    async with channel(stack.read_state().address_of("trainer")) as ch:
+        run = (await stub(pb_grpc.TrainerServiceStub, ch, 30.0).GetRun(pb.GetRunRequest(run_id=run_id))).run
+    record = {"run_id": run.run_id, "state": run_pb2.RunState.Name(run.state).removeprefix("RUN_STATE_"),
+              "train_step": run.train_step, "policy_version": run.policy_version, "message": run.message,
+              "wall_s": round(time.time() - started, 1)}
+    (run_dir / "run.json").write_text(json.dumps(record, indent=2))
+    bus = await Bus.connect(load_settings(environ={**os.environ, "EVOLVER_NATS__URL": state.nats_url}), name="evolver-run")
+    try:
+        events = await read_run_events(bus, run_id, since_s=started - 5)
+    finally:
+        await bus.close()
+    summary = events.summary()
+    (run_dir / "events_summary.json").write_text(json.dumps(summary, indent=2))
+    report = write_report(run_dir, record, read_jsonl(run_dir / "metrics.jsonl"), summary)
+    table = Table(title=f"run {run_id}: {record['state']} in {record['wall_s']:.0f}s")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("training steps / policy version", f"{run.train_step} / {run.policy_version}")
+    for k, v in summary.items():
+        table.add_row(k.replace("_", " "), f"{v:g}")
+    progress_events = read_jsonl(run_dir / "metrics.jsonl")
+    evals = [p for p in progress_events if p["phase"] == "evaluated"]
+    if evals:
+        for key in sorted(evals[-1]["metrics"]):
+            if "avg_at_k" in key or "best_at_k" in key:
+                table.add_row(f"{key.removeprefix('eval_')} (before -> after)",
+                              f"{evals[0]['metrics'].get(key, 0):.3f} -> {evals[-1]['metrics'][key]:.3f}")
+    console.print(table)
+    console.print(f"run folder: {run_dir} (report: {report})")
+    if run.state != run_pb2.RUN_STATE_SUCCEEDED:
+        console.print(f"[red]run {record['state']}: {run.message}[/]")
+        return 1
+    return 0
+
+
+def cmd_run(args) -> int:
+    from evolver.stack import Stack
+    try:
+        spec = load_spec(args.config, {"steps": args.steps, "env_id": args.env, "seed": args.seed})
+    except RunConfigError as e:
+        console.print(f"[red]config error:[/] {e}")
+        return 2
+    stack = Stack(_state_dir(args))
+    state = stack.running()
+    started_stack = False
+    if state is None:
+        os.environ["EVOLVER_POLICY__MODEL_DIR"] = _model_dir(spec)  # explorers and trainer load the same policy
+        with console.status("starting the embedded stack...") as status:
+            state = stack.up(on_progress=lambda m: (console.print(f"  [green]✓[/] {m}"), status.update(m)))
+        started_stack = True
+    run_dir = Path(args.out) / (args.run_id or time.strftime("run-%Y%m%d-%H%M%S"))
+    if args.run_id is None:
+        args.run_id = run_dir.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return asyncio.run(_run(args, spec, state, run_dir, stack))
+    finally:
+        if started_stack and not args.keep_stack:
+            with console.status("stopping the embedded stack..."):
+                stack.down()

@@ -1,0 +1,95 @@
+"""A run's report: metrics JSONL -> report.md with PNG plots a person can open.
+
+Inputs are plain records (the run's progress events and a summary of its bus events), so the
+report can be rebuilt from a run folder at any time: `evolver report RUN_DIR`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _series(progress: Iterable[dict], phase: str, key: str) -> tuple[list[int], list[float]]:
+    xs, ys = [], []
+    for p in progress:
+        if p.get("phase") == phase and key in p.get("metrics", {}):
+            xs.append(int(p.get("train_step", 0)))
+            ys.append(float(p["metrics"][key]))
+    return xs, ys
+
+
+def _plot(path: Path, title: str, lines: list[tuple[str, list[int], list[float]]], ylabel: str,
+          kind: str = "line") -> bool:
+    if not any(xs for _, xs, _ in lines):
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    if kind == "bar":
+        labels = [name for name, _, _ in lines]
+        ax.bar(labels, [ys[-1] if ys else 0 for _, _, ys in lines], color="#4C72B0")
+    else:
+        for name, xs, ys in lines:
+            if xs:
+                ax.plot(xs, ys, marker="o", label=name)
+        ax.set_xlabel("training step")
+        ax.legend(loc="best", fontsize=8)
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def write_report(run_dir: Path, run: dict[str, Any], progress: list[dict], bus_summary: dict[str, float]) -> Path:
+    run_dir = Path(run_dir)
+    plots = []
+    xs, ys = _series(progress, "trained", "reward_mean")
+    xs2, ys2 = _series(progress, "trained", "success_rate")
+    if _plot(run_dir / "reward.png", "Reward per training step", [("mean reward", xs, ys), ("success rate", xs2, ys2)],
+             "value"):
+        plots.append(("Reward per step", "reward.png"))
+    evals = [(k, *_series(progress, "evaluated", k)) for k in
+             ("eval_synthetic_avg_at_k", "eval_synthetic_best_at_k", "eval_seed_avg_at_k", "eval_seed_best_at_k")]
+    if _plot(run_dir / "heldout.png", "Held-out success", [(k.removeprefix("eval_"), x, y) for k, x, y in evals],
+             "score"):
+        plots.append(("Held-out success (avg@k, best@k)", "heldout.png"))
+    good = _series(progress, "trained", "good_rate")
+    if _plot(run_dir / "attribution.png", "GOOD step rate (state-progress attribution)", [("GOOD rate", *good)],
+             "share of labelled steps"):
+        plots.append(("GOOD/BAD step rates", "attribution.png"))
+    counts = [(k, [0], [bus_summary.get(k, 0.0)]) for k in
+              ("walks_explored", "tasks_generated", "tasks_accepted", "experiences_stored", "experiences_injected")]
+    if _plot(run_dir / "pipeline.png", "Self-questioning and self-navigating", counts, "count", kind="bar"):
+        plots.append(("Tasks explored/generated/accepted, experiences stored/injected", "pipeline.png"))
+
+    last_trained = next((p for p in reversed(progress) if p.get("phase") == "trained"), {"metrics": {}})
+    first_eval = next((p for p in progress if p.get("phase") == "evaluated"), {"metrics": {}})
+    last_eval = next((p for p in reversed(progress) if p.get("phase") == "evaluated"), {"metrics": {}})
+    lines = [f"# Evolver run `{run.get('run_id', '?')}`", "",
+             f"state **{run.get('state', '?')}**, {run.get('train_step', 0)} training steps, "
+             f"policy version {run.get('policy_version', 0)}. {run.get('message', '')}", "",
+             "## Held-out evaluation", "", "| metric | before | after |", "|---|---|---|"]
+    for key in sorted(set(first_eval["metrics"]) | set(last_eval["metrics"])):
+        b, a = first_eval["metrics"].get(key), last_eval["metrics"].get(key)
+        lines.append(f"| {key} | {'' if b is None else f'{b:.3f}'} | {'' if a is None else f'{a:.3f}'} |")
+    lines += ["", "## Pipeline", "", "| count | value |", "|---|---|"]
+    lines += [f"| {k} | {v:g} |" for k, v in sorted(bus_summary.items())]
+    lines += ["", "## Last training step", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.4g} |" for k, v in sorted(last_trained["metrics"].items())]
+    for title, name in plots:
+        lines += ["", f"## {title}", "", f"![{title}]({name})"]
+    lines += ["", "Files: `metrics.jsonl` (every progress event), `run.json`, `config.yaml`, `events_summary.json`."]
+    out = run_dir / "report.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out

@@ -1,0 +1,143 @@
+"""The configuration of one training run (`evolver run --config run.yaml`), validated with a
+message that names the bad key. The YAML travels inside RunConfig.config_yaml, so the trainer
+sees exactly what the user wrote and the run is reproducible from its record."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from evolver.algorithms.adca import AdcaConfig
+from evolver.v1 import run_pb2
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Mechanisms(_Section):
+    questioning: bool = True  # synthetic tasks from exploration (off: the environment's seed tasks)
+    navigating: bool = True  # experience-guided rollouts
+    attributing: bool = True  # ADCA-GRPO step credit (off: plain GRPO)
+
+
+class QuestioningSpec(_Section):
+    explorations: int = Field(4, ge=1, le=256)
+    walks_per_exploration: int = Field(2, ge=1, le=32)
+    max_steps_per_walk: int = Field(6, ge=1, le=64)
+    min_train_tasks: int = Field(2, ge=1)  # wait for at least this many accepted train tasks
+    wait_s: float = Field(600, gt=0)
+
+
+class NavigatingSpec(_Section):
+    guided_share: float = Field(0.5, ge=0, le=1)  # AgentEvolver full recipe: 0.5
+    top_k: int = Field(3, ge=1, le=50)
+    keep_experience: bool = False  # False = discard the block for training (AgentEvolver default)
+
+
+class AttributingSpec(_Section):
+    scheme: Literal["decouple", "allocation"] = "decouple"
+    alpha: float = Field(0.1, ge=0)
+    alpha_min: float = Field(0.0, ge=0)
+    alpha_cosine_decay: bool = False
+    orm_distribution: Literal["last_step", "all_steps", "only_prm"] = "last_step"
+    length_normalization: bool = False
+
+    def adca(self) -> AdcaConfig:
+        return AdcaConfig(scheme=self.scheme, alpha=self.alpha, alpha_min=self.alpha_min,
+                          alpha_cosine_decay=self.alpha_cosine_decay, orm_distribution=self.orm_distribution,
+                          length_normalization=self.length_normalization)
+
+
+class RolloutSpec(_Section):
+    temperature: float = Field(1.0, gt=0)
+    max_steps: int = Field(4, ge=1, le=64)
+    max_new_tokens: int = Field(96, ge=1, le=4096)
+    max_tools_shown: int = Field(6, ge=0)  # 0 = every tool of the task's toolsets
+    timeout_s: float = Field(1800, gt=0)  # per training step, for all its groups
+
+
+class TrainingSpec(_Section):
+    learning_rate: float = Field(2e-4, gt=0)
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    beta: float = Field(0.001, ge=0)  # KL to the reference (AgentEvolver kl_loss_coef)
+    epsilon: float = Field(0.2, gt=0)
+    epsilon_high: float = Field(0.28, gt=0)
+    off_cliprange_high: float = Field(0.6, gt=0)  # upper clip for experience-guided trajectories
+    max_grad_norm: float = Field(1.0, gt=0)
+
+
+class EvalSpec(_Section):
+    synthetic_tasks: int = Field(4, ge=0)  # held-out synthetic tasks
+    seed_tasks: int = Field(2, ge=0)  # the environment's test split (BFCL multi_turn_base test)
+    k: int = Field(2, ge=1, le=64)
+    temperature: float = Field(0.7, ge=0)
+
+
+class RunSpec(_Section):
+    env_id: str = "bfcl"
+    model: str = ""  # a prepared model folder; empty = SmolLM2-135M-Instruct (`evolver models prepare`)
+    steps: int = Field(4, ge=1)
+    tasks_per_step: int = Field(2, ge=1)
+    group_size: int = Field(4, ge=2)
+    eval_every: int = Field(2, ge=0)  # 0 = only before and after training
+    seed: int = 0
+    mechanisms: Mechanisms = Mechanisms()
+    questioning: QuestioningSpec = QuestioningSpec()
+    navigating: NavigatingSpec = NavigatingSpec()
+    attributing: AttributingSpec = AttributingSpec()
+    rollout: RolloutSpec = RolloutSpec()
+    training: TrainingSpec = TrainingSpec()
+    eval: EvalSpec = EvalSpec()
+
+
+class RunConfigError(ValueError):
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+def parse_run_spec(text: str) -> RunSpec:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise RunConfigError("config_yaml", f"not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise RunConfigError("config_yaml", "top level must be a mapping")
+    try:
+        return RunSpec.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "<root>"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        raise RunConfigError(key, msg) from None
+
+
+def to_run_config(spec: RunSpec) -> run_pb2.RunConfig:
+    m = spec.mechanisms
+    return run_pb2.RunConfig(env_id=spec.env_id, model=spec.model, group_size=spec.group_size,
+                             tasks_per_step=spec.tasks_per_step, steps=spec.steps, eval_every=spec.eval_every,
+                             mechanisms=run_pb2.Mechanisms(questioning=m.questioning, navigating=m.navigating,
+                                                           attributing=m.attributing),
+                             seed=spec.seed, config_yaml=yaml.safe_dump(spec.model_dump(), sort_keys=False))
+
+
+def from_run_config(cfg: run_pb2.RunConfig) -> RunSpec:
+    """The spec from its YAML, with the proto's typed fields taking precedence when set."""
+    spec = parse_run_spec(cfg.config_yaml) if cfg.config_yaml else RunSpec()
+    data = spec.model_dump()
+    for key in ("env_id", "model", "group_size", "tasks_per_step", "steps", "eval_every", "seed"):
+        value = getattr(cfg, key)
+        if value:
+            data[key] = value
+    if cfg.HasField("mechanisms") and not cfg.config_yaml:
+        data["mechanisms"] = {"questioning": cfg.mechanisms.questioning, "navigating": cfg.mechanisms.navigating,
+                              "attributing": cfg.mechanisms.attributing}
+    try:
+        return RunSpec.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise RunConfigError(".".join(str(p) for p in err["loc"]), err["msg"]) from None

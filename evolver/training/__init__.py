@@ -1,0 +1,1 @@
+"""Policy training: per-token advantages for attributed groups (pure) and the LoRA GRPO update."""

@@ -1,0 +1,70 @@
+"""Attributed rollout groups -> training samples with per-token advantages (pure).
+
+Attributing on: ADCA-GRPO from the step labels (evolver.algorithms.adca). Attributing off, or a
+trajectory without labels: plain GRPO, the group-normalised outcome on every action token; ADCA
+with alpha = 0 gives exactly that, so both paths share one implementation. Trajectories that
+failed for infrastructure reasons take no part: no sample, no statistic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from evolver.algorithms.adca import AdcaConfig, step_advantages, token_advantages
+from evolver.v1 import attribution_pb2 as apb
+from evolver.v1 import events_pb2
+
+
+@dataclass
+class Sample:
+    trajectory_id: str
+    group_id: str
+    token_ids: list[int]
+    loss_mask: list[int]
+    advantages: list[float]
+    behaviour_logprobs: list[float]
+    logprobs_exact: bool
+    guided: bool  # had experiences injected: trained with the wider upper clip
+    reward: float
+
+
+@dataclass
+class GroupStats:
+    good_steps: int = 0
+    bad_steps: int = 0
+    valid: int = 0
+    infra_failed: int = 0
+
+
+def group_samples(event: events_pb2.RolloutAttributed, cfg: AdcaConfig, *, attributing: bool,
+                  alpha: float | None = None) -> tuple[list[Sample], GroupStats]:
+    trajs = list(event.group.trajectories)
+    labels = {a.trajectory_id: [lab == apb.STEP_LABEL_GOOD for lab in a.labels] for a in event.attributions}
+    stats = GroupStats()
+    valid = []
+    for t in trajs:
+        ok = not t.infra_failure.reason and len(t.tokens.token_ids) > 0
+        valid.append(ok)
+        stats.infra_failed += 0 if ok else 1
+    stats.valid = sum(valid)
+    n_steps = [max([s for s in t.tokens.step_ids if s >= 0], default=-1) + 1 for t in trajs]
+    use_labels = attributing and all(t.trajectory_id in labels for t, ok in zip(trajs, valid) if ok)
+    flags: list[Sequence[bool]] = []
+    for t, ok, n in zip(trajs, valid, n_steps):
+        f = labels.get(t.trajectory_id, []) if use_labels and ok else []
+        f = (list(f) + [True] * n)[:n]  # one flag per trained step (labels cover recorded steps)
+        flags.append(f)
+        if use_labels and ok:
+            stats.good_steps += sum(f)
+            stats.bad_steps += len(f) - sum(f)
+    rewards = [t.reward.score for t in trajs]
+    adv = step_advantages(flags, rewards, cfg, alpha=(alpha if use_labels else 0.0), valid=valid)
+    samples = []
+    for t, a in zip(trajs, adv):
+        if a is None:
+            continue
+        tok = t.tokens
+        samples.append(Sample(t.trajectory_id, event.group.group_id, list(tok.token_ids), list(tok.loss_mask),
+                              token_advantages(a, list(tok.step_ids)), list(tok.behaviour_logprobs),
+                              tok.logprobs_exact, bool(t.experience_ids), t.reward.score))
+    return samples, stats

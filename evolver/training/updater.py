@@ -1,0 +1,203 @@
+"""The policy update: TRL's GRPOTrainer loss, fed our own rollouts.
+
+`AdcaGrpoTrainer` subclasses TRL's GRPOTrainer and keeps its loss (clipped token ratios against
+the behaviour log-probs, KL to the reference with the k3 estimator, token-mean aggregation via
+loss_type="bnpo") while:
+  - taking per-token advantages (B, T) from ADCA-GRPO instead of one scalar per sequence;
+  - taking the rollouts' behaviour log-probs as old_per_token_logps (never recomputed when the
+    backend returned exact ones);
+  - using a per-sequence upper clip: off_cliprange_high for experience-guided trajectories,
+    epsilon_high for the rest (AgentEvolver §4.6).
+Generation is not TRL's: the explorers produce the rollouts, so the trainer never calls
+GRPOTrainer.train(); `PolicyUpdater.update` runs one optimisation step on a batch.
+
+Multi-turn sequences map onto TRL's prompt/completion split: the prompt is everything before the
+policy's first token; the completion is the rest, with observation tokens masked out through
+TRL's tool_mask."""
+
+from __future__ import annotations
+
+import io
+import math
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from evolver.training.advantages import Sample
+
+
+def _trl():
+    from trl import GRPOConfig, GRPOTrainer
+    return GRPOConfig, GRPOTrainer
+
+
+def make_trainer_class():
+    _, GRPOTrainer = _trl()
+
+    class AdcaGrpoTrainer(GRPOTrainer):
+        def _compute_loss(self, model, inputs):
+            saved = self.epsilon_low, self.epsilon_high
+            if "epsilon_high" in inputs:
+                self.epsilon_high = inputs["epsilon_high"]
+                self.epsilon_low = torch.full_like(self.epsilon_high, saved[0])  # clamp needs both as tensors
+            try:
+                return super()._compute_loss(model, inputs)
+            finally:
+                self.epsilon_low, self.epsilon_high = saved
+
+    return AdcaGrpoTrainer
+
+
+def split_point(loss_mask: Sequence[int]) -> int:
+    for i, m in enumerate(loss_mask):
+        if m:
+            return i
+    return len(loss_mask)
+
+
+def build_inputs(samples: Sequence[Sample], pad_id: int, *, epsilon_high: float,
+                 off_cliprange_high: float) -> dict[str, torch.Tensor]:
+    """TRL GRPO inputs: prompts left-padded, completions right-padded, (B, T) advantages and
+    behaviour log-probs aligned with completion tokens."""
+    cuts = [split_point(s.loss_mask) for s in samples]
+    p_len = max(cuts)
+    c_len = max(len(s.token_ids) - c for s, c in zip(samples, cuts))
+    b = len(samples)
+    prompt_ids = torch.full((b, p_len), pad_id, dtype=torch.long)
+    prompt_mask = torch.zeros((b, p_len), dtype=torch.long)
+    completion_ids = torch.full((b, c_len), pad_id, dtype=torch.long)
+    completion_mask = torch.zeros((b, c_len), dtype=torch.long)
+    tool_mask = torch.zeros((b, c_len), dtype=torch.long)
+    advantages = torch.zeros((b, c_len))
+    old = torch.zeros((b, c_len))
+    for i, (s, cut) in enumerate(zip(samples, cuts)):
+        p = s.token_ids[:cut]
+        prompt_ids[i, p_len - len(p):] = torch.tensor(p, dtype=torch.long)
+        prompt_mask[i, p_len - len(p):] = 1
+        c = s.token_ids[cut:]
+        n = len(c)
+        completion_ids[i, :n] = torch.tensor(c, dtype=torch.long)
+        completion_mask[i, :n] = 1
+        tool_mask[i, :n] = torch.tensor(s.loss_mask[cut:], dtype=torch.long)
+        advantages[i, :n] = torch.tensor(s.advantages[cut:])
+        old[i, :n] = torch.tensor(s.behaviour_logprobs[cut:])
+    eps_high = torch.tensor([[off_cliprange_high if s.guided else epsilon_high] for s in samples])
+    return dict(prompt_ids=prompt_ids, prompt_mask=prompt_mask, completion_ids=completion_ids,
+                completion_mask=completion_mask, tool_mask=tool_mask, advantages=advantages,
+                old_per_token_logps=old, epsilon_high=eps_high,
+                num_items_in_batch=tool_mask.sum())
+
+
+class PolicyUpdater:
+    """A LoRA policy on the base model, its optimizer, and one GRPO step at a time."""
+
+    def __init__(self, model_dir: Path | str, *, learning_rate: float, lora_r: int, lora_alpha: int, beta: float,
+                 epsilon: float, epsilon_high: float, off_cliprange_high: float, temperature: float,
+                 max_grad_norm: float = 1.0, seed: int = 0, work_dir: Path | str | None = None):
+        from datasets import Dataset
+        from peft import LoraConfig, get_peft_model
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        torch.manual_seed(seed)
+        GRPOConfig, _ = _trl()
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+        self.model = get_peft_model(base, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
+                                                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                                                     task_type="CAUSAL_LM"))
+        self.epsilon_high, self.off_cliprange_high, self.beta = epsilon_high, off_cliprange_high, beta
+        self._work = Path(work_dir or tempfile.mkdtemp(prefix="evolver-trainer-"))
+        args = GRPOConfig(output_dir=str(self._work / "trl"), per_device_train_batch_size=2, num_generations=2,
+                          beta=beta, loss_type="bnpo", learning_rate=learning_rate, temperature=temperature,
+                          epsilon=epsilon, epsilon_high=epsilon_high, max_grad_norm=max_grad_norm,
+                          report_to=[], use_cpu=not torch.cuda.is_available(), save_strategy="no",
+                          logging_steps=1, seed=seed)
+        trainer_cls = make_trainer_class()
+        # TRL wants a dataset and reward functions to construct; we never call train() (the
+        # explorers generate), so both are placeholders that are never used.
+        self.trainer = trainer_cls(model=self.model, reward_funcs=[lambda **kw: [0.0] * len(kw["prompts"])],
+                                   args=args, train_dataset=Dataset.from_list([{"prompt": "unused"}] * 2),
+                                   processing_class=self.tokenizer)
+        self.trainer.create_optimizer_and_scheduler(num_training_steps=10**6)
+        self.trainer.current_gradient_accumulation_steps = 1
+        self.version = 0
+
+    def _ref_logps(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The reference policy is the base model: the same network with the adapter disabled."""
+        ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+        mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        with torch.no_grad(), self.model.disable_adapter():
+            logps, _, _ = self.trainer._get_per_token_logps_and_entropies(
+                self.model, ids, mask, inputs["completion_ids"].size(1))
+        return logps
+
+    def _recompute_old(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
+        mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+        with torch.no_grad():
+            logps, _, _ = self.trainer._get_per_token_logps_and_entropies(
+                self.model, ids, mask, inputs["completion_ids"].size(1))
+        return logps
+
+    def update(self, samples: Sequence[Sample], micro_batch: int = 2) -> dict[str, float]:
+        """One optimizer step over all samples (micro-batches weighted by their token counts, so
+        the loss is the token mean over the whole batch)."""
+        if not samples:
+            return {"loss": 0.0, "samples": 0.0, "tokens": 0.0}
+        self.model.train()
+        trainer = self.trainer
+        total_tokens = sum(sum(s.loss_mask) for s in samples) or 1
+        loss_sum = 0.0
+        trainer._metrics["train"].clear()
+        for i in range(0, len(samples), micro_batch):
+            chunk = samples[i:i + micro_batch]
+            inputs = build_inputs(chunk, self.pad_id, epsilon_high=self.epsilon_high,
+                                  off_cliprange_high=self.off_cliprange_high)
+            if not all(s.logprobs_exact for s in chunk):
+                inputs["old_per_token_logps"] = self._recompute_old(inputs)
+            if self.beta:
+                inputs["ref_per_token_logps"] = self._ref_logps(inputs)
+            weight = float(inputs["tool_mask"].sum()) / total_tokens
+            loss = trainer.compute_loss(self.model, inputs) * weight
+            trainer.accelerator.backward(loss)
+            loss_sum += float(loss.detach())
+        grad_norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
+                                                   trainer.args.max_grad_norm)
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad()
+        self.version += 1
+        m = {k: float(sum(v) / len(v)) for k, v in trainer._metrics["train"].items() if v}
+        out = {"loss": loss_sum, "grad_norm": float(grad_norm), "samples": float(len(samples)),
+               "tokens": float(total_tokens)}
+        for key in ("kl", "clip_ratio/region_mean", "entropy"):
+            if key in m and math.isfinite(m[key]):
+                out[key.replace("/", "_")] = m[key]
+        return out
+
+    # --- artifacts -----------------------------------------------------------------------------
+
+    def adapter_blob(self) -> bytes:
+        from evolver.models.hf import pack_adapter
+        with tempfile.TemporaryDirectory(prefix="evolver-adapter-") as d:
+            self.model.save_pretrained(d)
+            return pack_adapter(Path(d))
+
+    def checkpoint_blob(self) -> bytes:
+        """Adapter weights, optimizer state and version: enough to resume exactly."""
+        buf = io.BytesIO()
+        trainable = {k: v.detach().cpu() for k, v in self.model.named_parameters() if v.requires_grad}
+        torch.save({"version": self.version, "params": trainable,
+                    "optimizer": self.trainer.optimizer.state_dict()}, buf)
+        return buf.getvalue()
+
+    def restore(self, blob: bytes) -> None:
+        state = torch.load(io.BytesIO(blob), weights_only=True)
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for k, v in state["params"].items():
+                params[k].copy_(v)
+        self.trainer.optimizer.load_state_dict(state["optimizer"])
+        self.version = int(state["version"])

@@ -1,0 +1,41 @@
+"""The explorer's policy: loaded once per process on first use, from settings.policy."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from evolver.config import Settings
+from evolver.errors import FailedPrecondition
+
+
+def model_dir(settings: Settings) -> Path:
+    """settings.policy.model_dir, or the `models prepare` cache (prepared on first use)."""
+    if settings.policy.model_dir:
+        return Path(settings.policy.model_dir)
+    from evolver.models import prepare
+    return prepare.prepare()
+
+
+class LazyPolicy:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._backend = None
+        self._lock = asyncio.Lock()
+
+    async def get(self):
+        async with self._lock:
+            if self._backend is None:
+                p = self.settings.policy
+                if p.backend == "openai":
+                    from evolver.models.openai_compat import EndpointSettings, OpenAIBackend
+                    from evolver.models.prepare import load_tokenizer
+                    if not p.endpoint:
+                        raise FailedPrecondition("policy.endpoint must be set for the openai backend")
+                    # The tokenizer stays local: token ids are exact only if both sides agree.
+                    tokenizer = await asyncio.to_thread(load_tokenizer, model_dir(self.settings))
+                    self._backend = OpenAIBackend(EndpointSettings(p.endpoint, p.model), tokenizer)
+                else:
+                    from evolver.models.hf import HFBackend
+                    self._backend = await asyncio.to_thread(HFBackend, model_dir(self.settings))
+            return self._backend

@@ -1,0 +1,312 @@
+"""One training run, step by step, resumable.
+
+Per step: sample tasks from the curriculum, request one rollout group per task
+(rollout.requested, deterministic job ids), wait for the attributed groups, compute per-token
+advantages, update the LoRA policy, publish the adapter (Object Store + KV pointer +
+policy.updated), checkpoint. Evaluation (held-out synthetic tasks and the environment's test
+split, avg@k / best@k) runs before training, every eval_every steps and at the end.
+
+Restart safety: job ids are f"{run}.s{step}.t{i}", so a resumed step re-requests the same groups
+(the bus drops duplicates; finished groups are found in the rollout index). The checkpoint
+records every group id already trained on; a group is never used twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from evolver.algorithms import curriculum
+from evolver.algorithms.adca import alpha_at
+from evolver.bus import topology
+from evolver.envs.client import RemoteEnvironment
+from evolver.envs.harness import TaskResult, summarize
+from evolver.errors import FailedPrecondition
+from evolver.policy_store import publish_policy
+from evolver.rpc import channel, stub
+from evolver.run_config import RunSpec
+from evolver.training.advantages import group_samples
+from evolver.v1 import environment_pb2 as env_pb
+from evolver.v1 import events_pb2, run_pb2, task_pb2
+from evolver.v1 import task_gen_service_pb2 as tg_pb
+from evolver.v1 import task_gen_service_pb2_grpc as tg_grpc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Checkpoint:
+    step: int = 0  # the next step to run
+    version: int = 0
+    consumed: list[str] = field(default_factory=list)  # group ids already trained on
+    evaluated: list[int] = field(default_factory=list)  # steps whose evaluation is done
+
+
+def seed_task_pb(seed, env_id: str) -> task_pb2.Task:
+    return task_pb2.Task(task_id=seed.seed_task_id, env_id=env_id, source=task_pb2.TASK_SOURCE_SEED, split=seed.split,
+                         query=seed.user_turns[0] if seed.user_turns else "", followup_turns=list(seed.user_turns[1:]),
+                         toolsets=list(seed.toolsets))
+
+
+class RunLoop:
+    def __init__(self, ctx, run: run_pb2.Run, spec: RunSpec, updater_factory, endpoint):
+        self.ctx, self.bus, self.run_pb, self.spec = ctx, ctx.bus, run, spec
+        self.run_id = run.run_id
+        self._updater_factory = updater_factory
+        self._endpoint = endpoint
+        self.stop_requested = False
+        self._progress_seq = 0
+
+    # --- records -------------------------------------------------------------------------------
+
+    async def _kv(self, bucket: str):
+        return await self.bus.kv(bucket)
+
+    async def save_run(self, state: int | None = None, message: str | None = None) -> None:
+        if state is not None:
+            self.run_pb.state = state
+        if message is not None:
+            self.run_pb.message = message
+        self.run_pb.updated_at.GetCurrentTime()
+        await (await self._kv(topology.RUNS_BUCKET)).put(self.run_id, self.run_pb.SerializeToString())
+
+    async def load_checkpoint(self) -> Checkpoint:
+        raw = await (await self._kv(topology.RUNS_BUCKET)).get(f"ckpt.{self.run_id}")
+        return Checkpoint(**json.loads(raw)) if raw else Checkpoint()
+
+    async def save_checkpoint(self, ckpt: Checkpoint, weights: bytes | None) -> None:
+        if weights is not None:  # weights first: the pointer never names weights that are not there
+            await self.bus.put_blob(topology.CHECKPOINTS_BUCKET, self.run_id, weights)
+        await (await self._kv(topology.RUNS_BUCKET)).put(f"ckpt.{self.run_id}", json.dumps(asdict(ckpt)).encode())
+
+    async def progress(self, phase: str, step: int, **metrics: float) -> None:
+        self._progress_seq += 1
+        ev = events_pb2.RunProgress(run_id=self.run_id, train_step=step, phase=phase,
+                                    metrics={k: float(v) for k, v in metrics.items()})
+        ev.at.GetCurrentTime()
+        await self.bus.publish("run.progress", ev, key=f"{self.run_id}.{phase}.{step}.{time.time_ns()}")
+
+    # --- tasks ---------------------------------------------------------------------------------
+
+    async def _task_gen(self):
+        ch = channel(await self._endpoint("task_gen"))
+        return ch, stub(tg_grpc.TaskGenServiceStub, ch, 60.0)
+
+    async def _pool(self, split: str) -> tuple[list[task_pb2.Task], dict[str, task_pb2.TaskStats]]:
+        ch, tg = await self._task_gen()
+        async with ch:
+            r = await tg.ListTasks(tg_pb.ListTasksRequest(env_id=self.spec.env_id, split=split,
+                                                          source=task_pb2.TASK_SOURCE_SYNTHETIC))
+        return list(r.tasks), {s.task_id: s for s in r.stats}
+
+    async def _env_address(self) -> str:
+        raw = await (await self._kv(topology.ENVIRONMENTS_BUCKET)).get(self.spec.env_id)
+        if raw is None:
+            raise FailedPrecondition(f"environment {self.spec.env_id!r} is not registered")
+        return env_pb.EnvironmentSpec.FromString(raw).address
+
+    async def ensure_synthetic_tasks(self) -> None:
+        q = self.spec.questioning
+        tasks, _ = await self._pool("train")
+        if len(tasks) >= q.min_train_tasks:
+            return
+        await self.progress("questioning", 0, pool=len(tasks))
+        ch, tg = await self._task_gen()
+        async with ch:
+            await tg.GenerateTasks(tg_pb.GenerateTasksRequest(
+                env_id=self.spec.env_id, explorations=q.explorations, walks_per_exploration=q.walks_per_exploration,
+                max_steps_per_walk=q.max_steps_per_walk, seed=self.spec.seed))
+        deadline = time.monotonic() + q.wait_s
+        while time.monotonic() < deadline:
+            tasks, _ = await self._pool("train")
+            heldout, _ = await self._pool("heldout")
+            await self.progress("questioning", 0, pool=len(tasks), heldout=len(heldout))
+            if len(tasks) >= q.min_train_tasks:
+                return
+            await asyncio.sleep(2.0)
+        raise FailedPrecondition(f"self-questioning produced {len(tasks)} train tasks in {q.wait_s:.0f}s; "
+                                 f"needed {q.min_train_tasks}")
+
+    async def seed_tasks(self, split: str) -> list[task_pb2.Task]:
+        async with RemoteEnvironment(await self._env_address()) as env:
+            return [seed_task_pb(s, self.spec.env_id) for s in await env.seed_tasks(split)]
+
+    async def sample_train_tasks(self, step: int) -> list[task_pb2.Task]:
+        if self.spec.mechanisms.questioning:
+            tasks, stats = await self._pool("train")
+        else:
+            tasks, stats = await self.seed_tasks("train"), {}
+        by_id = {t.task_id: t for t in tasks}
+        records = [curriculum.TaskRecord(t.task_id, stats[t.task_id].attempts if t.task_id in stats else 0,
+                                         stats[t.task_id].successes if t.task_id in stats else 0) for t in tasks]
+        chosen = curriculum.sample(records, self.spec.tasks_per_step, seed=self.spec.seed * 100003 + step)
+        return [by_id[t] for t in chosen]
+
+    async def eval_tasks(self) -> list[task_pb2.Task]:
+        e = self.spec.eval
+        heldout, _ = await self._pool("heldout")
+        heldout = sorted(heldout, key=lambda t: t.task_id)[:e.synthetic_tasks]
+        test = (await self.seed_tasks("test"))[:e.seed_tasks] if e.seed_tasks else []
+        return heldout + test
+
+    # --- rollouts ------------------------------------------------------------------------------
+
+    async def request_groups(self, prefix: str, step: int, tasks: list[task_pb2.Task], version: int, *,
+                             evaluation: bool) -> list[str]:
+        s, r = self.spec, self.spec.rollout
+        ids = []
+        for i, task in enumerate(tasks):
+            job_id = f"{self.run_id}.{prefix}{step}.t{i}"
+            await self.bus.publish("rollout.requested", events_pb2.RolloutRequested(
+                job_id=job_id, run_id=self.run_id, train_step=step, task=task,
+                group_size=s.eval.k if evaluation else s.group_size, policy_version=version,
+                guided_share=0.0 if evaluation or not s.mechanisms.navigating else s.navigating.guided_share,
+                temperature=s.eval.temperature if evaluation else r.temperature, evaluation=evaluation,
+                max_steps=r.max_steps, max_new_tokens=r.max_new_tokens, experience_top_k=s.navigating.top_k,
+                keep_experience=s.navigating.keep_experience, max_tools_shown=r.max_tools_shown,
+                attribute=s.mechanisms.attributing and not evaluation), key=job_id)
+            ids.append(job_id)
+        return ids
+
+    async def collect(self, group_ids: list[str], phase: str, step: int) -> list[events_pb2.RolloutAttributed]:
+        index = await self._kv(topology.ROLLOUT_INDEX_BUCKET)
+        found: dict[str, events_pb2.RolloutAttributed] = {}
+        deadline = time.monotonic() + self.spec.rollout.timeout_s
+        last_reported = -1
+        while len(found) < len(group_ids):
+            for gid in group_ids:
+                if gid in found:
+                    continue
+                seq = await index.get(gid)
+                if seq is not None:
+                    msg = await self.bus.js.get_msg(topology.EVENTS.name, int(seq))
+                    found[gid] = await self.bus.decode(msg.subject, msg.data, msg.headers)
+            if len(found) != last_reported:
+                last_reported = len(found)
+                await self.progress(phase, step, groups_done=len(found), groups_total=len(group_ids))
+            if len(found) < len(group_ids):
+                if self.stop_requested:
+                    raise asyncio.CancelledError
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{len(group_ids) - len(found)} rollout groups missing after "
+                                       f"{self.spec.rollout.timeout_s:.0f}s: "
+                                       + ", ".join(g for g in group_ids if g not in found))
+                await asyncio.sleep(0.5)
+        return [found[g] for g in group_ids]
+
+    async def evaluate(self, step: int, version: int) -> dict[str, float]:
+        tasks = await self.eval_tasks()
+        if not tasks:
+            return {}
+        ids = await self.request_groups("eval", step, tasks, version, evaluation=True)
+        groups = await self.collect(ids, "eval", step)
+        out: dict[str, float] = {}
+        for label, source in (("synthetic", task_pb2.TASK_SOURCE_SYNTHETIC), ("seed", task_pb2.TASK_SOURCE_SEED)):
+            results = []
+            for task, g in zip(tasks, groups):
+                if task.source != source:
+                    continue
+                valid = [t for t in g.group.trajectories if not t.infra_failure.reason]
+                results.append(TaskResult(task.task_id, [t.reward.score for t in valid],
+                                          [t.reward.success for t in valid], self.spec.eval.temperature, 0.0, []))
+            if results:
+                s = summarize(results, self.spec.eval.k, self.spec.eval.temperature)
+                out.update({f"eval_{label}_avg_at_k": s.avg_at_k, f"eval_{label}_best_at_k": s.best_at_k,
+                            f"eval_{label}_pass_at_k": s.pass_at_k, f"eval_{label}_tasks": s.tasks})
+        return out
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        spec = self.spec
+        try:
+            await self.save_run(run_pb2.RUN_STATE_RUNNING)
+            ckpt = await self.load_checkpoint()
+            await self.progress("starting", ckpt.step, resumed=float(ckpt.step > 0 or ckpt.version > 0))
+            if spec.mechanisms.questioning:
+                await self.ensure_synthetic_tasks()
+            updater = await asyncio.to_thread(self._updater_factory, spec)
+            if ckpt.version > 0:
+                weights = await self.bus.get_blob(topology.CHECKPOINTS_BUCKET, self.run_id)
+                if weights is None:
+                    raise FailedPrecondition(f"checkpoint weights for run {self.run_id} are missing")
+                await asyncio.to_thread(updater.restore, weights)
+            while ckpt.step <= spec.steps:
+                due = ckpt.step == spec.steps or (ckpt.step == 0) or (spec.eval_every and ckpt.step % spec.eval_every == 0)
+                if due and ckpt.step not in ckpt.evaluated:
+                    metrics = await self.evaluate(ckpt.step, ckpt.version)
+                    await self.progress("evaluated", ckpt.step, policy_version=ckpt.version, **metrics)
+                    ckpt.evaluated.append(ckpt.step)
+                    await self.save_checkpoint(ckpt, None)
+                if ckpt.step == spec.steps or self.stop_requested:
+                    break
+                await self.train_step(ckpt, updater)
+            final = run_pb2.RUN_STATE_STOPPED if self.stop_requested and ckpt.step < spec.steps else run_pb2.RUN_STATE_SUCCEEDED
+            await self.save_run(final, "stopped by request" if final == run_pb2.RUN_STATE_STOPPED else "done")
+            await self.progress("stopped" if final == run_pb2.RUN_STATE_STOPPED else "finished", ckpt.step,
+                                policy_version=ckpt.version)
+        except asyncio.CancelledError:
+            raise  # process shutdown: the run stays RUNNING and resumes when the trainer restarts
+        except Exception as e:  # noqa: BLE001 - a run failure is recorded, not raised into the service
+            log.exception("run %s failed", self.run_id)
+            await self.save_run(run_pb2.RUN_STATE_FAILED, f"{type(e).__name__}: {e}")
+            await self.progress("failed", self.run_pb.train_step)
+
+    async def train_step(self, ckpt: Checkpoint, updater) -> None:
+        spec, step = self.spec, ckpt.step
+        tasks = await self.sample_train_tasks(step)
+        await self.progress("rollout", step, tasks=len(tasks))
+        ids = await self.request_groups("s", step, tasks, ckpt.version, evaluation=False)
+        groups = [g for g in await self.collect(ids, "rollout", step) if g.group.group_id not in ckpt.consumed]
+        cfg = spec.attributing.adca()
+        alpha = alpha_at(cfg, step, spec.steps)
+        samples, good, bad, infra, guided, rewards, successes = [], 0, 0, 0, 0, [], []
+        for g in groups:
+            s, st = group_samples(g, cfg, attributing=spec.mechanisms.attributing, alpha=alpha)
+            samples += s
+            good, bad, infra = good + st.good_steps, bad + st.bad_steps, infra + st.infra_failed
+            for t in g.group.trajectories:
+                if not t.infra_failure.reason:
+                    rewards.append(t.reward.score)
+                    successes.append(1.0 if t.reward.success else 0.0)
+                    guided += bool(t.experience_ids)
+        await self.progress("update", step, samples=len(samples))
+        metrics = await asyncio.to_thread(updater.update, samples)
+        version = updater.version
+        await publish_policy(self.bus, self.run_id, version, spec.model or "SmolLM2-135M-Instruct",
+                             await asyncio.to_thread(updater.adapter_blob))
+        ckpt.step, ckpt.version = step + 1, version
+        ckpt.consumed += [g.group.group_id for g in groups]
+        await self.save_checkpoint(ckpt, await asyncio.to_thread(updater.checkpoint_blob))
+        self.run_pb.train_step, self.run_pb.policy_version = ckpt.step, version
+        await self.save_run()
+        n = len(rewards) or 1
+        labelled = good + bad
+        await self.progress("trained", step + 1, policy_version=version, reward_mean=sum(rewards) / n,
+                            success_rate=sum(successes) / n, trajectories=len(rewards), infra_failed=infra,
+                            guided_trajectories=guided, good_steps=good, bad_steps=bad,
+                            good_rate=good / labelled if labelled else 0.0, alpha=alpha, groups=len(groups),
+                            **metrics)
+
+
+def default_updater_factory(settings):
+    """Builds the PolicyUpdater for a run: spec.model, else settings.policy.model_dir, else the
+    prepared SmolLM2."""
+    def make(spec: RunSpec):
+        from evolver.training.updater import PolicyUpdater
+        if spec.model:
+            model_dir = Path(spec.model)
+        elif settings.policy.model_dir:
+            model_dir = Path(settings.policy.model_dir)
+        else:
+            from evolver.models import prepare
+            model_dir = prepare.prepare()
+        t = spec.training
+        return PolicyUpdater(model_dir, learning_rate=t.learning_rate, lora_r=t.lora_r, lora_alpha=t.lora_alpha,
+                             beta=t.beta, epsilon=t.epsilon, epsilon_high=t.epsilon_high,
+                             off_cliprange_high=t.off_cliprange_high, temperature=spec.rollout.temperature,
+                             max_grad_norm=t.max_grad_norm, seed=spec.seed)
+    return make

@@ -1,0 +1,222 @@
+"""The self-evolving loop end to end: nats-server and the five services as separate processes
+(the embedded stack), a tiny random transformer as the policy, BFCL as the environment."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evolver.bus import Bus, topology
+from evolver.config import load_settings
+from evolver.rpc import channel, stub
+from evolver.run_config import RunSpec, to_run_config
+from evolver.run_events import read_run_events
+from evolver.stack import Stack
+from evolver.v1 import events_pb2, run_pb2, task_pb2
+from evolver.v1 import trainer_service_pb2 as tr_pb
+from evolver.v1 import trainer_service_pb2_grpc as tr_grpc
+from evolver.v1 import trajectory_pb2 as tpb
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+SMALL = {
+    "steps": 2, "tasks_per_step": 2, "group_size": 2, "eval_every": 0, "seed": 3,
+    "questioning": {"explorations": 2, "walks_per_exploration": 2, "max_steps_per_walk": 8, "min_train_tasks": 2,
+                    "wait_s": 240},
+    "navigating": {"guided_share": 0.5, "top_k": 2},
+    "rollout": {"max_steps": 2, "max_new_tokens": 12, "max_tools_shown": 3, "timeout_s": 240},
+    "training": {"learning_rate": 0.001, "lora_r": 4, "lora_alpha": 8},
+    "eval": {"synthetic_tasks": 1, "seed_tasks": 1, "k": 2},
+}
+
+
+def cli(state_dir: Path, *args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evolver.cli", "--state-dir", str(state_dir), *args], cwd=ROOT,
+                          env={**os.environ, **(env or {}), "COLUMNS": "200"}, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def stack_dir(tmp_path_factory, tiny_model_dir):
+    d = tmp_path_factory.mktemp("loop") / "stack"
+    env = {"EVOLVER_POLICY__MODEL_DIR": str(tiny_model_dir), "EVOLVER_BUS__ACK_WAIT_S": "6",
+           "EVOLVER_BUS__FETCH_TIMEOUT_S": "0.5"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the stack's processes inherit these
+    up = cli(d, "up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    yield d
+    cli(d, "down")
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+async def _events(stack_dir: Path, run_id: str):
+    state = Stack(stack_dir).read_state()
+    bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": state.nats_url}), name="test")
+    try:
+        return await read_run_events(bus, run_id)
+    finally:
+        await bus.close()
+
+
+async def _seed_memory(stack_dir: Path) -> None:
+    """One successful training group so memory has an experience to retrieve: the tiny random
+    policy never succeeds by itself, and self-navigating needs something to navigate by."""
+    state = Stack(stack_dir).read_state()
+    bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": state.nats_url}), name="test")
+    try:
+        task = task_pb2.Task(task_id="syn-memory-seed", env_id="bfcl", source=task_pb2.TASK_SOURCE_SYNTHETIC,
+                             query="Create a directory named reports, then list the files.")
+        traj = tpb.Trajectory(trajectory_id="seed.r0", task_id=task.task_id, reward=tpb.Reward(score=1, success=True))
+        traj.steps.append(tpb.Step(index=0, tool_calls=[tpb.ToolCall(call_id="c0", name="mkdir",
+                                                                     arguments_json='{"dir_name": "reports"}')],
+                                   observations=[tpb.Observation(call_id="c0", kind=tpb.OBSERVATION_KIND_RESULT,
+                                                                 content="null")]))
+        group = tpb.RolloutGroup(group_id="memory-seed.s0.t0", run_id="memory-seed", task_id=task.task_id,
+                                 trajectories=[traj])
+        await bus.publish("rollout.completed", events_pb2.RolloutCompleted(group=group, task=task),
+                          key=group.group_id)
+    finally:
+        await bus.close()
+
+
+def _write(tmp_path: Path, name: str, **changes) -> Path:
+    cfg = json.loads(json.dumps(SMALL))
+    for k, v in changes.items():
+        cfg[k] = v
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def test_end_to_end_run_trains_two_steps_and_writes_a_report(stack_dir, tmp_path):
+    asyncio.run(_seed_memory(stack_dir))
+    r = cli(stack_dir, "run", "--config", str(_write(tmp_path, "run.yaml")), "--run-id", "e2e", "--out",
+            str(tmp_path / "runs"))
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    run_dir = tmp_path / "runs" / "e2e"
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["state"] == "SUCCEEDED" and run["train_step"] == 2 and run["policy_version"] == 2
+    progress = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    trained = [p for p in progress if p["phase"] == "trained"]
+    assert [p["metrics"]["policy_version"] for p in trained] == [1, 2]
+    assert all(p["metrics"]["samples"] > 0 and p["metrics"]["tokens"] > 0 for p in trained)
+    assert len([p for p in progress if p["phase"] == "evaluated"]) == 2  # before and after
+    report = (run_dir / "report.md").read_text()
+    assert "Held-out evaluation" in report and (run_dir / "reward.png").stat().st_size > 1000
+    assert (run_dir / "pipeline.png").exists()
+
+    ev = asyncio.run(_events(stack_dir, "e2e"))
+    training = [c for c in ev.completed if not c.evaluation]
+    assert sorted(c.group.group_id for c in training) == ["e2e.s0.t0", "e2e.s0.t1", "e2e.s1.t0", "e2e.s1.t1"]
+    # questioning on: trained on synthetic tasks only; policy versions advance and are used
+    assert all(c.task.task_id.startswith("syn-") and c.task.split == "train" for c in training)
+    assert [c.group.trajectories[0].policy_version for c in sorted(training, key=lambda c: c.group.group_id)] == [0, 0, 1, 1]
+    assert [p.policy.version for p in ev.policies] == [1, 2]
+    for c in training:
+        for t in c.group.trajectories:
+            tok = t.tokens
+            assert len(tok.token_ids) == len(tok.loss_mask) == len(tok.step_ids) == len(tok.behaviour_logprobs)
+            assert sum(tok.loss_mask) > 0 and tok.logprobs_exact
+    # navigating on: half of each group was guided, with experiences from memory
+    assert any(t.experience_ids for c in training for t in c.group.trajectories)
+    assert all(sum(1 for t in c.group.trajectories if t.experience_ids) <= 1 for c in training)
+    # attributing on: every valid trajectory got state-progress labels, one per step
+    for a in [a for a in ev.attributed if not a.evaluation]:
+        by_id = {x.trajectory_id: x for x in a.attributions}
+        for t in a.group.trajectories:
+            if not t.infra_failure.reason:
+                assert len(by_id[t.trajectory_id].labels) == len(t.steps)
+    summary = json.loads((run_dir / "events_summary.json").read_text())
+    assert summary["training_groups"] == 4 and summary["policy_versions_published"] == 2
+
+
+@pytest.mark.parametrize("switch", ["questioning", "navigating", "attributing"])
+def test_each_mechanism_switch_changes_what_flows(stack_dir, tmp_path, switch):
+    mechanisms = {"questioning": True, "navigating": True, "attributing": True, switch: False}
+    run_id = f"off-{switch}"
+    r = cli(stack_dir, "run", "--config", str(_write(tmp_path, "run.yaml", steps=1, mechanisms=mechanisms,
+                                                     eval={"synthetic_tasks": 0, "seed_tasks": 0, "k": 1})),
+            "--run-id", run_id, "--out", str(tmp_path / "runs"))
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    ev = asyncio.run(_events(stack_dir, run_id))
+    training = [c for c in ev.completed if not c.evaluation]
+    assert len(training) == 2
+    trajs = [t for c in training for t in c.group.trajectories]
+    attributed = [a for a in ev.attributed if not a.evaluation]
+    if switch == "questioning":  # the environment's own seed tasks, never synthetic ones
+        assert all(c.task.source == task_pb2.TASK_SOURCE_SEED and not c.task.task_id.startswith("syn-")
+                   for c in training)
+    else:
+        assert all(c.task.source == task_pb2.TASK_SOURCE_SYNTHETIC for c in training)
+    if switch == "navigating":  # nothing injected
+        assert not any(t.experience_ids for t in trajs)
+    else:
+        assert any(t.experience_ids for t in trajs)
+    if switch == "attributing":  # no labels: plain GRPO advantages
+        assert attributed and all(not a.attributions for a in attributed)
+    elif switch == "navigating":
+        assert attributed and all(a.attributions for a in attributed)
+
+
+def test_sigkilled_services_lose_no_group_and_none_is_trained_twice(stack_dir):
+    spec = RunSpec.model_validate({**SMALL, "steps": 3, "group_size": 3,
+                                   "rollout": {**SMALL["rollout"], "max_new_tokens": 48},
+                                   "eval": {"synthetic_tasks": 0, "seed_tasks": 0, "k": 1}})
+    stack = Stack(stack_dir)
+    run_id = "crash"
+
+    async def trainer_call(method, request):
+        async with channel(stack.read_state().address_of("trainer")) as ch:
+            return await getattr(stub(tr_grpc.TrainerServiceStub, ch, 30.0), method)(request)
+
+    asyncio.run(trainer_call("StartRun", tr_pb.StartRunRequest(run_id=run_id, config=to_run_config(spec))))
+
+    def run_now() -> run_pb2.Run:
+        return asyncio.run(trainer_call("GetRun", tr_pb.GetRunRequest(run_id=run_id))).run
+
+    def wait_for(pred, timeout=300):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = run_now()
+            if pred(run):
+                return run
+            time.sleep(0.3)
+        raise AssertionError(f"timed out; run is {run_now()}")
+
+    wait_for(lambda r: r.train_step >= 1)
+    killed = cli(stack_dir, "restart", "explorer", "--kill")  # mid-run: step 1's groups are in flight
+    assert killed.returncode == 0, killed.stdout + killed.stderr
+    wait_for(lambda r: r.train_step >= 2)
+    killed = cli(stack_dir, "restart", "trainer", "--kill")  # the trainer resumes from its checkpoint
+    assert killed.returncode == 0, killed.stdout + killed.stderr
+    run = wait_for(lambda r: r.state in (run_pb2.RUN_STATE_SUCCEEDED, run_pb2.RUN_STATE_FAILED))
+    assert run.state == run_pb2.RUN_STATE_SUCCEEDED, run.message
+    assert run.train_step == 3 and run.policy_version == 3
+
+    async def checkpoint():
+        bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": stack.read_state().nats_url}), name="t")
+        try:
+            return json.loads(await (await bus.kv(topology.RUNS_BUCKET)).get(f"ckpt.{run_id}"))
+        finally:
+            await bus.close()
+    ckpt = asyncio.run(checkpoint())
+    expected = [f"{run_id}.s{s}.t{i}" for s in range(3) for i in range(2)]
+    assert sorted(ckpt["consumed"]) == expected  # every group trained on, each exactly once
+    ev = asyncio.run(_events(stack_dir, run_id))
+    completed = {c.group.group_id for c in ev.completed}
+    assert set(expected) <= completed  # no group lost
+    assert [p.policy.version for p in ev.policies] == [1, 2, 3]
