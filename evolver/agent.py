@@ -47,27 +47,33 @@ class EpisodeRecord:
 
 
 async def run_episode(backend, episode, tools: Sequence[Tool], *, sampling: SamplingParams = SamplingParams(),
-                      max_steps: int = 12, experience: str = "") -> EpisodeRecord:
+                      max_steps: int = 12, experience: str = "", first_turn_prefix: str = "") -> EpisodeRecord:
+    """first_turn_prefix: scaffolding that opens the first assistant turn (the policy continues
+    it; it is parsed with the turn but never trained on)."""
     conv = Conversation(backend.tokenizer)
     conv.start(system_prompt(tools), episode.user_message, experience=experience)
     record = EpisodeRecord(conv)
-    for _ in range(max_steps):
+    for turn in range(max_steps):
+        prefix = first_turn_prefix if turn == 0 else ""
+        if prefix:
+            conv.add_prefix(prefix)
         (c,) = await backend.generate([GenerationRequest(conv.ids(), sampling)])
         record.policy_versions.add(c.policy_version)
         conv.add_completion(c.token_ids, c.logprobs, c.policy_version, ended=c.finish_reason == "stop")
-        parsed = parse_turn(c.text)
+        text = prefix + c.text
+        parsed = parse_turn(text)
         if parsed.errors:
-            record.steps.append(AgentStep(c.text, [], [], [e.message for e in parsed.errors]))
+            record.steps.append(AgentStep(text, [], [], [e.message for e in parsed.errors]))
             conv.add_user(parsed.error_observation())
             continue
         try:
-            out = await episode.step(parsed.calls, assistant_text=c.text)
+            out = await episode.step(parsed.calls, assistant_text=text)
         except grpc.aio.AioRpcError as e:
             if e.code() in INFRA_CODES:
                 record.infra_failure = f"environment {e.code().name}: {e.details()}"
                 return record
             raise
-        record.steps.append(AgentStep(c.text, list(parsed.calls), list(out.results)))
+        record.steps.append(AgentStep(text, list(parsed.calls), list(out.results)))
         if parsed.calls:
             conv.add_user(render_tool_results([(call.name, r.content) for call, r in zip(parsed.calls, out.results)]))
         else:

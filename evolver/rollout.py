@@ -18,6 +18,7 @@ from typing import Sequence
 
 import grpc
 
+from evolver import telemetry
 from evolver.agent import INFRA_CODES, EpisodeRecord, run_episode
 from evolver.algorithms.rewards import synthetic_reward
 from evolver.envs.base import Tool
@@ -35,6 +36,7 @@ class RolloutOptions:
     max_new_tokens: int = 96
     keep_experience: bool = False
     max_tools_shown: int = 0
+    first_turn_prefix: str = ""
     seed: int = 0
 
 
@@ -116,7 +118,7 @@ async def run_trajectory(backend, env, task: task_pb2.Task, opts: RolloutOptions
         sampling = SamplingParams(max_new_tokens=opts.max_new_tokens, temperature=opts.temperature,
                                   seed=seed if opts.temperature > 0 else None)
         record = await run_episode(backend, episode, tools, sampling=sampling, max_steps=opts.max_steps,
-                                   experience=experience_block(experiences))
+                                   experience=experience_block(experiences), first_turn_prefix=opts.first_turn_prefix)
         traj.steps.extend(steps_to_pb(record))
         traj.tokens.CopyFrom(token_record(record, opts.keep_experience))
         traj.experience_ids.extend(eid for eid, _ in experiences)
@@ -145,7 +147,15 @@ async def run_group(backend, env, task: task_pb2.Task, opts: RolloutOptions, *, 
     n_guided = guided_count(opts.group_size, opts.guided_share, bool(experiences))
     out = []
     for i in range(opts.group_size):
-        out.append(await run_trajectory(backend, env, task, opts, trajectory_id=f"{group_id}.r{i}", group_id=group_id,
-                                        experiences=experiences if i < n_guided else (),
-                                        seed=opts.seed * 1000 + i))
+        tid = f"{group_id}.r{i}"
+        with telemetry.tracer().start_as_current_span(
+                f"trajectory {tid}", attributes={"evolver.rollout_id": group_id, "evolver.trajectory_id": tid,
+                                                 "evolver.guided": i < n_guided}) as span:
+            traj = await run_trajectory(backend, env, task, opts, trajectory_id=tid, group_id=group_id,
+                                        experiences=experiences if i < n_guided else (), seed=opts.seed * 1000 + i)
+            span.set_attribute("evolver.steps", len(traj.steps))
+            span.set_attribute("evolver.reward", traj.reward.score)
+            if traj.infra_failure.reason:
+                span.set_attribute("evolver.infra_failure", traj.infra_failure.reason)
+        out.append(traj)
     return out

@@ -217,13 +217,15 @@ async def pull_batches(bus: Bus, spec: topology.ConsumerSpec, batch: int, fetch_
             while not stop.is_set():
                 try:
                     msgs = await sub.fetch(batch, timeout=fetch_timeout)
-                except NatsTimeout:
-                    continue  # nothing pending: nats-py raises instead of returning []
+                except (NatsTimeout, TimeoutError):
+                    # Nothing pending (nats-py raises instead of returning []); a plain
+                    # TimeoutError when a busy event loop let the client-side wait expire first.
+                    continue
                 await on_batch(msgs)
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            log.warning("%s: fetch loop error (%s); rebinding", spec.durable, e)
+            log.warning("%s: fetch loop error (%s: %s); rebinding", spec.durable, type(e).__name__, e)
             await _sleep_or_stop(stop, 0.5)
         finally:
             try:

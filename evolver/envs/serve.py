@@ -65,7 +65,13 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     env = load(args.environment)
-    telemetry.setup(f"env-{env.env_id}")
+    from evolver.config import ConfigError, load_settings
+    try:  # the same telemetry settings as the services (the embedded stack collects spans in JSONL)
+        telemetry_settings = load_settings().telemetry
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        raise SystemExit(2)
+    telemetry.setup(f"env-{env.env_id}", telemetry_settings)
     try:
         asyncio.run(serve(env, args.host, args.port, call_timeout_s=args.call_timeout, idle_expiry_s=args.idle_expiry,
                           ready=lambda a: print(f"environment {env.env_id} ready grpc={a}", flush=True)))

@@ -70,6 +70,10 @@ class Conversation:
         if not ended:
             self._prompt(IM_END)
 
+    def add_prefix(self, text: str) -> None:
+        """Scaffolding at the start of the assistant turn (not the policy's output)."""
+        self._prompt(text)
+
     def add_user(self, text: str) -> None:
         """A user turn or an observation, and the next assistant header."""
         self._prompt(f"\n{IM_START}user\n{text}{IM_END}\n{IM_START}assistant\n")

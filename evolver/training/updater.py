@@ -143,12 +143,16 @@ class PolicyUpdater:
         return logps
 
     def update(self, samples: Sequence[Sample], micro_batch: int = 2) -> dict[str, float]:
-        """One optimizer step over all samples (micro-batches weighted by their token counts, so
-        the loss is the token mean over the whole batch)."""
-        if not samples:
-            return {"loss": 0.0, "samples": 0.0, "tokens": 0.0}
+        """One optimizer step over the samples (micro-batches weighted by their token counts, so
+        the loss is the token mean over the whole batch). The version counts update steps, so it
+        advances even when no sample carried a signal (then the weights do not move)."""
         self.model.train()
         trainer = self.trainer
+        n_all = len(samples)
+        # A sample whose every advantage is 0 has no policy-gradient term, only the KL penalty
+        # (itself 0 while the policy equals the reference): left out, it saves a forward and a
+        # backward pass. Reported as zero_advantage_samples.
+        samples = [s for s in samples if any(a != 0.0 for a, m in zip(s.advantages, s.loss_mask) if m)]
         total_tokens = sum(sum(s.loss_mask) for s in samples) or 1
         loss_sum = 0.0
         trainer._metrics["train"].clear()
@@ -170,8 +174,9 @@ class PolicyUpdater:
         trainer.optimizer.zero_grad()
         self.version += 1
         m = {k: float(sum(v) / len(v)) for k, v in trainer._metrics["train"].items() if v}
-        out = {"loss": loss_sum, "grad_norm": float(grad_norm), "samples": float(len(samples)),
-               "tokens": float(total_tokens)}
+        out = {"loss": loss_sum, "grad_norm": float(grad_norm), "samples": float(n_all),
+               "trained_samples": float(len(samples)), "zero_advantage_samples": float(n_all - len(samples)),
+               "tokens": float(total_tokens if samples else 0)}
         for key in ("kl", "clip_ratio/region_mean", "entropy"):
             if key in m and math.isfinite(m[key]):
                 out[key.replace("/", "_")] = m[key]

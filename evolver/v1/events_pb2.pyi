@@ -15,7 +15,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ExploreRequested(_message.Message):
-    __slots__ = ("request_id", "env_id", "seed_task_id", "initial_state_json", "toolsets", "walks", "max_steps_per_walk", "seed")
+    __slots__ = ("request_id", "env_id", "seed_task_id", "initial_state_json", "toolsets", "walks", "max_steps_per_walk", "seed", "max_calls_per_task")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ENV_ID_FIELD_NUMBER: _ClassVar[int]
     SEED_TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,7 @@ class ExploreRequested(_message.Message):
     WALKS_FIELD_NUMBER: _ClassVar[int]
     MAX_STEPS_PER_WALK_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    MAX_CALLS_PER_TASK_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     env_id: str
     seed_task_id: str
@@ -32,7 +33,8 @@ class ExploreRequested(_message.Message):
     walks: int
     max_steps_per_walk: int
     seed: int
-    def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., initial_state_json: _Optional[str] = ..., toolsets: _Optional[_Iterable[str]] = ..., walks: _Optional[int] = ..., max_steps_per_walk: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+    max_calls_per_task: int
+    def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., initial_state_json: _Optional[str] = ..., toolsets: _Optional[_Iterable[str]] = ..., walks: _Optional[int] = ..., max_steps_per_walk: _Optional[int] = ..., seed: _Optional[int] = ..., max_calls_per_task: _Optional[int] = ...) -> None: ...
 
 class Walk(_message.Message):
     __slots__ = ("walk_id", "steps", "initial_state_json")
@@ -45,19 +47,21 @@ class Walk(_message.Message):
     def __init__(self, walk_id: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[_trajectory_pb2.Step, _Mapping]]] = ..., initial_state_json: _Optional[str] = ...) -> None: ...
 
 class ExploreCompleted(_message.Message):
-    __slots__ = ("request_id", "env_id", "seed_task_id", "walks")
+    __slots__ = ("request_id", "env_id", "seed_task_id", "walks", "max_calls_per_task")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ENV_ID_FIELD_NUMBER: _ClassVar[int]
     SEED_TASK_ID_FIELD_NUMBER: _ClassVar[int]
     WALKS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CALLS_PER_TASK_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     env_id: str
     seed_task_id: str
     walks: _containers.RepeatedCompositeFieldContainer[Walk]
-    def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., walks: _Optional[_Iterable[_Union[Walk, _Mapping]]] = ...) -> None: ...
+    max_calls_per_task: int
+    def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., walks: _Optional[_Iterable[_Union[Walk, _Mapping]]] = ..., max_calls_per_task: _Optional[int] = ...) -> None: ...
 
 class RolloutRequested(_message.Message):
-    __slots__ = ("job_id", "run_id", "train_step", "task", "group_size", "policy_version", "guided_share", "temperature", "evaluation", "max_steps", "max_new_tokens", "experience_top_k", "keep_experience", "max_tools_shown", "attribute")
+    __slots__ = ("job_id", "run_id", "train_step", "task", "group_size", "policy_version", "guided_share", "temperature", "evaluation", "max_steps", "max_new_tokens", "experience_top_k", "keep_experience", "max_tools_shown", "attribute", "first_turn_prefix")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TRAIN_STEP_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +77,7 @@ class RolloutRequested(_message.Message):
     KEEP_EXPERIENCE_FIELD_NUMBER: _ClassVar[int]
     MAX_TOOLS_SHOWN_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTE_FIELD_NUMBER: _ClassVar[int]
+    FIRST_TURN_PREFIX_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     run_id: str
     train_step: int
@@ -88,7 +93,8 @@ class RolloutRequested(_message.Message):
     keep_experience: bool
     max_tools_shown: int
     attribute: bool
-    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., train_step: _Optional[int] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., group_size: _Optional[int] = ..., policy_version: _Optional[int] = ..., guided_share: _Optional[float] = ..., temperature: _Optional[float] = ..., evaluation: _Optional[bool] = ..., max_steps: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., experience_top_k: _Optional[int] = ..., keep_experience: _Optional[bool] = ..., max_tools_shown: _Optional[int] = ..., attribute: _Optional[bool] = ...) -> None: ...
+    first_turn_prefix: str
+    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., train_step: _Optional[int] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., group_size: _Optional[int] = ..., policy_version: _Optional[int] = ..., guided_share: _Optional[float] = ..., temperature: _Optional[float] = ..., evaluation: _Optional[bool] = ..., max_steps: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., experience_top_k: _Optional[int] = ..., keep_experience: _Optional[bool] = ..., max_tools_shown: _Optional[int] = ..., attribute: _Optional[bool] = ..., first_turn_prefix: _Optional[str] = ...) -> None: ...
 
 class RolloutCompleted(_message.Message):
     __slots__ = ("group", "evaluation", "task", "attribute")

@@ -43,7 +43,7 @@ def rollout_options(req: events_pb2.RolloutRequested) -> RolloutOptions:
     return RolloutOptions(group_size=req.group_size, guided_share=req.guided_share, temperature=req.temperature,
                           max_steps=req.max_steps or 6, max_new_tokens=req.max_new_tokens or 96,
                           keep_experience=req.keep_experience, max_tools_shown=req.max_tools_shown,
-                          seed=req.train_step)
+                          first_turn_prefix=req.first_turn_prefix, seed=req.train_step)
 
 
 class ExplorerServicer(pb_grpc.ExplorerServiceServicer):
@@ -112,7 +112,8 @@ async def build(ctx: ServiceContext) -> ServiceParts:
                                       max_steps=req.max_steps_per_walk, seed_task_id=req.seed_task_id)
                 walks.append(walk_to_pb(walk))
         await ctx.bus.publish("explore.completed", events_pb2.ExploreCompleted(
-            request_id=req.request_id, env_id=req.env_id, seed_task_id=req.seed_task_id, walks=walks),
+            request_id=req.request_id, env_id=req.env_id, seed_task_id=req.seed_task_id, walks=walks,
+            max_calls_per_task=req.max_calls_per_task),
             key=req.request_id)
 
     return ServiceParts([Registration("evolver.v1.ExplorerService", ExplorerServicer(rollout),

@@ -87,6 +87,7 @@ class TaskGenServicer(pb_grpc.TaskGenServiceServicer):
         v.check(1 <= request.explorations <= 256, "explorations", "must be between 1 and 256")
         v.check(1 <= request.walks_per_exploration <= 32, "walks_per_exploration", "must be between 1 and 32")
         v.check(1 <= request.max_steps_per_walk <= 64, "max_steps_per_walk", "must be between 1 and 64")
+        v.check(0 <= request.max_calls_per_task <= 16, "max_calls_per_task", "must be between 0 (default) and 16")
         v.raise_if_any()
         spec = await self.registry.get(request.env_id)
         async with RemoteEnvironment(spec.address) as env:
@@ -100,7 +101,7 @@ class TaskGenServicer(pb_grpc.TaskGenServiceServicer):
             await self.bus.publish("explore.requested", events_pb2.ExploreRequested(
                 request_id=rid, env_id=request.env_id, seed_task_id=seed.seed_task_id,
                 walks=request.walks_per_exploration, max_steps_per_walk=request.max_steps_per_walk,
-                seed=request.seed + i), key=rid)
+                seed=request.seed + i, max_calls_per_task=request.max_calls_per_task), key=rid)
             ids.append(rid)
         return pb.GenerateTasksResponse(explore_request_ids=ids)
 

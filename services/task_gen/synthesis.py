@@ -33,7 +33,8 @@ async def synthesize(env: RemoteEnvironment, event: events_pb2.ExploreCompleted,
     candidates = []
     for w in event.walks:
         walk = walk_from_pb(w)
-        candidates += candidates_from_walk(walk, tools, event.env_id, origin=event.seed_task_id)[:max_per_walk]
+        candidates += candidates_from_walk(walk, tools, event.env_id, origin=event.seed_task_id,
+                                           max_len=event.max_calls_per_task or 4)[:max_per_walk]
     by_id = {c.task_id: c for c in candidates}
     kept, rejected = lexical_filter([DedupCandidate(c.task_id, c.query) for c in candidates], pool_queries)
     reasons = [r for _, r in rejected]

@@ -19,7 +19,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Link, SpanKind
+
+from evolver import telemetry
 from evolver.algorithms import curriculum
+from evolver.bus import _trace_context
 from evolver.algorithms.adca import alpha_at
 from evolver.bus import topology
 from evolver.envs.client import RemoteEnvironment
@@ -59,6 +64,7 @@ class RunLoop:
         self._endpoint = endpoint
         self.stop_requested = False
         self._progress_seq = 0
+        self._trace_parents: dict[str, dict[str, str]] = {}  # group id -> W3C headers of its trace
 
     # --- records -------------------------------------------------------------------------------
 
@@ -118,7 +124,8 @@ class RunLoop:
         async with ch:
             await tg.GenerateTasks(tg_pb.GenerateTasksRequest(
                 env_id=self.spec.env_id, explorations=q.explorations, walks_per_exploration=q.walks_per_exploration,
-                max_steps_per_walk=q.max_steps_per_walk, seed=self.spec.seed))
+                max_steps_per_walk=q.max_steps_per_walk, seed=self.spec.seed,
+                max_calls_per_task=q.max_calls_per_task))
         deadline = time.monotonic() + q.wait_s
         while time.monotonic() < deadline:
             tasks, _ = await self._pool("train")
@@ -156,20 +163,32 @@ class RunLoop:
 
     async def request_groups(self, prefix: str, step: int, tasks: list[task_pb2.Task], version: int, *,
                              evaluation: bool) -> list[str]:
-        s, r = self.spec, self.spec.rollout
         ids = []
         for i, task in enumerate(tasks):
             job_id = f"{self.run_id}.{prefix}{step}.t{i}"
-            await self.bus.publish("rollout.requested", events_pb2.RolloutRequested(
-                job_id=job_id, run_id=self.run_id, train_step=step, task=task,
-                group_size=s.eval.k if evaluation else s.group_size, policy_version=version,
-                guided_share=0.0 if evaluation or not s.mechanisms.navigating else s.navigating.guided_share,
-                temperature=s.eval.temperature if evaluation else r.temperature, evaluation=evaluation,
-                max_steps=r.max_steps, max_new_tokens=r.max_new_tokens, experience_top_k=s.navigating.top_k,
-                keep_experience=s.navigating.keep_experience, max_tools_shown=r.max_tools_shown,
-                attribute=s.mechanisms.attributing and not evaluation), key=job_id)
+            # One trace per rollout: this root span's context travels in the message headers
+            # through explorer, environment, memory and attributor back to the training step.
+            with telemetry.tracer().start_as_current_span(
+                    f"rollout {job_id}", context=otel_context.Context(), kind=SpanKind.PRODUCER,
+                    attributes={"evolver.rollout_id": job_id, "evolver.run_id": self.run_id,
+                                "evolver.train_step": step, "evolver.task_id": task.task_id,
+                                "evolver.evaluation": evaluation}):
+                await self._publish_request(job_id, step, task, version, evaluation)
             ids.append(job_id)
         return ids
+
+    async def _publish_request(self, job_id: str, step: int, task: task_pb2.Task, version: int,
+                               evaluation: bool) -> None:
+        s, r = self.spec, self.spec.rollout
+        await self.bus.publish("rollout.requested", events_pb2.RolloutRequested(
+            job_id=job_id, run_id=self.run_id, train_step=step, task=task,
+            group_size=s.eval.k if evaluation else s.group_size, policy_version=version,
+            guided_share=0.0 if evaluation or not s.mechanisms.navigating else s.navigating.guided_share,
+            temperature=s.eval.temperature if evaluation else r.temperature, evaluation=evaluation,
+            max_steps=r.max_steps, max_new_tokens=r.max_new_tokens, experience_top_k=s.navigating.top_k,
+            keep_experience=s.navigating.keep_experience, max_tools_shown=r.max_tools_shown,
+            first_turn_prefix=r.first_turn_prefix,
+            attribute=s.mechanisms.attributing and not evaluation), key=job_id)
 
     async def collect(self, group_ids: list[str], phase: str, step: int) -> list[events_pb2.RolloutAttributed]:
         index = await self._kv(topology.ROLLOUT_INDEX_BUCKET)
@@ -180,10 +199,12 @@ class RunLoop:
             for gid in group_ids:
                 if gid in found:
                     continue
-                seq = await index.get(gid)
-                if seq is not None:
-                    msg = await self.bus.js.get_msg(topology.EVENTS.name, int(seq))
+                raw = await index.get(gid)
+                if raw is not None:
+                    entry = json.loads(raw)
+                    msg = await self.bus.js.get_msg(topology.EVENTS.name, int(entry["seq"]))
                     found[gid] = await self.bus.decode(msg.subject, msg.data, msg.headers)
+                    self._trace_parents[gid] = entry.get("trace", {})
             if len(found) != last_reported:
                 last_reported = len(found)
                 await self.progress(phase, step, groups_done=len(found), groups_total=len(group_ids))
@@ -274,7 +295,20 @@ class RunLoop:
                     successes.append(1.0 if t.reward.success else 0.0)
                     guided += bool(t.experience_ids)
         await self.progress("update", step, samples=len(samples))
-        metrics = await asyncio.to_thread(updater.update, samples)
+        with telemetry.tracer().start_as_current_span(
+                f"train step {step}", attributes={"evolver.run_id": self.run_id, "evolver.train_step": step,
+                                                  "evolver.groups": len(groups)}) as update_span:
+            metrics = await asyncio.to_thread(updater.update, samples)
+        # Each consumed group's own trace ends in the step that trained on it (linked to the
+        # step's span, which spans several rollouts' traces).
+        for g in groups:
+            parent = _trace_context.extract(self._trace_parents.get(g.group.group_id, {}))
+            span = telemetry.tracer().start_span(
+                f"train on {g.group.group_id}", context=parent, kind=SpanKind.CONSUMER,
+                links=[Link(update_span.get_span_context())],
+                attributes={"evolver.rollout_id": g.group.group_id, "evolver.train_step": step,
+                            "evolver.policy_version_after": updater.version})
+            span.end()
         version = updater.version
         await publish_policy(self.bus, self.run_id, version, spec.model or "SmolLM2-135M-Instruct",
                              await asyncio.to_thread(updater.adapter_blob))

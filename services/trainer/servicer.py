@@ -7,6 +7,7 @@ from its checkpoint. The trainer's consumer indexes each rollout.attributed even
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 
@@ -97,7 +98,7 @@ class TrainerServicer(pb_grpc.TrainerServiceServicer):
     async def StopRun(self, request: pb.StopRunRequest, context) -> pb.StopRunResponse:
         if not request.run_id:
             raise InvalidArgument("run_id", "must be non-empty")
-        run = await self.runs.get(request.run_id)
+        run = await self.runs.get(request.run_id) if self.runs else None
         if run is None:
             raise NotFound(f"run {request.run_id!r} does not exist")
         loop = self.runs.loops.get(request.run_id)
@@ -136,7 +137,9 @@ async def build(ctx: ServiceContext) -> ServiceParts:
     index = await ctx.bus.kv(topology.ROLLOUT_INDEX_BUCKET)
 
     async def on_attributed(d: Delivery) -> None:
-        await index.put(d.message.group.group_id, str(d.stream_seq).encode())  # type: ignore[attr-defined]
+        trace_headers = {k: v for k, v in d.headers.items() if k.lower() in ("traceparent", "tracestate")}
+        await index.put(d.message.group.group_id,  # type: ignore[attr-defined]
+                        json.dumps({"seq": d.stream_seq, "trace": trace_headers}).encode())
 
     async def resume(stop: asyncio.Event) -> None:
         await runs.resume_all()

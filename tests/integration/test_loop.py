@@ -113,7 +113,7 @@ def test_end_to_end_run_trains_two_steps_and_writes_a_report(stack_dir, tmp_path
     progress = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     trained = [p for p in progress if p["phase"] == "trained"]
     assert [p["metrics"]["policy_version"] for p in trained] == [1, 2]
-    assert all(p["metrics"]["samples"] > 0 and p["metrics"]["tokens"] > 0 for p in trained)
+    assert all(p["metrics"]["samples"] > 0 for p in trained)
     assert len([p for p in progress if p["phase"] == "evaluated"]) == 2  # before and after
     report = (run_dir / "report.md").read_text()
     assert "Held-out evaluation" in report and (run_dir / "reward.png").stat().st_size > 1000
@@ -142,6 +142,7 @@ def test_end_to_end_run_trains_two_steps_and_writes_a_report(stack_dir, tmp_path
                 assert len(by_id[t.trajectory_id].labels) == len(t.steps)
     summary = json.loads((run_dir / "events_summary.json").read_text())
     assert summary["training_groups"] == 4 and summary["policy_versions_published"] == 2
+    _check_one_trace_per_rollout(stack_dir)
 
 
 @pytest.mark.parametrize("switch", ["questioning", "navigating", "attributing"])
@@ -220,3 +221,39 @@ def test_sigkilled_services_lose_no_group_and_none_is_trained_twice(stack_dir):
     completed = {c.group.group_id for c in ev.completed}
     assert set(expected) <= completed  # no group lost
     assert [p.policy.version for p in ev.policies] == [1, 2, 3]
+
+
+def _check_one_trace_per_rollout(stack_dir: Path) -> None:
+    """One trace per rollout, from the trainer's request through explorer, environment, memory
+    and attributor to the training step that consumed it; `evolver trace` prints it."""
+    from evolver.observe import find_traces, load_spans
+    spans_path = Path(Stack(stack_dir).read_state().spans_path)
+    rollout = "e2e.s1.t0"
+    deadline = time.monotonic() + 20  # spans are exported in batches
+    while True:
+        spans = load_spans(spans_path)
+        traces = find_traces(spans, rollout)
+        names = {s["name"] for s in spans if s["trace_id"] in traces}
+        if f"train on {rollout}" in names or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert len(traces) == 1, traces
+    trace = [s for s in spans if s["trace_id"] == traces[0]]
+    by_id = {s["span_id"]: s for s in trace}
+    roots = [s for s in trace if s["parent_span_id"] is None]
+    assert [r["name"] for r in roots] == [f"rollout {rollout}"] and roots[0]["service"] == "trainer"
+    assert all(s["parent_span_id"] in by_id for s in trace if s["parent_span_id"])  # one connected tree
+    services = {s["service"] for s in trace}
+    assert {"trainer", "explorer", "env-bfcl", "memory", "attributor"} <= services
+    consumed = [s for s in trace if s["name"].startswith("process ")]
+    assert {s["attributes"]["messaging.destination.name"] for s in consumed} >= {
+        "rollout.requested", "rollout.completed", "rollout.attributed"}
+    assert all(s["attributes"]["messaging.system"] == "nats" and s["attributes"]["messaging.message.id"]
+               for s in consumed)
+    assert any(s["name"].startswith("trajectory ") for s in trace)
+    train = [s for s in trace if s["name"] == f"train on {rollout}"]
+    assert len(train) == 1 and train[0]["attributes"]["evolver.train_step"] == 1
+
+    out = cli(stack_dir, "trace", rollout)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"rollout {rollout}" in out.stdout and f"train on {rollout}" in out.stdout

@@ -17,6 +17,8 @@ from evolver.v1 import trainer_service_pb2 as tr
 from evolver.v1 import trainer_service_pb2_grpc as tr_grpc
 from services.memory.servicer import MemoryServicer
 from services.memory.servicer import build as build_memory
+from evolver.v1 import explorer_service_pb2 as ex
+from evolver.v1 import explorer_service_pb2_grpc as ex_grpc
 from services.trainer.servicer import TrainerServicer
 
 pytestmark = pytest.mark.integration
@@ -25,7 +27,10 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def server():
     s = GrpcServer([Registration("evolver.v1.MemoryService", MemoryServicer(), mem_grpc.add_MemoryServiceServicer_to_server),
-                    Registration("evolver.v1.TrainerService", TrainerServicer(), tr_grpc.add_TrainerServiceServicer_to_server)])
+                    Registration("evolver.v1.TrainerService", TrainerServicer(), tr_grpc.add_TrainerServiceServicer_to_server),
+                    # the generated base class: every method answers UNIMPLEMENTED
+                    Registration("evolver.v1.ExplorerService", ex_grpc.ExplorerServiceServicer(),
+                                 ex_grpc.add_ExplorerServiceServicer_to_server)])
     await s.start()
     await s.set_serving()
     yield s
@@ -50,7 +55,7 @@ async def test_domain_errors_map_to_status_codes(server):
         with pytest.raises(grpc.aio.AioRpcError) as empty:
             await trainer.GetRun(tr.GetRunRequest())
         with pytest.raises(grpc.aio.AioRpcError) as unimplemented:
-            await trainer.StopRun(tr.StopRunRequest(run_id="x"))
+            await stub(ex_grpc.ExplorerServiceStub, ch, 5).Explore(ex.ExploreRequest(env_id="x"))
         ok = await stub(mem_grpc.MemoryServiceStub, ch, 5).Retrieve(mem.RetrieveRequest(query="q", k=3))
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND and "nope" in missing.value.details()
     assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(empty.value) == {"run_id": "must be non-empty"}

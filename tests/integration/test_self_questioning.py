@@ -24,6 +24,7 @@ from evolver.v1 import task_gen_service_pb2_grpc as tg_grpc
 from evolver.v1 import task_pb2
 from services.explorer.servicer import build as build_explorer
 from services.task_gen.servicer import build as build_task_gen
+from services.task_gen.synthesis import split_for
 from tests.integration._helpers import collect, service_settings, wait_until
 
 pytestmark = pytest.mark.integration
@@ -64,7 +65,8 @@ async def test_generated_tasks_are_verified_unique_and_durable(nats_url, bus: Bu
         assert len({t.task_id for t in pool}) == len(pool) == sum(len(a.tasks) for a in accepted)
         for t in pool:
             assert t.task_id.startswith("syn-") and t.task_id not in train_seeds
-            assert t.provenance.seed_task_id in train_seeds and t.provenance.walk_id and t.split == "train"
+            assert t.provenance.seed_task_id in train_seeds and t.provenance.walk_id
+            assert t.split == split_for(t.task_id)  # a stable share is held out for evaluation
             assert t.reference_solution and t.reference_end_state_json
         # Replaying a task's reference solution in a fresh instance earns the full reward.
         async with RemoteEnvironment(env_server.address) as env:

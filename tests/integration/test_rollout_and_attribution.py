@@ -1,0 +1,108 @@
+"""Rollout groups and state-progress attribution over the real Environment protocol (BFCL
+behind gRPC), with scripted policies (FakeBackend: a named fake, it runs no model)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evolver.agent import run_episode
+from evolver.envs.bfcl import BfclEnvironment
+from evolver.envs.client import RemoteEnvironment
+from evolver.envs.server import EnvironmentServicer
+from evolver.models.backend import FakeBackend
+from evolver.rollout import RolloutOptions, run_group, shown_tools
+from evolver.rpc import GrpcServer, Registration
+from evolver.v1 import attribution_pb2 as apb
+from evolver.v1 import environment_pb2_grpc as pb_grpc
+from evolver.v1 import task_pb2
+from evolver.v1 import trajectory_pb2 as tpb
+from services.attributor.servicer import attribute_group
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def bfcl():
+    servicer = EnvironmentServicer(BfclEnvironment())
+    server = GrpcServer([Registration("evolver.v1.EnvironmentService", servicer,
+                                      pb_grpc.add_EnvironmentServiceServicer_to_server)])
+    await server.start()
+    async with RemoteEnvironment(server.address) as env:
+        yield env
+    await server.stop(0)
+    await servicer.close()
+
+
+def call(name, **args):
+    return f'<tool_call>{{"name": "{name}", "arguments": {json.dumps(args)}}}</tool_call>'
+
+
+async def mkdir_task(env: RemoteEnvironment) -> task_pb2.Task:
+    """A synthetic task built the way task_gen builds them: replay the reference in a fresh
+    instance started from the seed, record initial and end states."""
+    seed = "multi_turn_base_0"
+    query = 'Please create a new directory (mkdir with dir_name "reports").'
+    ep = await env.create(seed_task_id=seed, query_override=query)
+    initial, _ = await ep.state()
+    from evolver.envs.base import Call
+    await ep.step([Call("mkdir", {"dir_name": "reports"}, "c0")])
+    end, _ = await ep.state()
+    await ep.release()
+    return task_pb2.Task(task_id="syn-test-mkdir", env_id="bfcl", source=task_pb2.TASK_SOURCE_SYNTHETIC, split="train",
+                         query=query, initial_state_json=json.dumps(initial), reference_end_state_json=json.dumps(end),
+                         reference_solution=[tpb.ToolCall(call_id="c0", name="mkdir",
+                                                          arguments_json='{"dir_name": "reports"}')],
+                         provenance=task_pb2.TaskProvenance(env_id="bfcl", seed_task_id=seed))
+
+
+async def test_first_turn_prefix_is_scaffolding_not_policy_output(bfcl, tokenizer):
+    prefix = '<tool_call>\n{"name": "'
+    episode = await bfcl.create(seed_task_id="multi_turn_base_0")
+    backend = FakeBackend(tokenizer, ['ls", "arguments": {}}\n</tool_call>', "Listed."])
+    record = await run_episode(backend, episode, episode.tools, max_steps=2, first_turn_prefix=prefix)
+    assert record.steps[0].calls[0].name == "ls" and not record.steps[0].results[0].is_error
+    seq = record.conversation.training_sequence()
+    trained = tokenizer.decode([t for t, m in zip(seq.token_ids, seq.loss_mask) if m])
+    assert prefix not in trained and trained.startswith('ls"')  # the policy's own tokens only
+    assert tokenizer.decode(backend.requests[0].prompt_token_ids).endswith(prefix)
+    assert not tokenizer.decode(backend.requests[1].prompt_token_ids).endswith(prefix)  # first turn only
+
+
+async def test_group_rewards_guidance_and_state_progress_labels(bfcl, tokenizer):
+    task = await mkdir_task(bfcl)
+    # r0 solves it; r1 errors first (cd into a missing folder) then solves it; r2 does something
+    # unrelated; r3 answers without acting.
+    script = [call("mkdir", dir_name="reports"), "Done.",
+              call("cd", folder="nowhere"), call("mkdir", dir_name="reports"), "Done.",
+              call("mkdir", dir_name="other"), "Done.",
+              "I cannot do that."]
+    opts = RolloutOptions(group_size=4, guided_share=0.5, temperature=0.0, max_steps=3)
+    experiences = [("e1", "When asked for a directory: call mkdir with dir_name.")]
+    backend = FakeBackend(tokenizer, script)
+    trajs = await run_group(backend, bfcl, task, opts, group_id="g1", experiences=experiences)
+    assert [t.reward.score for t in trajs] == [1.0, 1.0, 0.0, 0.0]
+    assert [list(t.experience_ids) for t in trajs] == [["e1"], ["e1"], [], []]  # guided share 0.5
+    assert "<experience>" in tokenizer.decode(backend.requests[0].prompt_token_ids)
+    assert "<experience>" not in tokenizer.decode(backend.requests[-1].prompt_token_ids)
+    for t in trajs:  # discard mode: the experience block is stripped from the training sequence
+        assert "<experience>" not in tokenizer.decode(list(t.tokens.token_ids))
+        assert len(t.tokens.token_ids) == len(t.tokens.loss_mask) == len(t.tokens.behaviour_logprobs)
+
+    attributions = await attribute_group(bfcl, task, tpb.RolloutGroup(group_id="g1", trajectories=trajs))
+    labels = {a.trajectory_id: [lab == apb.STEP_LABEL_GOOD for lab in a.labels] for a in attributions}
+    assert all(a.method == apb.ATTRIBUTION_METHOD_STATE_PROGRESS for a in attributions)
+    assert labels["g1.r0"] == [True, True]  # the mkdir, then an answer ending a success
+    assert labels["g1.r1"] == [False, True, True]  # the failed cd is BAD
+    assert labels["g1.r2"] == [False, False]  # an unrelated change moves away from the reference
+    assert labels["g1.r3"] == [False]
+
+
+async def test_shown_tools_keep_the_reference_tools(bfcl):
+    task = await mkdir_task(bfcl)
+    ep = await bfcl.create(seed_task_id="multi_turn_base_0")
+    shown = shown_tools(ep.tools, task, 3, seed=1)
+    await ep.release()
+    assert len(shown) == 3 and "mkdir" in {t.name for t in shown}
+    assert shown_tools(ep.tools, task, 0, seed=1) == ep.tools
