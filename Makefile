@@ -1,12 +1,17 @@
 # The two commands a new user needs: `make run` and `make test`. Both create .venv themselves.
-.PHONY: run test proto lint-proto bench-bus bench-env bench-gen venv clean
+.PHONY: run smoke test proto lint-proto bench-bus bench-env bench-gen bench-learning venv clean
 
 PY := .venv/bin/python
 
 venv:
 	@bash scripts/bootstrap.sh
 
+# The main job: the self-evolving loop on the embedded stack (configs/default.yaml, ~10-15 min on CPU).
 run: venv
+	@$(PY) -m evolver.cli run
+
+# The stack up, healthy, one event through every service, down (seconds).
+smoke: venv
 	@$(PY) -m evolver.cli smoke
 
 test: venv
@@ -26,6 +31,9 @@ bench-env: venv
 
 bench-gen: venv
 	@$(PY) bench/generation.py
+
+bench-learning: venv
+	@$(PY) bench/learning.py
 
 clean:
 	@rm -rf .evolver

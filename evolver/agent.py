@@ -47,7 +47,8 @@ class EpisodeRecord:
 
 
 async def run_episode(backend, episode, tools: Sequence[Tool], *, sampling: SamplingParams = SamplingParams(),
-                      max_steps: int = 12, experience: str = "", first_turn_prefix: str = "") -> EpisodeRecord:
+                      max_steps: int = 12, experience: str = "", first_turn_prefix: str = "",
+                      allow_text_around_calls: bool = False) -> EpisodeRecord:
     """first_turn_prefix: scaffolding that opens the first assistant turn (the policy continues
     it; it is parsed with the turn but never trained on)."""
     conv = Conversation(backend.tokenizer)
@@ -61,7 +62,7 @@ async def run_episode(backend, episode, tools: Sequence[Tool], *, sampling: Samp
         record.policy_versions.add(c.policy_version)
         conv.add_completion(c.token_ids, c.logprobs, c.policy_version, ended=c.finish_reason == "stop")
         text = prefix + c.text
-        parsed = parse_turn(text)
+        parsed = parse_turn(text, allow_text_around_calls=allow_text_around_calls)
         if parsed.errors:
             record.steps.append(AgentStep(text, [], [], [e.message for e in parsed.errors]))
             conv.add_user(parsed.error_observation())

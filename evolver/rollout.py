@@ -11,6 +11,7 @@ seed tasks by the environment's own evaluator."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from dataclasses import dataclass
@@ -37,13 +38,15 @@ class RolloutOptions:
     keep_experience: bool = False
     max_tools_shown: int = 0
     first_turn_prefix: str = ""
+    allow_text_around_calls: bool = False
     seed: int = 0
 
 
 def shown_tools(tools: Sequence[Tool], task: task_pb2.Task, limit: int, seed: int) -> list[Tool]:
-    """The tools the prompt lists: every tool when limit is 0; else the reference solution's
-    tools first, then others in a seeded order, up to limit."""
-    if limit <= 0 or len(tools) <= limit:
+    """The tools the prompt lists: every tool when limit is 0 or the task has no reference
+    solution (seed tasks are evaluated as their benchmark defines them); else the reference
+    solution's tools first, then others in a seeded order, up to limit."""
+    if limit <= 0 or len(tools) <= limit or not task.reference_solution:
         return list(tools)
     needed = {c.name for c in task.reference_solution}
     first = [t for t in tools if t.name in needed]
@@ -118,7 +121,8 @@ async def run_trajectory(backend, env, task: task_pb2.Task, opts: RolloutOptions
         sampling = SamplingParams(max_new_tokens=opts.max_new_tokens, temperature=opts.temperature,
                                   seed=seed if opts.temperature > 0 else None)
         record = await run_episode(backend, episode, tools, sampling=sampling, max_steps=opts.max_steps,
-                                   experience=experience_block(experiences), first_turn_prefix=opts.first_turn_prefix)
+                                   experience=experience_block(experiences), first_turn_prefix=opts.first_turn_prefix,
+                                   allow_text_around_calls=opts.allow_text_around_calls)
         traj.steps.extend(steps_to_pb(record))
         traj.tokens.CopyFrom(token_record(record, opts.keep_experience))
         traj.experience_ids.extend(eid for eid, _ in experiences)
@@ -143,10 +147,10 @@ async def run_trajectory(backend, env, task: task_pb2.Task, opts: RolloutOptions
 
 
 async def run_group(backend, env, task: task_pb2.Task, opts: RolloutOptions, *, group_id: str,
-                    experiences: Sequence[tuple[str, str]] = ()) -> list[tpb.Trajectory]:
+                    experiences: Sequence[tuple[str, str]] = (), concurrent: bool = True) -> list[tpb.Trajectory]:
     n_guided = guided_count(opts.group_size, opts.guided_share, bool(experiences))
-    out = []
-    for i in range(opts.group_size):
+
+    async def one(i: int) -> tpb.Trajectory:
         tid = f"{group_id}.r{i}"
         with telemetry.tracer().start_as_current_span(
                 f"trajectory {tid}", attributes={"evolver.rollout_id": group_id, "evolver.trajectory_id": tid,
@@ -157,5 +161,8 @@ async def run_group(backend, env, task: task_pb2.Task, opts: RolloutOptions, *, 
             span.set_attribute("evolver.reward", traj.reward.score)
             if traj.infra_failure.reason:
                 span.set_attribute("evolver.infra_failure", traj.infra_failure.reason)
-        out.append(traj)
-    return out
+        return traj
+    if not concurrent:
+        return [await one(i) for i in range(opts.group_size)]
+    # Concurrent attempts: with a BatchingBackend their generation requests share batches.
+    return list(await asyncio.gather(*(one(i) for i in range(opts.group_size))))

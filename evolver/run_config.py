@@ -61,6 +61,7 @@ class RolloutSpec(_Section):
     # starts a tool call on its own (0 of 48 samples measured); with '<tool_call>\n{"name": "'
     # it names the right tool sometimes, which is what GRPO needs to learn from.
     first_turn_prefix: str = ""
+    allow_text_around_calls: bool = False  # strict by default: a turn that calls and talks is malformed
     timeout_s: float = Field(1800, gt=0)  # per training step, for all its groups
 
 

@@ -44,7 +44,7 @@ def _model_dir(spec: RunSpec) -> str:
 class RunWatcher:
     """Rich progress: one bar per phase, fed by run.progress events."""
 
-    PHASES = {"questioning": "self-questioning: train tasks", "eval": "evaluation groups",
+    PHASES = {"questioning": "self-questioning: explorations", "eval": "evaluation groups",
               "rollout": "rollout groups", "trained": "training steps"}
 
     def __init__(self, progress: Progress, spec: RunSpec):
@@ -58,9 +58,11 @@ class RunWatcher:
 
     def on(self, ev) -> None:
         m, phase = ev.metrics, ev.phase
-        if phase == "questioning":
-            self.p.update(self.bar("questioning", self.spec.questioning.min_train_tasks),
-                          completed=min(m.get("pool", 0), self.spec.questioning.min_train_tasks))
+        if phase == "questioning" and "explorations" in m:
+            self.p.update(self.bar("questioning", m["explorations"]), total=m["explorations"],
+                          completed=m["explorations_done"],
+                          description=f"self-questioning: explorations ({int(m.get('pool', 0))} train, "
+                                      f"{int(m.get('heldout', 0))} held-out tasks)")
         elif phase in ("eval", "rollout") and "groups_total" in m:
             b = self.bar(phase, m["groups_total"])
             self.p.update(b, total=m["groups_total"], completed=m["groups_done"],

@@ -11,6 +11,7 @@ import io
 import tempfile
 import threading
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -111,14 +112,18 @@ class HFBackend:
         return await asyncio.to_thread(self.generate_sync, requests)
 
     def generate_sync(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
-        # One batch per distinct sampling setting (generate takes one config per call).
+        # One batch per distinct sampling setting (generate takes one config per call). Seeds do
+        # not split a batch: torch has one generator, so a batch is seeded with its smallest seed
+        # (reproducible for the same batch).
         out: list[Completion | None] = [None] * len(requests)
         groups: dict = {}
         for i, r in enumerate(requests):
-            groups.setdefault(r.sampling, []).append(i)
+            groups.setdefault(replace(r.sampling, seed=None), []).append(i)
         with self._lock:
             version = self._version
             for sampling, idxs in groups.items():
+                seeds = [requests[i].sampling.seed for i in idxs if requests[i].sampling.seed is not None]
+                sampling = replace(sampling, seed=min(seeds) if seeds else None)
                 for i, c in zip(idxs, self._generate_batch([requests[i].prompt_token_ids for i in idxs], sampling, version)):
                     out[i] = c
         return out  # type: ignore[return-value]

@@ -30,7 +30,7 @@ from evolver.v1 import task_pb2 as evolver_dot_v1_dot_task__pb2
 from evolver.v1 import trajectory_pb2 as evolver_dot_v1_dot_trajectory__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65volver/v1/events.proto\x12\nevolver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1c\x65volver/v1/attribution.proto\x1a\x1b\x65volver/v1/experience.proto\x1a\x17\x65volver/v1/policy.proto\x1a\x15\x65volver/v1/task.proto\x1a\x1b\x65volver/v1/trajectory.proto\"\xcf\x01\n\x10\x45xploreRequested\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65nv_id\x18\x02 \x01(\t\x12\x14\n\x0cseed_task_id\x18\x03 \x01(\t\x12\x1a\n\x12initial_state_json\x18\x04 \x01(\t\x12\x10\n\x08toolsets\x18\x05 \x03(\t\x12\r\n\x05walks\x18\x06 \x01(\x05\x12\x1a\n\x12max_steps_per_walk\x18\x07 \x01(\x05\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12\x1a\n\x12max_calls_per_task\x18\t \x01(\x05\"T\n\x04Walk\x12\x0f\n\x07walk_id\x18\x01 \x01(\t\x12\x1f\n\x05steps\x18\x02 \x03(\x0b\x32\x10.evolver.v1.Step\x12\x1a\n\x12initial_state_json\x18\x03 \x01(\t\"\x89\x01\n\x10\x45xploreCompleted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65nv_id\x18\x02 \x01(\t\x12\x14\n\x0cseed_task_id\x18\x03 \x01(\t\x12\x1f\n\x05walks\x18\x04 \x03(\x0b\x32\x10.evolver.v1.Walk\x12\x1a\n\x12max_calls_per_task\x18\x05 \x01(\x05\"\xf6\x02\n\x10RolloutRequested\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x12\n\ntrain_step\x18\x03 \x01(\x03\x12\x1e\n\x04task\x18\x04 \x01(\x0b\x32\x10.evolver.v1.Task\x12\x12\n\ngroup_size\x18\x05 \x01(\x05\x12\x16\n\x0epolicy_version\x18\x06 \x01(\x03\x12\x14\n\x0cguided_share\x18\x07 \x01(\x01\x12\x13\n\x0btemperature\x18\x08 \x01(\x01\x12\x12\n\nevaluation\x18\t \x01(\x08\x12\x11\n\tmax_steps\x18\n \x01(\x05\x12\x16\n\x0emax_new_tokens\x18\x0b \x01(\x05\x12\x18\n\x10\x65xperience_top_k\x18\x0c \x01(\x05\x12\x17\n\x0fkeep_experience\x18\r \x01(\x08\x12\x17\n\x0fmax_tools_shown\x18\x0e \x01(\x05\x12\x11\n\tattribute\x18\x0f \x01(\x08\x12\x19\n\x11\x66irst_turn_prefix\x18\x10 \x01(\t\"\x82\x01\n\x10RolloutCompleted\x12\'\n\x05group\x18\x01 \x01(\x0b\x32\x18.evolver.v1.RolloutGroup\x12\x12\n\nevaluation\x18\x02 \x01(\x08\x12\x1e\n\x04task\x18\x03 \x01(\x0b\x32\x10.evolver.v1.Task\x12\x11\n\tattribute\x18\x04 \x01(\x08\"\xa3\x01\n\x11RolloutAttributed\x12\'\n\x05group\x18\x01 \x01(\x0b\x32\x18.evolver.v1.RolloutGroup\x12\x31\n\x0c\x61ttributions\x18\x02 \x03(\x0b\x32\x1b.evolver.v1.StepAttribution\x12\x12\n\nevaluation\x18\x03 \x01(\x08\x12\x1e\n\x04task\x18\x04 \x01(\x0b\x32\x10.evolver.v1.Task\"\x8b\x01\n\rTasksAccepted\x12\x0e\n\x06\x65nv_id\x18\x01 \x01(\t\x12\x1f\n\x05tasks\x18\x02 \x03(\x0b\x32\x10.evolver.v1.Task\x12\x1a\n\x12\x65xplore_request_id\x18\x03 \x01(\t\x12\x12\n\ncandidates\x18\x04 \x01(\x05\x12\x19\n\x11rejection_reasons\x18\x05 \x03(\t\"X\n\x10\x45xperienceStored\x12\x17\n\x0fsource_group_id\x18\x01 \x01(\t\x12+\n\x0b\x65xperiences\x18\x02 \x03(\x0b\x32\x16.evolver.v1.Experience\":\n\rPolicyUpdated\x12)\n\x06policy\x18\x01 \x01(\x0b\x32\x19.evolver.v1.PolicyVersion\"\xcf\x01\n\x0bRunProgress\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\ntrain_step\x18\x02 \x01(\x03\x12\r\n\x05phase\x18\x03 \x01(\t\x12\x35\n\x07metrics\x18\x04 \x03(\x0b\x32$.evolver.v1.RunProgress.MetricsEntry\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"H\n\x08\x44iagPing\x12\x0f\n\x07ping_id\x18\x01 \x01(\t\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"o\n\x08\x44iagPong\x12\x0f\n\x07ping_id\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x10\n\x08instance\x18\x03 \x01(\t\x12/\n\x0breceived_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65volver/v1/events.proto\x12\nevolver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1c\x65volver/v1/attribution.proto\x1a\x1b\x65volver/v1/experience.proto\x1a\x17\x65volver/v1/policy.proto\x1a\x15\x65volver/v1/task.proto\x1a\x1b\x65volver/v1/trajectory.proto\"\xcf\x01\n\x10\x45xploreRequested\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65nv_id\x18\x02 \x01(\t\x12\x14\n\x0cseed_task_id\x18\x03 \x01(\t\x12\x1a\n\x12initial_state_json\x18\x04 \x01(\t\x12\x10\n\x08toolsets\x18\x05 \x03(\t\x12\r\n\x05walks\x18\x06 \x01(\x05\x12\x1a\n\x12max_steps_per_walk\x18\x07 \x01(\x05\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12\x1a\n\x12max_calls_per_task\x18\t \x01(\x05\"T\n\x04Walk\x12\x0f\n\x07walk_id\x18\x01 \x01(\t\x12\x1f\n\x05steps\x18\x02 \x03(\x0b\x32\x10.evolver.v1.Step\x12\x1a\n\x12initial_state_json\x18\x03 \x01(\t\"\x89\x01\n\x10\x45xploreCompleted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65nv_id\x18\x02 \x01(\t\x12\x14\n\x0cseed_task_id\x18\x03 \x01(\t\x12\x1f\n\x05walks\x18\x04 \x03(\x0b\x32\x10.evolver.v1.Walk\x12\x1a\n\x12max_calls_per_task\x18\x05 \x01(\x05\"\x97\x03\n\x10RolloutRequested\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x12\n\ntrain_step\x18\x03 \x01(\x03\x12\x1e\n\x04task\x18\x04 \x01(\x0b\x32\x10.evolver.v1.Task\x12\x12\n\ngroup_size\x18\x05 \x01(\x05\x12\x16\n\x0epolicy_version\x18\x06 \x01(\x03\x12\x14\n\x0cguided_share\x18\x07 \x01(\x01\x12\x13\n\x0btemperature\x18\x08 \x01(\x01\x12\x12\n\nevaluation\x18\t \x01(\x08\x12\x11\n\tmax_steps\x18\n \x01(\x05\x12\x16\n\x0emax_new_tokens\x18\x0b \x01(\x05\x12\x18\n\x10\x65xperience_top_k\x18\x0c \x01(\x05\x12\x17\n\x0fkeep_experience\x18\r \x01(\x08\x12\x17\n\x0fmax_tools_shown\x18\x0e \x01(\x05\x12\x11\n\tattribute\x18\x0f \x01(\x08\x12\x19\n\x11\x66irst_turn_prefix\x18\x10 \x01(\t\x12\x1f\n\x17\x61llow_text_around_calls\x18\x11 \x01(\x08\"\x82\x01\n\x10RolloutCompleted\x12\'\n\x05group\x18\x01 \x01(\x0b\x32\x18.evolver.v1.RolloutGroup\x12\x12\n\nevaluation\x18\x02 \x01(\x08\x12\x1e\n\x04task\x18\x03 \x01(\x0b\x32\x10.evolver.v1.Task\x12\x11\n\tattribute\x18\x04 \x01(\x08\"\xa3\x01\n\x11RolloutAttributed\x12\'\n\x05group\x18\x01 \x01(\x0b\x32\x18.evolver.v1.RolloutGroup\x12\x31\n\x0c\x61ttributions\x18\x02 \x03(\x0b\x32\x1b.evolver.v1.StepAttribution\x12\x12\n\nevaluation\x18\x03 \x01(\x08\x12\x1e\n\x04task\x18\x04 \x01(\x0b\x32\x10.evolver.v1.Task\"\x8b\x01\n\rTasksAccepted\x12\x0e\n\x06\x65nv_id\x18\x01 \x01(\t\x12\x1f\n\x05tasks\x18\x02 \x03(\x0b\x32\x10.evolver.v1.Task\x12\x1a\n\x12\x65xplore_request_id\x18\x03 \x01(\t\x12\x12\n\ncandidates\x18\x04 \x01(\x05\x12\x19\n\x11rejection_reasons\x18\x05 \x03(\t\"X\n\x10\x45xperienceStored\x12\x17\n\x0fsource_group_id\x18\x01 \x01(\t\x12+\n\x0b\x65xperiences\x18\x02 \x03(\x0b\x32\x16.evolver.v1.Experience\":\n\rPolicyUpdated\x12)\n\x06policy\x18\x01 \x01(\x0b\x32\x19.evolver.v1.PolicyVersion\"\xcf\x01\n\x0bRunProgress\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\ntrain_step\x18\x02 \x01(\x03\x12\r\n\x05phase\x18\x03 \x01(\t\x12\x35\n\x07metrics\x18\x04 \x03(\x0b\x32$.evolver.v1.RunProgress.MetricsEntry\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"H\n\x08\x44iagPing\x12\x0f\n\x07ping_id\x18\x01 \x01(\t\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"o\n\x08\x44iagPong\x12\x0f\n\x07ping_id\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x10\n\x08instance\x18\x03 \x01(\t\x12/\n\x0breceived_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,23 +46,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXPLORECOMPLETED']._serialized_start=505
   _globals['_EXPLORECOMPLETED']._serialized_end=642
   _globals['_ROLLOUTREQUESTED']._serialized_start=645
-  _globals['_ROLLOUTREQUESTED']._serialized_end=1019
-  _globals['_ROLLOUTCOMPLETED']._serialized_start=1022
-  _globals['_ROLLOUTCOMPLETED']._serialized_end=1152
-  _globals['_ROLLOUTATTRIBUTED']._serialized_start=1155
-  _globals['_ROLLOUTATTRIBUTED']._serialized_end=1318
-  _globals['_TASKSACCEPTED']._serialized_start=1321
-  _globals['_TASKSACCEPTED']._serialized_end=1460
-  _globals['_EXPERIENCESTORED']._serialized_start=1462
-  _globals['_EXPERIENCESTORED']._serialized_end=1550
-  _globals['_POLICYUPDATED']._serialized_start=1552
-  _globals['_POLICYUPDATED']._serialized_end=1610
-  _globals['_RUNPROGRESS']._serialized_start=1613
-  _globals['_RUNPROGRESS']._serialized_end=1820
-  _globals['_RUNPROGRESS_METRICSENTRY']._serialized_start=1774
-  _globals['_RUNPROGRESS_METRICSENTRY']._serialized_end=1820
-  _globals['_DIAGPING']._serialized_start=1822
-  _globals['_DIAGPING']._serialized_end=1894
-  _globals['_DIAGPONG']._serialized_start=1896
-  _globals['_DIAGPONG']._serialized_end=2007
+  _globals['_ROLLOUTREQUESTED']._serialized_end=1052
+  _globals['_ROLLOUTCOMPLETED']._serialized_start=1055
+  _globals['_ROLLOUTCOMPLETED']._serialized_end=1185
+  _globals['_ROLLOUTATTRIBUTED']._serialized_start=1188
+  _globals['_ROLLOUTATTRIBUTED']._serialized_end=1351
+  _globals['_TASKSACCEPTED']._serialized_start=1354
+  _globals['_TASKSACCEPTED']._serialized_end=1493
+  _globals['_EXPERIENCESTORED']._serialized_start=1495
+  _globals['_EXPERIENCESTORED']._serialized_end=1583
+  _globals['_POLICYUPDATED']._serialized_start=1585
+  _globals['_POLICYUPDATED']._serialized_end=1643
+  _globals['_RUNPROGRESS']._serialized_start=1646
+  _globals['_RUNPROGRESS']._serialized_end=1853
+  _globals['_RUNPROGRESS_METRICSENTRY']._serialized_start=1807
+  _globals['_RUNPROGRESS_METRICSENTRY']._serialized_end=1853
+  _globals['_DIAGPING']._serialized_start=1855
+  _globals['_DIAGPING']._serialized_end=1927
+  _globals['_DIAGPONG']._serialized_start=1929
+  _globals['_DIAGPONG']._serialized_end=2040
 # @@protoc_insertion_point(module_scope)

@@ -36,6 +36,8 @@ class LazyPolicy:
                     tokenizer = await asyncio.to_thread(load_tokenizer, model_dir(self.settings))
                     self._backend = OpenAIBackend(EndpointSettings(p.endpoint, p.model), tokenizer)
                 else:
+                    from evolver.models.batching import BatchingBackend
                     from evolver.models.hf import HFBackend
-                    self._backend = await asyncio.to_thread(HFBackend, model_dir(self.settings))
+                    # A group's attempts run concurrently; their turns are generated in batches.
+                    self._backend = BatchingBackend(await asyncio.to_thread(HFBackend, model_dir(self.settings)))
             return self._backend

@@ -43,7 +43,8 @@ def rollout_options(req: events_pb2.RolloutRequested) -> RolloutOptions:
     return RolloutOptions(group_size=req.group_size, guided_share=req.guided_share, temperature=req.temperature,
                           max_steps=req.max_steps or 6, max_new_tokens=req.max_new_tokens or 96,
                           keep_experience=req.keep_experience, max_tools_shown=req.max_tools_shown,
-                          first_turn_prefix=req.first_turn_prefix, seed=req.train_step)
+                          first_turn_prefix=req.first_turn_prefix,
+                          allow_text_around_calls=req.allow_text_around_calls, seed=req.train_step)
 
 
 class ExplorerServicer(pb_grpc.ExplorerServiceServicer):

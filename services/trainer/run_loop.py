@@ -48,6 +48,8 @@ class Checkpoint:
     version: int = 0
     consumed: list[str] = field(default_factory=list)  # group ids already trained on
     evaluated: list[int] = field(default_factory=list)  # steps whose evaluation is done
+    # The evaluation set, fixed at the first evaluation so every evaluation of the run uses it.
+    eval_task_ids: list[str] = field(default_factory=list)
 
 
 def seed_task_pb(seed, env_id: str) -> task_pb2.Task:
@@ -120,20 +122,35 @@ class RunLoop:
         if len(tasks) >= q.min_train_tasks:
             return
         await self.progress("questioning", 0, pool=len(tasks))
-        ch, tg = await self._task_gen()
-        async with ch:
-            await tg.GenerateTasks(tg_pb.GenerateTasksRequest(
-                env_id=self.spec.env_id, explorations=q.explorations, walks_per_exploration=q.walks_per_exploration,
-                max_steps_per_walk=q.max_steps_per_walk, seed=self.spec.seed,
-                max_calls_per_task=q.max_calls_per_task))
-        deadline = time.monotonic() + q.wait_s
-        while time.monotonic() < deadline:
-            tasks, _ = await self._pool("train")
-            heldout, _ = await self._pool("heldout")
-            await self.progress("questioning", 0, pool=len(tasks), heldout=len(heldout))
-            if len(tasks) >= q.min_train_tasks:
-                return
-            await asyncio.sleep(2.0)
+        finished: set[str] = set()
+
+        async def on_accepted(msg) -> None:
+            ev = await self.bus.decode(msg.subject, msg.data, msg.headers)
+            finished.add(ev.explore_request_id)
+        sub = await self.bus.nc.subscribe("tasks.accepted", cb=on_accepted)
+        try:
+            ch, tg = await self._task_gen()
+            async with ch:
+                r = await tg.GenerateTasks(tg_pb.GenerateTasksRequest(
+                    env_id=self.spec.env_id, explorations=q.explorations,
+                    walks_per_exploration=q.walks_per_exploration, max_steps_per_walk=q.max_steps_per_walk,
+                    seed=self.spec.seed, max_calls_per_task=q.max_calls_per_task))
+            # Wait for every exploration (not just enough tasks): the held-out share and the
+            # curriculum then see the whole pool from the first step on.
+            deadline = time.monotonic() + q.wait_s
+            while time.monotonic() < deadline:
+                tasks, _ = await self._pool("train")
+                heldout, _ = await self._pool("heldout")
+                await self.progress("questioning", 0, pool=len(tasks), heldout=len(heldout),
+                                    explorations_done=len(finished & set(r.explore_request_ids)),
+                                    explorations=len(r.explore_request_ids))
+                if set(r.explore_request_ids) <= finished:
+                    break
+                await asyncio.sleep(2.0)
+        finally:
+            await sub.unsubscribe()
+        if len(tasks) >= q.min_train_tasks:
+            return
         raise FailedPrecondition(f"self-questioning produced {len(tasks)} train tasks in {q.wait_s:.0f}s; "
                                  f"needed {q.min_train_tasks}")
 
@@ -187,7 +204,7 @@ class RunLoop:
             temperature=s.eval.temperature if evaluation else r.temperature, evaluation=evaluation,
             max_steps=r.max_steps, max_new_tokens=r.max_new_tokens, experience_top_k=s.navigating.top_k,
             keep_experience=s.navigating.keep_experience, max_tools_shown=r.max_tools_shown,
-            first_turn_prefix=r.first_turn_prefix,
+            first_turn_prefix=r.first_turn_prefix, allow_text_around_calls=r.allow_text_around_calls,
             attribute=s.mechanisms.attributing and not evaluation), key=job_id)
 
     async def collect(self, group_ids: list[str], phase: str, step: int) -> list[events_pb2.RolloutAttributed]:
@@ -218,8 +235,13 @@ class RunLoop:
                 await asyncio.sleep(0.5)
         return [found[g] for g in group_ids]
 
-    async def evaluate(self, step: int, version: int) -> dict[str, float]:
+    async def evaluate(self, step: int, version: int, ckpt: Checkpoint) -> dict[str, float]:
         tasks = await self.eval_tasks()
+        if ckpt.eval_task_ids:
+            by_id = {t.task_id: t for t in tasks + (await self._pool("heldout"))[0]}
+            tasks = [by_id[t] for t in ckpt.eval_task_ids if t in by_id]
+        else:
+            ckpt.eval_task_ids = [t.task_id for t in tasks]
         if not tasks:
             return {}
         ids = await self.request_groups("eval", step, tasks, version, evaluation=True)
@@ -258,7 +280,7 @@ class RunLoop:
             while ckpt.step <= spec.steps:
                 due = ckpt.step == spec.steps or (ckpt.step == 0) or (spec.eval_every and ckpt.step % spec.eval_every == 0)
                 if due and ckpt.step not in ckpt.evaluated:
-                    metrics = await self.evaluate(ckpt.step, ckpt.version)
+                    metrics = await self.evaluate(ckpt.step, ckpt.version, ckpt)
                     await self.progress("evaluated", ckpt.step, policy_version=ckpt.version, **metrics)
                     ckpt.evaluated.append(ckpt.step)
                     await self.save_checkpoint(ckpt, None)

@@ -81,7 +81,7 @@ async def test_group_rewards_guidance_and_state_progress_labels(bfcl, tokenizer)
     opts = RolloutOptions(group_size=4, guided_share=0.5, temperature=0.0, max_steps=3)
     experiences = [("e1", "When asked for a directory: call mkdir with dir_name.")]
     backend = FakeBackend(tokenizer, script)
-    trajs = await run_group(backend, bfcl, task, opts, group_id="g1", experiences=experiences)
+    trajs = await run_group(backend, bfcl, task, opts, group_id="g1", experiences=experiences, concurrent=False)
     assert [t.reward.score for t in trajs] == [1.0, 1.0, 0.0, 0.0]
     assert [list(t.experience_ids) for t in trajs] == [["e1"], ["e1"], [], []]  # guided share 0.5
     assert "<experience>" in tokenizer.decode(backend.requests[0].prompt_token_ids)
@@ -106,3 +106,18 @@ async def test_shown_tools_keep_the_reference_tools(bfcl):
     await ep.release()
     assert len(shown) == 3 and "mkdir" in {t.name for t in shown}
     assert shown_tools(ep.tools, task, 0, seed=1) == ep.tools
+
+
+async def test_concurrent_attempts_share_generation_batches(bfcl, tiny_model_dir):
+    from evolver.models.batching import BatchingBackend
+    from evolver.models.hf import HFBackend
+    task = await mkdir_task(bfcl)
+    backend = BatchingBackend(HFBackend(tiny_model_dir))
+    opts = RolloutOptions(group_size=4, guided_share=0.0, temperature=1.0, max_steps=2, max_new_tokens=8)
+    trajs = await run_group(backend, bfcl, task, opts, group_id="g2")
+    assert [t.trajectory_id for t in trajs] == [f"g2.r{i}" for i in range(4)]
+    assert all(not t.infra_failure.reason and len(t.tokens.token_ids) == len(t.tokens.behaviour_logprobs)
+               for t in trajs)
+    assert max(backend.batches) > 1  # the four attempts' turns were generated together
+    assert sum(backend.batches) == sum(len(t.steps) for t in trajs)  # one request per turn
+    await backend.aclose()
