@@ -39,6 +39,18 @@ def unpack_adapter(blob: bytes, out_dir: Path) -> Path:
     return out_dir
 
 
+def length_buckets(idxs: Sequence[int], lengths: Sequence[int], max_ratio: float = 1.5) -> list[list[int]]:
+    """Splits a batch so no prompt is padded to more than max_ratio times its length: one
+    4k-token prompt would otherwise make every short prompt in its batch cost 4k tokens."""
+    buckets: list[list[int]] = []
+    for i in sorted(idxs, key=lambda i: lengths[i]):
+        if buckets and lengths[i] <= max_ratio * max(1, lengths[buckets[-1][0]]):
+            buckets[-1].append(i)
+        else:
+            buckets.append([i])
+    return buckets
+
+
 class HFBackend:
     def __init__(self, model_dir: Path | str, *, device: str | None = None, threads: int | None = None):
         """model_dir: a safetensors model folder (e.g. the `models prepare` cache), or a .gguf
@@ -124,8 +136,10 @@ class HFBackend:
             for sampling, idxs in groups.items():
                 seeds = [requests[i].sampling.seed for i in idxs if requests[i].sampling.seed is not None]
                 sampling = replace(sampling, seed=min(seeds) if seeds else None)
-                for i, c in zip(idxs, self._generate_batch([requests[i].prompt_token_ids for i in idxs], sampling, version)):
-                    out[i] = c
+                for chunk in length_buckets(idxs, [len(r.prompt_token_ids) for r in requests]):
+                    prompts = [requests[i].prompt_token_ids for i in chunk]
+                    for i, c in zip(chunk, self._generate_batch(prompts, sampling, version)):
+                        out[i] = c
         return out  # type: ignore[return-value]
 
     def _generate_batch(self, prompts: list[Sequence[int]], sampling, version: int) -> list[Completion]:

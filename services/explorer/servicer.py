@@ -12,7 +12,7 @@ import logging
 
 from evolver.bus import Delivery, topology
 from evolver.envs.client import RemoteEnvironment
-from evolver.errors import InvalidArgument, PoisonMessage, Validator
+from evolver.errors import InvalidArgument, NotFound, PoisonMessage, Validator
 from evolver.exploration import run_walk, walk_to_pb
 from evolver.policy_store import PolicySwitcher
 from evolver.rollout import RolloutOptions, run_group
@@ -48,8 +48,19 @@ def rollout_options(req: events_pb2.RolloutRequested) -> RolloutOptions:
 
 
 class ExplorerServicer(pb_grpc.ExplorerServiceServicer):
-    def __init__(self, rollout=None):
-        self._rollout = rollout
+    def __init__(self, rollout=None, walks=None):
+        self._rollout, self._walks = rollout, walks
+
+    async def Explore(self, request: pb.ExploreRequest, context) -> pb.ExploreResponse:
+        v = Validator()
+        v.check(bool(request.env_id), "env_id", "must name a registered environment")
+        v.check(1 <= request.walks <= MAX_WALKS, "walks", f"must be between 1 and {MAX_WALKS}")
+        v.check(1 <= request.max_steps_per_walk <= MAX_STEPS, "max_steps_per_walk", f"must be between 1 and {MAX_STEPS}")
+        v.raise_if_any()
+        req = events_pb2.ExploreRequested(request_id=f"rpc.{request.env_id}.{request.seed}", env_id=request.env_id,
+                                          seed_task_id=request.seed_task_id, walks=request.walks,
+                                          max_steps_per_walk=request.max_steps_per_walk, seed=request.seed)
+        return pb.ExploreResponse(walks=await self._walks(req))
 
     async def Rollout(self, request: pb.RolloutRequest, context) -> pb.RolloutResponse:
         if not request.task.task_id:
@@ -102,22 +113,32 @@ async def build(ctx: ServiceContext) -> ServiceParts:
         await ctx.bus.publish("rollout.completed", events_pb2.RolloutCompleted(
             group=group, evaluation=req.evaluation, task=req.task, attribute=req.attribute), key=req.job_id)
 
-    async def on_explore(d: Delivery) -> None:
-        req: events_pb2.ExploreRequested = d.message  # type: ignore[assignment]
-        if not (1 <= req.walks <= MAX_WALKS and 1 <= req.max_steps_per_walk <= MAX_STEPS):
-            raise PoisonMessage(f"walks must be 1..{MAX_WALKS} and max_steps_per_walk 1..{MAX_STEPS}")
+    async def walks_for(req: events_pb2.ExploreRequested) -> list:
+        raw = await registry.get(req.env_id)
+        if raw is None:
+            raise NotFound(f"environment {req.env_id!r} is not registered")
         walks = []
-        async with RemoteEnvironment(await env_address(req.env_id)) as env:
+        async with RemoteEnvironment(env_pb.EnvironmentSpec.FromString(raw).address) as env:
             for i in range(req.walks):
                 walk = await run_walk(env, walk_id=f"{req.request_id}/w{i}", seed=req.seed * 1000 + i,
                                       max_steps=req.max_steps_per_walk, seed_task_id=req.seed_task_id)
                 walks.append(walk_to_pb(walk))
+        return walks
+
+    async def on_explore(d: Delivery) -> None:
+        req: events_pb2.ExploreRequested = d.message  # type: ignore[assignment]
+        if not (1 <= req.walks <= MAX_WALKS and 1 <= req.max_steps_per_walk <= MAX_STEPS):
+            raise PoisonMessage(f"walks must be 1..{MAX_WALKS} and max_steps_per_walk 1..{MAX_STEPS}")
+        try:
+            walks = await walks_for(req)
+        except NotFound as e:
+            raise PoisonMessage(str(e)) from None
         await ctx.bus.publish("explore.completed", events_pb2.ExploreCompleted(
             request_id=req.request_id, env_id=req.env_id, seed_task_id=req.seed_task_id, walks=walks,
             max_calls_per_task=req.max_calls_per_task),
             key=req.request_id)
 
-    return ServiceParts([Registration("evolver.v1.ExplorerService", ExplorerServicer(rollout),
+    return ServiceParts([Registration("evolver.v1.ExplorerService", ExplorerServicer(rollout, walks_for),
                                       pb_grpc.add_ExplorerServiceServicer_to_server)],
                         handlers={"explorer-explore-requested": on_explore,
                                   "explorer-rollout-requested": on_rollout})

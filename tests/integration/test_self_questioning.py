@@ -19,6 +19,8 @@ from evolver.envs.server import EnvironmentServicer
 from evolver.rpc import GrpcServer, Registration, bad_request_fields, channel, stub
 from evolver.service import ServiceRunner
 from evolver.v1 import environment_pb2_grpc as env_grpc
+from evolver.v1 import explorer_service_pb2 as ex
+from evolver.v1 import explorer_service_pb2_grpc as ex_grpc
 from evolver.v1 import task_gen_service_pb2 as tg
 from evolver.v1 import task_gen_service_pb2_grpc as tg_grpc
 from evolver.v1 import task_pb2
@@ -52,6 +54,14 @@ async def test_generated_tasks_are_verified_unique_and_durable(nats_url, bus: Bu
                                                                      walks_per_exploration=1, max_steps_per_walk=5))
             assert missing.value.code() == grpc.StatusCode.NOT_FOUND
 
+            async with channel(runners[0].server.address) as ech:  # walks straight over gRPC too
+                explorer = stub(ex_grpc.ExplorerServiceStub, ech, 60)
+                direct = await explorer.Explore(ex.ExploreRequest(env_id="bfcl", seed_task_id="multi_turn_base_0",
+                                                                  walks=1, max_steps_per_walk=3, seed=1))
+                assert len(direct.walks) == 1 and len(direct.walks[0].steps) == 3
+                with pytest.raises(grpc.aio.AioRpcError) as bad_walks:
+                    await explorer.Explore(ex.ExploreRequest(env_id="bfcl", walks=0, max_steps_per_walk=3))
+                assert set(bad_request_fields(bad_walks.value)) == {"walks"}
             r = await task_gen.GenerateTasks(tg.GenerateTasksRequest(env_id="bfcl", explorations=2, walks_per_exploration=2,
                                                                      max_steps_per_walk=20, seed=4))
             assert len(r.explore_request_ids) == 2

@@ -164,3 +164,13 @@ async def test_fake_backend_is_scripted(tokenizer):
     fake = FakeBackend(tokenizer, ['<tool_call>{"name": "ls", "arguments": {}}</tool_call>'])
     (c,) = await fake.generate([GenerationRequest([1, 2, 3])])
     assert parse_turn(c.text).calls[0].name == "ls" and c.token_ids[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+
+def test_length_buckets_never_pad_a_prompt_past_the_ratio():
+    from evolver.models.hf import length_buckets
+    lengths = [500, 4000, 520, 600, 4100, 740, 760]
+    buckets = length_buckets(range(len(lengths)), lengths)
+    assert sorted(i for b in buckets for i in b) == list(range(len(lengths)))
+    for b in buckets:
+        assert max(lengths[i] for i in b) <= 1.5 * min(lengths[i] for i in b)
+    assert [sorted(b) for b in buckets] == [[0, 2, 3, 5], [6], [1, 4]]
