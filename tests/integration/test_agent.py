@@ -5,28 +5,11 @@ from __future__ import annotations
 import pytest
 
 from evolver.agent import policy_agent, run_episode
-from evolver.envs.bfcl import BfclEnvironment
-from evolver.envs.client import RemoteEnvironment
 from evolver.envs.harness import evaluate
-from evolver.envs.server import EnvironmentServicer
 from evolver.models.backend import FakeBackend, SamplingParams
 from evolver.models.hf import HFBackend
-from evolver.rpc import GrpcServer, Registration
-from evolver.v1 import environment_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def bfcl():
-    servicer = EnvironmentServicer(BfclEnvironment())
-    server = GrpcServer([Registration("evolver.v1.EnvironmentService", servicer,
-                                      pb_grpc.add_EnvironmentServiceServicer_to_server)])
-    await server.start()
-    async with RemoteEnvironment(server.address) as env:
-        yield env
-    await server.stop(0)
-    await servicer.close()
 
 
 def call(name, **args):

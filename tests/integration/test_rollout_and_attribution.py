@@ -8,31 +8,15 @@ import json
 import pytest
 
 from evolver.agent import run_episode
-from evolver.envs.bfcl import BfclEnvironment
 from evolver.envs.client import RemoteEnvironment
-from evolver.envs.server import EnvironmentServicer
 from evolver.models.backend import FakeBackend
 from evolver.rollout import RolloutOptions, run_group, shown_tools
-from evolver.rpc import GrpcServer, Registration
 from evolver.v1 import attribution_pb2 as apb
-from evolver.v1 import environment_pb2_grpc as pb_grpc
 from evolver.v1 import task_pb2
 from evolver.v1 import trajectory_pb2 as tpb
 from services.attributor.servicer import attribute_group
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def bfcl():
-    servicer = EnvironmentServicer(BfclEnvironment())
-    server = GrpcServer([Registration("evolver.v1.EnvironmentService", servicer,
-                                      pb_grpc.add_EnvironmentServiceServicer_to_server)])
-    await server.start()
-    async with RemoteEnvironment(server.address) as env:
-        yield env
-    await server.stop(0)
-    await servicer.close()
 
 
 def call(name, **args):
@@ -89,6 +73,15 @@ async def test_group_rewards_guidance_and_state_progress_labels(bfcl, tokenizer)
     for t in trajs:  # discard mode: the experience block is stripped from the training sequence
         assert "<experience>" not in tokenizer.decode(list(t.tokens.token_ids))
         assert len(t.tokens.token_ids) == len(t.tokens.loss_mask) == len(t.tokens.behaviour_logprobs)
+
+    # keep mode: the block stays in the training sequence, marked by the experience mask
+    kept = await run_group(FakeBackend(tokenizer, [call("mkdir", dir_name="reports"), "Done."]), bfcl, task,
+                           RolloutOptions(group_size=1, guided_share=1.0, max_steps=2, keep_experience=True),
+                           group_id="g0", experiences=experiences, concurrent=False)
+    tok = kept[0].tokens
+    marked = tokenizer.decode([t for t, m in zip(tok.token_ids, tok.experience_mask) if m])
+    assert "call mkdir with dir_name" in marked and not any(
+        m and e for m, e in zip(tok.loss_mask, tok.experience_mask))  # never trained on
 
     attributions = await attribute_group(bfcl, task, tpb.RolloutGroup(group_id="g1", trajectories=trajs))
     labels = {a.trajectory_id: [lab == apb.STEP_LABEL_GOOD for lab in a.labels] for a in attributions}
