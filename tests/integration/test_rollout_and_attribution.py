@@ -114,3 +114,25 @@ async def test_concurrent_attempts_share_generation_batches(bfcl, tiny_model_dir
     assert max(backend.batches) > 1  # the four attempts' turns were generated together
     assert sum(backend.batches) == sum(len(t.steps) for t in trajs)  # one request per turn
     await backend.aclose()
+
+
+async def test_attribute_rpc_labels_one_trajectory_and_names_bad_fields(bfcl, bus, tokenizer):
+    from evolver.bus import topology
+    from evolver.errors import InvalidArgument, NotFound
+    from evolver.v1 import attributor_service_pb2 as at_pb
+    from evolver.v1 import environment_pb2 as env_pb
+    from services.attributor.servicer import AttributorServicer
+    registry = await bus.kv(topology.ENVIRONMENTS_BUCKET)
+    await registry.put("bfcl", env_pb.EnvironmentSpec(env_id="bfcl", address=bfcl.address).SerializeToString())
+    task = await mkdir_task(bfcl)
+    (traj,) = await run_group(FakeBackend(tokenizer, [call("mkdir", dir_name="reports"), "Done."]), bfcl, task,
+                              RolloutOptions(group_size=1, guided_share=0.0, max_steps=2), group_id="g3",
+                              concurrent=False)
+    servicer = AttributorServicer(registry)
+    r = await servicer.Attribute(at_pb.AttributeRequest(task=task, trajectory=traj), None)
+    assert r.attribution.trajectory_id == "g3.r0" and list(r.attribution.labels) == [apb.STEP_LABEL_GOOD] * 2
+    with pytest.raises(InvalidArgument) as bad:
+        await servicer.Attribute(at_pb.AttributeRequest(task=task_pb2.Task()), None)
+    assert {v.field for v in bad.value.violations} == {"task.env_id", "trajectory.steps"}
+    with pytest.raises(NotFound):
+        await servicer.Attribute(at_pb.AttributeRequest(task=task_pb2.Task(env_id="nope"), trajectory=traj), None)
