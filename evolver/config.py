@@ -170,13 +170,17 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _describe(error: ValidationError) -> str:
-    lines = []
+def problems(error: ValidationError) -> list[tuple[str, str]]:
+    """(dotted key, message) per validation error, for messages that name the bad key."""
+    out = []
     for e in error.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<root>"
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        lines.append(f"config error: {key}: {msg}")
-    return "\n".join(lines)
+        out.append((key, "unknown key" if e["type"] == "extra_forbidden" else e["msg"]))
+    return out
+
+
+def _describe(error: ValidationError) -> str:
+    return "\n".join(f"config error: {key}: {msg}" for key, msg in problems(error))
 
 
 def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:

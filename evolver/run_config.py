@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evolver.algorithms.adca import AdcaConfig
+from evolver.config import problems
 from evolver.v1 import run_pb2
 
 
@@ -116,10 +117,7 @@ def parse_run_spec(text: str) -> RunSpec:
     try:
         return RunSpec.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        key = ".".join(str(p) for p in err["loc"]) or "<root>"
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        raise RunConfigError(key, msg) from None
+        raise RunConfigError(*problems(e)[0]) from None
 
 
 def to_run_config(spec: RunSpec) -> run_pb2.RunConfig:
@@ -145,5 +143,4 @@ def from_run_config(cfg: run_pb2.RunConfig) -> RunSpec:
     try:
         return RunSpec.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        raise RunConfigError(".".join(str(p) for p in err["loc"]), err["msg"]) from None
+        raise RunConfigError(*problems(e)[0]) from None

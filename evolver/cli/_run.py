@@ -32,13 +32,10 @@ def load_spec(path: str | None, overrides: dict) -> RunSpec:
 
 
 def _model_dir(spec: RunSpec) -> str:
-    if spec.model:
-        return str(Path(spec.model).resolve())
-    if os.environ.get("EVOLVER_POLICY__MODEL_DIR"):
-        return os.environ["EVOLVER_POLICY__MODEL_DIR"]
-    from evolver.models import prepare
+    from evolver.models.prepare import resolve_model_dir
     with console.status("preparing SmolLM2-135M-Instruct (once)...") as status:
-        return str(prepare.prepare(on_progress=status.update))
+        return str(resolve_model_dir(spec.model, os.environ.get("EVOLVER_POLICY__MODEL_DIR", ""),
+                                     on_progress=status.update).resolve())
 
 
 class RunWatcher:
@@ -111,7 +108,7 @@ async def _run(args, spec: RunSpec, state, run_dir: Path, stack) -> int:
     from evolver.run_events import read_run_events
 
     started = time.time()
-    run_id = args.run_id or f"run-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_id = args.run_id  # cmd_run names the run (and its folder) before we get here
     config = to_run_config(spec)
     (run_dir / "config.yaml").write_text(config.config_yaml)
     async with channel(state.address_of("trainer")) as ch:
@@ -172,9 +169,8 @@ def cmd_run(args) -> int:
         with console.status("starting the embedded stack...") as status:
             state = stack.up(on_progress=lambda m: (console.print(f"  [green]✓[/] {m}"), status.update(m)))
         started_stack = True
-    run_dir = Path(args.out) / (args.run_id or time.strftime("run-%Y%m%d-%H%M%S"))
-    if args.run_id is None:
-        args.run_id = run_dir.name
+    args.run_id = args.run_id or time.strftime("run-%Y%m%d-%H%M%S")
+    run_dir = Path(args.out) / args.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         return asyncio.run(_run(args, spec, state, run_dir, stack))

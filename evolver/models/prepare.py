@@ -60,6 +60,16 @@ def load_from_gguf():
     return model, tok
 
 
+def resolve_model_dir(*candidates: str, on_progress=lambda msg: None) -> Path:
+    """The first non-empty model folder given (a run's `model`, then `policy.model_dir`), else
+    the prepared SmolLM2 cache, preparing it on first use. Explorers and the trainer resolve
+    the policy the same way, so they load the same weights."""
+    for c in candidates:
+        if c:
+            return Path(c)
+    return prepare(on_progress=on_progress)
+
+
 def prepare(cache: Path | None = None, *, force: bool = False, on_progress=lambda msg: None) -> Path:
     import torch
     from transformers import AutoModelForCausalLM

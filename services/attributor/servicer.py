@@ -12,6 +12,7 @@ import logging
 
 from evolver.bus import Delivery, topology
 from evolver.envs.client import RemoteEnvironment
+from evolver.envs.registry import environment_spec
 from evolver.errors import NotFound, PoisonMessage, Validator
 from evolver.rollout import create_episode
 from evolver.algorithms.attribution import needed_steps
@@ -20,7 +21,6 @@ from evolver.service import ServiceContext, ServiceParts
 from evolver.v1 import attribution_pb2 as apb
 from evolver.v1 import attributor_service_pb2 as pb
 from evolver.v1 import attributor_service_pb2_grpc as pb_grpc
-from evolver.v1 import environment_pb2 as env_pb
 from evolver.v1 import events_pb2, task_pb2
 from evolver.v1 import trajectory_pb2 as tpb
 from services.attributor.labeling import error_only_labels, label_steps, replay_calls
@@ -39,10 +39,7 @@ class AttributorServicer(pb_grpc.AttributorServiceServicer):
         v.check(bool(request.task.env_id), "task.env_id", "must name a registered environment")
         v.check(len(request.trajectory.steps) > 0, "trajectory.steps", "must hold at least one step")
         v.raise_if_any()
-        raw = await self.registry.get(request.task.env_id)
-        if raw is None:
-            raise NotFound(f"environment {request.task.env_id!r} is not registered")
-        spec = env_pb.EnvironmentSpec.FromString(raw)
+        spec = await environment_spec(self.registry, request.task.env_id)
         async with RemoteEnvironment(spec.address) as env:
             (attribution,) = await attribute_group(env, request.task, tpb.RolloutGroup(trajectories=[request.trajectory]))
         return pb.AttributeResponse(attribution=attribution)
@@ -78,18 +75,18 @@ async def attribute_group(env: RemoteEnvironment, task: task_pb2.Task,
             labels, method = error_only_labels(traj), apb.ATTRIBUTION_METHOD_UNSPECIFIED
         else:
             calls = replay_calls(traj)
-            states, _ = await replay(env, task, calls)
+            n = len(calls)
+            states, failed = await replay(env, task, calls)
             needed = None
-            if len(calls) <= MAX_COUNTERFACTUAL_STEPS:
-                cache: dict[tuple, tuple] = {}
-
-                def sync_replay(keep):  # needed_steps is pure; we pre-compute every replay it asks for
-                    return cache[tuple(keep)]
-                n = len(calls)
-                for keep in [list(range(n))] + [[i for i in range(n) if i != k] for k in range(n)]:
+            if n <= MAX_COUNTERFACTUAL_STEPS:
+                # needed_steps is pure: it reads the full replay and one replay per dropped step,
+                # all computed here up front.
+                ends = {tuple(range(n)): (states[-1], failed)}
+                for k in range(n):
+                    keep = [i for i in range(n) if i != k]
                     s, f = await replay(env, task, calls, keep)
-                    cache[tuple(keep)] = (s[-1], f)
-                needed = needed_steps(sync_replay, n, reference)
+                    ends[tuple(keep)] = (s[-1], f)
+                needed = needed_steps(lambda keep: ends[tuple(keep)], n, reference)
             labels = label_steps(traj, states, reference, list(task.expected_answer_facts), needed)
             method = apb.ATTRIBUTION_METHOD_STATE_PROGRESS
         out.append(apb.StepAttribution(
@@ -106,10 +103,10 @@ async def build(ctx: ServiceContext) -> ServiceParts:
         event: events_pb2.RolloutCompleted = d.message  # type: ignore[assignment]
         attributions = []
         if event.attribute and not event.evaluation:
-            raw = await registry.get(event.task.env_id)
-            if raw is None:
-                raise PoisonMessage(f"environment {event.task.env_id!r} is not registered")
-            spec = env_pb.EnvironmentSpec.FromString(raw)
+            try:
+                spec = await environment_spec(registry, event.task.env_id)
+            except NotFound as e:
+                raise PoisonMessage(str(e)) from None
             async with RemoteEnvironment(spec.address) as env:
                 attributions = await attribute_group(env, event.task, event.group)
         await ctx.bus.publish("rollout.attributed", events_pb2.RolloutAttributed(

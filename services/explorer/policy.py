@@ -10,11 +10,8 @@ from evolver.errors import FailedPrecondition
 
 
 def model_dir(settings: Settings) -> Path:
-    """settings.policy.model_dir, or the `models prepare` cache (prepared on first use)."""
-    if settings.policy.model_dir:
-        return Path(settings.policy.model_dir)
-    from evolver.models import prepare
-    return prepare.prepare()
+    from evolver.models.prepare import resolve_model_dir
+    return resolve_model_dir(settings.policy.model_dir)
 
 
 class LazyPolicy:

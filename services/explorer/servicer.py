@@ -12,13 +12,13 @@ import logging
 
 from evolver.bus import Delivery, topology
 from evolver.envs.client import RemoteEnvironment
+from evolver.envs.registry import environment_spec
 from evolver.errors import InvalidArgument, NotFound, PoisonMessage, Validator
 from evolver.exploration import run_walk, walk_to_pb
 from evolver.policy_store import PolicySwitcher
 from evolver.rollout import RolloutOptions, run_group
 from evolver.rpc import Registration, channel, stub
 from evolver.service import ServiceContext, ServiceParts, endpoint
-from evolver.v1 import environment_pb2 as env_pb
 from evolver.v1 import events_pb2
 from evolver.v1 import explorer_service_pb2 as pb
 from evolver.v1 import explorer_service_pb2_grpc as pb_grpc
@@ -76,12 +76,6 @@ async def build(ctx: ServiceContext) -> ServiceParts:
     policy = LazyPolicy(ctx.settings)
     switcher: PolicySwitcher | None = None
 
-    async def env_address(env_id: str) -> str:
-        raw = await registry.get(env_id)
-        if raw is None:
-            raise PoisonMessage(f"environment {env_id!r} is not registered")
-        return env_pb.EnvironmentSpec.FromString(raw).address
-
     async def experiences_for(req: events_pb2.RolloutRequested) -> list[tuple[str, str]]:
         if req.guided_share <= 0 or req.evaluation or req.experience_top_k <= 0:
             return []
@@ -99,7 +93,7 @@ async def build(ctx: ServiceContext) -> ServiceParts:
             switcher = PolicySwitcher(ctx.bus, backend)
         await switcher.ensure(req.run_id, req.policy_version)
         experiences = await experiences_for(req)
-        async with RemoteEnvironment(await env_address(req.task.env_id)) as env:
+        async with RemoteEnvironment((await environment_spec(registry, req.task.env_id)).address) as env:
             trajectories = await run_group(backend, env, req.task, opts, group_id=req.job_id, experiences=experiences)
         return tpb.RolloutGroup(group_id=req.job_id, run_id=req.run_id, train_step=req.train_step,
                                 task_id=req.task.task_id, trajectories=trajectories)
@@ -108,17 +102,14 @@ async def build(ctx: ServiceContext) -> ServiceParts:
         req: events_pb2.RolloutRequested = d.message  # type: ignore[assignment]
         try:
             group = await rollout(req)
-        except InvalidArgument as e:
+        except (InvalidArgument, NotFound) as e:
             raise PoisonMessage(str(e)) from None
         await ctx.bus.publish("rollout.completed", events_pb2.RolloutCompleted(
             group=group, evaluation=req.evaluation, task=req.task, attribute=req.attribute), key=req.job_id)
 
     async def walks_for(req: events_pb2.ExploreRequested) -> list:
-        raw = await registry.get(req.env_id)
-        if raw is None:
-            raise NotFound(f"environment {req.env_id!r} is not registered")
         walks = []
-        async with RemoteEnvironment(env_pb.EnvironmentSpec.FromString(raw).address) as env:
+        async with RemoteEnvironment((await environment_spec(registry, req.env_id)).address) as env:
             for i in range(req.walks):
                 walk = await run_walk(env, walk_id=f"{req.request_id}/w{i}", seed=req.seed * 1000 + i,
                                       max_steps=req.max_steps_per_walk, seed_task_id=req.seed_task_id)

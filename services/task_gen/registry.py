@@ -8,7 +8,8 @@ from typing import Awaitable, Callable, Protocol
 
 from evolver.envs._convert import tool_to_pb
 from evolver.envs.base import Tool
-from evolver.errors import NotFound, Validator
+from evolver.envs.registry import environment_spec
+from evolver.errors import Validator
 from evolver.v1 import environment_pb2 as env_pb
 
 ENV_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -49,10 +50,7 @@ class EnvironmentRegistry:
         return spec
 
     async def get(self, env_id: str) -> env_pb.EnvironmentSpec:
-        raw = await self.kv.get(env_id)
-        if raw is None:
-            raise NotFound(f"no environment registered as {env_id!r}")
-        return env_pb.EnvironmentSpec.FromString(raw)
+        return await environment_spec(self.kv, env_id)
 
     async def list(self) -> list[env_pb.EnvironmentSpec]:
         return [await self.get(k) for k in await self.kv.keys()]

@@ -17,7 +17,6 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Link, SpanKind
@@ -28,13 +27,13 @@ from evolver.bus import _trace_context
 from evolver.algorithms.adca import alpha_at
 from evolver.bus import topology
 from evolver.envs.client import RemoteEnvironment
+from evolver.envs.registry import environment_spec
 from evolver.envs.harness import TaskResult, summarize
 from evolver.errors import FailedPrecondition
 from evolver.policy_store import publish_policy
 from evolver.rpc import channel, stub
 from evolver.run_config import RunSpec
 from evolver.training.advantages import group_samples
-from evolver.v1 import environment_pb2 as env_pb
 from evolver.v1 import events_pb2, run_pb2, task_pb2
 from evolver.v1 import task_gen_service_pb2 as tg_pb
 from evolver.v1 import task_gen_service_pb2_grpc as tg_grpc
@@ -111,10 +110,7 @@ class RunLoop:
         return list(r.tasks), {s.task_id: s for s in r.stats}
 
     async def _env_address(self) -> str:
-        raw = await (await self._kv(topology.ENVIRONMENTS_BUCKET)).get(self.spec.env_id)
-        if raw is None:
-            raise FailedPrecondition(f"environment {self.spec.env_id!r} is not registered")
-        return env_pb.EnvironmentSpec.FromString(raw).address
+        return (await environment_spec(await self._kv(topology.ENVIRONMENTS_BUCKET), self.spec.env_id)).address
 
     async def ensure_synthetic_tasks(self) -> None:
         q = self.spec.questioning
@@ -169,12 +165,16 @@ class RunLoop:
         chosen = curriculum.sample(records, self.spec.tasks_per_step, seed=self.spec.seed * 100003 + step)
         return [by_id[t] for t in chosen]
 
-    async def eval_tasks(self) -> list[task_pb2.Task]:
+    async def eval_tasks(self, frozen: list[str]) -> list[task_pb2.Task]:
+        """The first held-out synthetic tasks (by id) and test seed tasks; or, once frozen, exactly
+        the tasks named (the pool may have grown since)."""
         e = self.spec.eval
-        heldout, _ = await self._pool("heldout")
-        heldout = sorted(heldout, key=lambda t: t.task_id)[:e.synthetic_tasks]
+        heldout = sorted((await self._pool("heldout"))[0], key=lambda t: t.task_id)
         test = (await self.seed_tasks("test"))[:e.seed_tasks] if e.seed_tasks else []
-        return heldout + test
+        if frozen:
+            by_id = {t.task_id: t for t in heldout + test}
+            return [by_id[t] for t in frozen if t in by_id]
+        return heldout[:e.synthetic_tasks] + test
 
     # --- rollouts ------------------------------------------------------------------------------
 
@@ -236,12 +236,8 @@ class RunLoop:
         return [found[g] for g in group_ids]
 
     async def evaluate(self, step: int, version: int, ckpt: Checkpoint) -> dict[str, float]:
-        tasks = await self.eval_tasks()
-        if ckpt.eval_task_ids:
-            by_id = {t.task_id: t for t in tasks + (await self._pool("heldout"))[0]}
-            tasks = [by_id[t] for t in ckpt.eval_task_ids if t in by_id]
-        else:
-            ckpt.eval_task_ids = [t.task_id for t in tasks]
+        tasks = await self.eval_tasks(ckpt.eval_task_ids)
+        ckpt.eval_task_ids = [t.task_id for t in tasks]
         if not tasks:
             return {}
         ids = await self.request_groups("eval", step, tasks, version, evaluation=True)
@@ -352,14 +348,9 @@ def default_updater_factory(settings):
     """Builds the PolicyUpdater for a run: spec.model, else settings.policy.model_dir, else the
     prepared SmolLM2."""
     def make(spec: RunSpec):
+        from evolver.models.prepare import resolve_model_dir
         from evolver.training.updater import PolicyUpdater
-        if spec.model:
-            model_dir = Path(spec.model)
-        elif settings.policy.model_dir:
-            model_dir = Path(settings.policy.model_dir)
-        else:
-            from evolver.models import prepare
-            model_dir = prepare.prepare()
+        model_dir = resolve_model_dir(spec.model, settings.policy.model_dir)
         t = spec.training
         return PolicyUpdater(model_dir, learning_rate=t.learning_rate, lora_r=t.lora_r, lora_alpha=t.lora_alpha,
                              beta=t.beta, epsilon=t.epsilon, epsilon_high=t.epsilon_high,

@@ -14,6 +14,7 @@ import uuid
 from nats.js import api
 
 from evolver.bus import Bus, Delivery, topology
+from evolver.envs.registry import environment_spec
 from evolver.errors import FailedPrecondition, InvalidArgument, NotFound
 from evolver.rpc import Registration
 from evolver.run_config import RunConfigError, from_run_config
@@ -78,8 +79,10 @@ class TrainerServicer(pb_grpc.TrainerServiceServicer):
         existing = await self.runs.get(run_id)
         if existing is not None:  # idempotent: the same id returns the same run
             return pb.StartRunResponse(run=existing)
-        if spec.env_id and await (await self.bus.kv(topology.ENVIRONMENTS_BUCKET)).get(spec.env_id) is None:
-            raise FailedPrecondition(f"environment {spec.env_id!r} is not registered")
+        try:
+            await environment_spec(await self.bus.kv(topology.ENVIRONMENTS_BUCKET), spec.env_id)
+        except NotFound as e:
+            raise FailedPrecondition(str(e)) from None
         run = run_pb2.Run(run_id=run_id, config=request.config, state=run_pb2.RUN_STATE_PENDING)
         run.created_at.GetCurrentTime()
         run.updated_at.GetCurrentTime()
@@ -87,20 +90,19 @@ class TrainerServicer(pb_grpc.TrainerServiceServicer):
         self.runs.launch(run)
         return pb.StartRunResponse(run=run)
 
-    async def GetRun(self, request: pb.GetRunRequest, context) -> pb.GetRunResponse:
-        if not request.run_id:
+    async def _existing(self, run_id: str) -> run_pb2.Run:
+        if not run_id:
             raise InvalidArgument("run_id", "must be non-empty")
-        run = await self.runs.get(request.run_id) if self.runs else None
+        run = await self.runs.get(run_id) if self.runs else None
         if run is None:
-            raise NotFound(f"run {request.run_id!r} does not exist")
-        return pb.GetRunResponse(run=run)
+            raise NotFound(f"run {run_id!r} does not exist")
+        return run
+
+    async def GetRun(self, request: pb.GetRunRequest, context) -> pb.GetRunResponse:
+        return pb.GetRunResponse(run=await self._existing(request.run_id))
 
     async def StopRun(self, request: pb.StopRunRequest, context) -> pb.StopRunResponse:
-        if not request.run_id:
-            raise InvalidArgument("run_id", "must be non-empty")
-        run = await self.runs.get(request.run_id) if self.runs else None
-        if run is None:
-            raise NotFound(f"run {request.run_id!r} does not exist")
+        run = await self._existing(request.run_id)
         loop = self.runs.loops.get(request.run_id)
         if loop is not None:
             loop.stop_requested = True  # stops at the next step boundary
