@@ -1,11 +1,25 @@
 """W3C trace context in NATS headers. nats-py headers are a case-sensitive dict, while the W3C
-spec says accept any case: inject lowercase, extract case-insensitively."""
+spec says accept any case: inject lowercase, extract case-insensitively. The bus always speaks
+W3C trace context and baggage, whatever OTEL_PROPAGATORS selects for gRPC.
+
+Every message carries these headers, so the form we write ourselves (lowercase `traceparent`,
+version 00, no trace state or baggage) is written and parsed directly; anything else goes
+through the standard propagators."""
 
 from __future__ import annotations
 
-from opentelemetry import propagate
+import re
+from typing import Mapping
+
+from opentelemetry import baggage, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import Getter, Setter
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
 class _Setter(Setter[dict]):
@@ -27,12 +41,36 @@ class _Getter(Getter[dict]):
         return list(carrier or {})
 
 
-_SETTER, _GETTER = _Setter(), _Getter()
+SETTER, GETTER = _Setter(), _Getter()
+_BAGGAGE = W3CBaggagePropagator()
+W3C = CompositePropagator([TraceContextTextMapPropagator(), _BAGGAGE])
 
 
 def inject(headers: dict[str, str], context: Context | None = None) -> None:
-    propagate.inject(headers, context=context, setter=_SETTER)
+    """Writes the context's (default: the current) trace context and baggage into headers."""
+    W3C.inject(headers, context=context, setter=SETTER)
 
 
-def extract(headers: dict[str, str] | None) -> Context:
-    return propagate.extract(headers or {}, getter=_GETTER)
+def inject_span(headers: dict[str, str], span: Span) -> None:
+    """Writes `span` as the parent for the receiver, and the current baggage."""
+    sc = span.get_span_context()
+    if sc.is_valid:
+        headers["traceparent"] = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
+        if sc.trace_state:
+            headers["tracestate"] = sc.trace_state.to_header()
+    if baggage.get_all():
+        _BAGGAGE.inject(headers, setter=SETTER)
+
+
+def extract(headers: Mapping[str, str] | None) -> Context:
+    """The sender's context from message headers; an empty context when there is none."""
+    if not headers:
+        return Context()
+    tp = headers.get("traceparent")
+    if tp is None or "tracestate" in headers or "baggage" in headers or not (m := _TRACEPARENT.fullmatch(tp)):
+        return W3C.extract(headers, getter=GETTER)
+    trace_id, span_id = int(m[1], 16), int(m[2], 16)
+    if not trace_id or not span_id:
+        return Context()
+    return trace.set_span_in_context(NonRecordingSpan(SpanContext(
+        trace_id, span_id, is_remote=True, trace_flags=TraceFlags(int(m[3], 16)))), Context())

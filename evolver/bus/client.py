@@ -10,11 +10,10 @@ import nats
 from google.protobuf.message import DecodeError, Message
 from nats.js import api
 from nats.js.errors import BadRequestError, NotFoundError, ObjectNotFoundError
-from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from evolver import telemetry
-from evolver.bus import _trace_context, topology
+from evolver.bus import _spans, _trace_context, topology
+from evolver.bus._replies import Replies
 from evolver.bus.kv import KvStore
 from evolver.config import Settings
 from evolver.errors import PoisonMessage, Unavailable
@@ -33,7 +32,7 @@ def message_id(subject: str, key: str) -> str:
     return f"{subject}:{key}"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Published:
     stream: str
     seq: int
@@ -47,6 +46,7 @@ class Bus:
     def __init__(self, nc: nats.NATS, settings: Settings):
         self.nc = nc
         self.js = nc.jetstream()
+        self.replies = Replies(nc)
         self.settings = settings
         self._object_store = None
 
@@ -78,7 +78,9 @@ class Bus:
             cause = "; ".join(dict.fromkeys(seen)) if seen else (str(e) or type(e).__name__)
             raise Unavailable(f"cannot connect to NATS at {s.url}: {cause}") from e
         nc.options["max_reconnect_attempts"] = -1
-        return cls(nc, settings)
+        bus = cls(nc, settings)
+        await bus.replies.start()
+        return bus
 
     async def close(self) -> None:
         # close(), not drain(): drain blocks on idle pull subscriptions (infra notes §1.7).
@@ -180,24 +182,23 @@ class Bus:
         hdrs[MSG_ID] = msg_id
         # The span is started, not made current: nothing inside needs it current, and attaching
         # a context across the awaited PubAck measurably slows the hot path.
-        span = telemetry.tracer().start_span(
-            f"send {spec.subject}", kind=SpanKind.PRODUCER,
-            attributes={"messaging.system": "nats", "messaging.operation.name": "send",
-                        "messaging.destination.name": subject, "messaging.message.id": msg_id})
+        span = _spans.start(f"send {spec.subject}", SpanKind.PRODUCER, {
+            "messaging.system": "nats", "messaging.operation.name": "send",
+            "messaging.destination.name": subject, "messaging.message.id": msg_id})
         try:
             if len(data) >= self.settings.bus.inline_payload_limit:
                 data = await self._offload(msg_id, data, hdrs)
-            _trace_context.inject(hdrs, trace.set_span_in_context(span))
+            _trace_context.inject_span(hdrs, span)
             # No stream= assertion: its Nats-Expected-Stream header would be stored with every
             # message and parsed by every consumer; the topology already fixes subject -> stream.
-            ack = await self.js.publish(subject, data, headers=hdrs, timeout=timeout)
+            ack = await self.replies.publish(subject, data, headers=hdrs, timeout=timeout)
         except BaseException as e:
             span.record_exception(e)
             span.set_status(Status(StatusCode.ERROR, str(e)))
             raise
         finally:
             span.end()
-        return Published(ack.stream, ack.seq, bool(ack.duplicate), msg_id)
+        return Published(ack["stream"], ack["seq"], bool(ack.get("duplicate")), msg_id)
 
     async def _offload(self, msg_id: str, data: bytes, headers: dict[str, str]) -> bytes:
         store = await self._payload_store()

@@ -25,8 +25,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import NotFoundError
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from evolver import telemetry
-from evolver.bus import _trace_context, topology
+from evolver.bus import _spans, _trace_context, topology
 from evolver.bus.client import MSG_ID, Bus
 from evolver.errors import PoisonMessage
 
@@ -111,37 +110,41 @@ class Worker:
         # context; semconv's link is only needed when the parent is something else.
         parent = _trace_context.extract(headers)
         self._in_flight[id(msg)] = msg
-        with telemetry.tracer().start_as_current_span(
-            f"process {msg.subject}", context=parent, kind=SpanKind.CONSUMER,
-            attributes={"messaging.system": "nats", "messaging.operation.name": "process",
-                        "messaging.destination.name": msg.subject,
-                        "messaging.consumer.group.name": self.spec.durable,
-                        "messaging.message.id": headers.get(MSG_ID, ""),
-                        "messaging.nats.num_delivered": attempt},
-        ) as span:
-            try:
-                message = await self.bus.decode(msg.subject, msg.data, headers)
-                await self.handler(Delivery(msg.subject, message, headers.get(MSG_ID, ""), attempt, seq, headers))
-            except PoisonMessage as e:
-                span.set_status(Status(StatusCode.ERROR, str(e)))
-                span.set_attribute("error.type", "poison")
-                await self._dead_letter(msg, f"poison: {e}", attempt)
-            except Exception as e:
-                span.record_exception(e)
-                span.set_status(Status(StatusCode.ERROR, str(e)))
-                span.set_attribute("error.type", type(e).__name__)
-                if attempt >= self.max_deliver:
-                    await self._dead_letter(msg, f"failed {attempt} deliveries; last error: {type(e).__name__}: {e}", attempt)
-                else:
-                    delay = retry_delay(attempt, self.bus.settings.bus.retry_base_s, self.bus.settings.bus.retry_max_s)
-                    log.warning("%s: seq %d attempt %d failed (%s: %s); retry in %.1fs",
-                                self.spec.durable, seq, attempt, type(e).__name__, e, delay)
-                    await msg.nak(delay=delay)
+        msg_id = headers.get(MSG_ID, "")
+        span = _spans.start(f"process {msg.subject}", SpanKind.CONSUMER, {
+            "messaging.system": "nats", "messaging.operation.name": "process",
+            "messaging.destination.name": msg.subject, "messaging.consumer.group.name": self.spec.durable,
+            "messaging.message.id": msg_id, "messaging.nats.num_delivered": attempt}, parent)
+        token = _spans.attach(span)  # the handler's own spans are its children
+        try:
+            message = await self.bus.decode(msg.subject, msg.data, headers)
+            await self.handler(Delivery(msg.subject, message, msg_id, attempt, seq, headers))
+        except PoisonMessage as e:
+            span.set_status(Status(StatusCode.ERROR, str(e)))
+            span.set_attribute("error.type", "poison")
+            await self._dead_letter(msg, f"poison: {e}", attempt)
+        except Exception as e:
+            span.record_exception(e)
+            span.set_status(Status(StatusCode.ERROR, str(e)))
+            span.set_attribute("error.type", type(e).__name__)
+            if attempt >= self.max_deliver:
+                await self._dead_letter(msg, f"failed {attempt} deliveries; last error: {type(e).__name__}: {e}", attempt)
             else:
-                await msg.ack_sync()
-                self.handled += 1
-            finally:
-                self._in_flight.pop(id(msg), None)
+                delay = retry_delay(attempt, self.bus.settings.bus.retry_base_s, self.bus.settings.bus.retry_max_s)
+                log.warning("%s: seq %d attempt %d failed (%s: %s); retry in %.1fs",
+                            self.spec.durable, seq, attempt, type(e).__name__, e, delay)
+                await msg.nak(delay=delay)
+        except BaseException as e:  # cancelled at shutdown: the message stays unacked, redelivered
+            span.record_exception(e, escaped=True)
+            span.set_status(Status(StatusCode.ERROR, f"{type(e).__name__}: {e}"))
+            raise
+        else:
+            await self.bus.replies.ack(msg)
+            self.handled += 1
+        finally:
+            _spans.detach(token)
+            span.end()
+            self._in_flight.pop(id(msg), None)
 
     async def _dead_letter(self, msg, reason: str, attempt: int) -> None:
         # Copy first: on a WorkQueue stream term() deletes the message.

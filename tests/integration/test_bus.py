@@ -147,6 +147,36 @@ async def test_publish_rejects_wrong_payload_type_and_unknown_subject(bus: Bus):
         await bus.publish("diag.ping", ev.DiagPing(), key="")
 
 
+async def test_publish_failures_raise_nats_errors(bus: Bus):
+    """The bus's own PubAck round trip (evolver/bus/_replies.py) fails as nats-py's would."""
+    from nats.errors import NoRespondersError
+    from nats.errors import TimeoutError as NatsTimeout
+    from nats.js.errors import APIError, NoStreamResponseError
+
+    # No stream listens: the server's 503 becomes NoStreamResponseError.
+    with pytest.raises(NoStreamResponseError):
+        await bus.replies.publish("no.stream.here", b"x", headers=None, timeout=2)
+    # The stream rejects the message: its API error is raised with the server's code.
+    with pytest.raises(APIError) as e:
+        await bus.replies.publish("diag.ping", b"x", headers={"Nats-Expected-Stream": "OTHER"}, timeout=2)
+    assert e.value.err_code == 10060  # expected stream does not match
+    # A responder that never answers: TimeoutError, and the pending request is cleaned up.
+    silent = await bus.nc.subscribe("silent.service")
+    with pytest.raises(NatsTimeout):
+        await bus.replies.request("silent.service", b"?", timeout=0.2)
+    assert not bus.replies._pending
+    await silent.unsubscribe()
+    with pytest.raises(NoRespondersError):
+        await bus.replies.request("silent.service", b"?", timeout=2)
+    # Many concurrent publishes each get their own PubAck.
+    acks = await asyncio.gather(*(bus.publish("diag.ping", ev.DiagPing(ping_id=str(i)), key=f"c{i}") for i in range(50)))
+    seqs = [a.seq for a in acks]
+    assert sorted(seqs) == list(range(min(seqs), min(seqs) + 50))
+    for i in (0, 17, 49):  # each ack names the sequence its own message was stored at
+        stored = await bus.js.get_msg("DIAG", seqs[i])
+        assert ev.DiagPing.FromString(stored.data).ping_id == str(i)
+
+
 async def test_large_payload_travels_through_object_store(bus: Bus):
     big = ev.RolloutCompleted()
     traj = big.group.trajectories.add(trajectory_id="t0")
