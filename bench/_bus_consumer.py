@@ -1,7 +1,9 @@
 """Consumer process for bench/bus_throughput.py: `plain` (bare nats-py fetch + ack_sync) or
-`evolver` (our Worker: decode, span, heartbeat, ack_sync). Prints "ready", runs until killed."""
+`evolver` (our Worker: decode, span, heartbeat, confirmed ack). Prints "ready", runs until SIGTERM."""
 
 import asyncio
+import os
+import signal
 import sys
 
 import nats
@@ -32,17 +34,23 @@ async def handle(m) -> None:
 async def evolver(url: str) -> None:
     from evolver import telemetry
     from evolver.bus import Bus, Worker, topology
-    from evolver.config import load_settings
+    from evolver.config import TelemetrySettings, load_settings
 
-    telemetry.setup("bench-consumer")  # the SDK provider every service runs with
+    # The SDK provider every service runs with; with --spans-jsonl, exporting as the stack does.
+    telemetry.setup("bench-consumer", TelemetrySettings(spans_jsonl=os.environ.get("BENCH_SPANS_JSONL")))
     bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": url, "EVOLVER_BUS__FETCH_BATCH": str(BATCH),
                                                    "EVOLVER_BUS__FETCH_TIMEOUT_S": "0.5"}), name="bench")
 
     async def handle(d) -> None:
         return None
 
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     print("ready", flush=True)
-    await Worker(bus, topology.consumer("explorer-explore-requested"), handle).run(asyncio.Event())
+    try:
+        await Worker(bus, topology.consumer("explorer-explore-requested"), handle).run(stop)
+    finally:
+        telemetry.shutdown()  # flushes the spans still batched
 
 
 if __name__ == "__main__":

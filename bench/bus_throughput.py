@@ -64,12 +64,31 @@ async def wait_drained(js, stream: str, durable: str, last_seq: int, timeout: fl
     raise TimeoutError(f"{durable} did not drain")
 
 
+SPANS_DIR: str | None = None  # --spans-jsonl: where every process appends its spans
+
+
 def start_consumers(mode: str, url: str, n: int) -> list[subprocess.Popen]:
-    procs = [subprocess.Popen([sys.executable, str(ROOT / "bench" / "_bus_consumer.py"), mode, url], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for _ in range(n)]
+    env = dict(os.environ)
+    procs = []
+    for i in range(n):
+        if SPANS_DIR:
+            env["BENCH_SPANS_JSONL"] = os.path.join(SPANS_DIR, f"consumer-{mode}-{i}.jsonl")
+        procs.append(subprocess.Popen([sys.executable, str(ROOT / "bench" / "_bus_consumer.py"), mode, url], cwd=ROOT,
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env))
     for p in procs:
         assert p.stdout.readline().strip() == "ready"
     return procs
+
+
+def stop_consumers(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        p.terminate()  # the evolver consumer flushes its spans on SIGTERM
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 async def run_plain(url: str, size: int, n: int, consumers: int) -> float:
@@ -89,9 +108,7 @@ async def run_plain(url: str, size: int, n: int, consumers: int) -> float:
         await wait_drained(js, "BENCH_PLAIN", "bench-plain", last)
         return n / (time.perf_counter() - t0)
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
+        stop_consumers(procs)
         await js.delete_stream("BENCH_PLAIN")
         await nc.close()
 
@@ -109,16 +126,61 @@ async def run_evolver(url: str, size: int, n: int, consumers: int, round_: int) 
         await wait_drained(bus.js, "EXPLORE_JOBS", "explorer-explore-requested", last)
         return n / (time.perf_counter() - t0)
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
+        stop_consumers(procs)
         for info in await bus.js.streams_info():
             await bus.js.delete_stream(info.config.name)
         await bus.close()
 
 
-async def main(repeats: int, quick: bool) -> list[dict]:
-    telemetry.setup("bench-publisher")
+async def publisher_breakdown(url: str, n: int, repeats: int) -> list[dict]:
+    """Per-message cost of each publisher-side piece, no consumers, variants interleaved."""
+    bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": url}), name="bench")
+    await bus.ensure_topology()
+    subject, msgs = "explore.requested", [payload(1024, i) for i in range(n)]
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+    async def plain(r: int) -> None:
+        for m in msgs:
+            await bus.js.publish(subject, m.SerializeToString())
+
+    async def nats_py_with_headers(r: int) -> None:
+        for i, m in enumerate(msgs):
+            await bus.js.publish(subject, m.SerializeToString(),
+                                 headers={"Nats-Msg-Id": f"{subject}:h{r}-{i}", "traceparent": traceparent})
+
+    async def our_round_trip_with_headers(r: int) -> None:
+        for i, m in enumerate(msgs):
+            await bus.replies.publish(subject, m.SerializeToString(), timeout=5.0,
+                                      headers={"Nats-Msg-Id": f"{subject}:o{r}-{i}", "traceparent": traceparent})
+
+    async def bus_publish(r: int) -> None:
+        for i, m in enumerate(msgs):
+            await bus.publish(subject, m, key=f"b{r}-{i}")
+
+    variants = [plain, nats_py_with_headers, our_round_trip_with_headers, bus_publish]
+    runs: dict[str, list[tuple[float, float]]] = {v.__name__: [] for v in variants}
+    try:
+        for r in range(repeats):
+            for v in variants if r % 2 == 0 else variants[::-1]:
+                t0, c0 = time.perf_counter(), time.process_time()
+                await v(r)
+                runs[v.__name__].append(((time.perf_counter() - t0) / n * 1e6, (time.process_time() - c0) / n * 1e6))
+                await bus.js.purge_stream("EXPLORE_JOBS")
+    finally:
+        for info in await bus.js.streams_info():
+            await bus.js.delete_stream(info.config.name)
+        await bus.close()
+    return [{"variant": k, "events": n, "repeats": repeats,
+             "wall_us": round(statistics.median(w for w, _ in v), 1),
+             "cpu_us": round(statistics.median(c for _, c in v), 1)} for k, v in runs.items()]
+
+
+async def main(repeats: int, quick: bool, breakdown: bool) -> tuple[list[dict], list[dict]]:
+    settings = None
+    if SPANS_DIR:
+        from evolver.config import TelemetrySettings
+        settings = TelemetrySettings(spans_jsonl=os.path.join(SPANS_DIR, "publisher.jsonl"))
+    telemetry.setup("bench-publisher", settings)
     port, store = proc.free_port(), tempfile.mkdtemp(prefix="bench-js-")
     server = subprocess.Popen([proc.nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", store],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -146,11 +208,13 @@ async def main(repeats: int, quick: bool) -> list[dict]:
                                 "repeats": repeats, "plain_events_per_s": round(pm, 1),
                                 "evolver_events_per_s": round(om, 1), "ratio": round(om / pm, 3),
                                 "plain_runs": [round(x, 1) for x in plain], "evolver_runs": [round(x, 1) for x in ours]})
+        costs = await publisher_breakdown(url, counts[1024], repeats) if breakdown else []
     finally:
         server.terminate()
         server.wait(10)
         shutil.rmtree(store, ignore_errors=True)
-    return results
+        telemetry.shutdown()  # flush exported spans before their folder goes
+    return results, costs
 
 
 if __name__ == "__main__":
@@ -158,11 +222,22 @@ if __name__ == "__main__":
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small counts (a smoke run, not a measurement)")
     ap.add_argument("--json", type=Path, help="also write results here")
+    ap.add_argument("--spans-jsonl", action="store_true",
+                    help="export every span as the embedded stack does (batch processor, JSONL files)")
+    ap.add_argument("--breakdown", action="store_true", help="add the publisher-side cost table")
     args = ap.parse_args()
-    results = asyncio.run(main(args.repeats, args.quick))
+    if args.spans_jsonl:
+        SPANS_DIR = tempfile.mkdtemp(prefix="bench-spans-")
+    try:
+        results, costs = asyncio.run(main(args.repeats, args.quick, args.breakdown))
+        exported = sum(1 for f in Path(SPANS_DIR).glob("*.jsonl") for _ in f.open()) if SPANS_DIR else 0
+    finally:
+        if SPANS_DIR:
+            shutil.rmtree(SPANS_DIR, ignore_errors=True)
     sampler = os.environ.get("OTEL_TRACES_SAMPLER", "always_on (default)")
+    export = f"; spans exported as JSONL: {exported}" if args.spans_jsonl else "; no span exporter"
     table = Table(title=f"acked events/s, median of {args.repeats} (baseline: plain nats-py, same run); "
-                        f"OTEL_TRACES_SAMPLER={sampler}")
+                        f"OTEL_TRACES_SAMPLER={sampler}{export}")
     for col in ("payload", "consumer procs", "events", "plain nats-py", "evolver bus", "ratio"):
         table.add_column(col, justify="right")
     for r in results:
@@ -170,5 +245,15 @@ if __name__ == "__main__":
                       f"{r['plain_events_per_s']:.0f}", f"{r['evolver_events_per_s']:.0f}",
                       f"[{'green' if r['ratio'] >= 0.8 else 'red'}]{r['ratio']:.2f}x[/]")
     console.print(table)
+    if costs:
+        base = costs[0]
+        ct = Table(title=f"publisher cost per 1 KiB message, no consumers, median of {args.repeats} "
+                         f"(baseline: {base['variant']}, same run)")
+        for col in ("variant", "wall us", "cpu us", "cpu vs plain"):
+            ct.add_column(col, justify="right")
+        for c in costs:
+            ct.add_row(c["variant"], f"{c['wall_us']:.1f}", f"{c['cpu_us']:.1f}", f"{c['cpu_us'] - base['cpu_us']:+.1f}")
+        console.print(ct)
     if args.json:
-        args.json.write_text(json.dumps({"otel_traces_sampler": sampler, "results": results}, indent=2))
+        args.json.write_text(json.dumps({"otel_traces_sampler": sampler, "spans_exported_jsonl": args.spans_jsonl,
+                                         "results": results, "publisher_breakdown": costs}, indent=2))

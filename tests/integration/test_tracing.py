@@ -33,7 +33,9 @@ async def test_one_trace_across_grpc_publish_and_consume(bus: Bus, spans):
     handled: list[str] = []
 
     async def handle(d: Delivery) -> None:
-        handled.append(format(trace.get_current_span().get_span_context().trace_id, "032x"))
+        current = trace.get_current_span()  # the consumer span
+        current.set_attribute("handler.note", "seen")
+        handled.append(format(current.get_span_context().trace_id, "032x"))
 
     server = GrpcServer([Registration("evolver.v1.MemoryService", PublishingMemory(bus),
                                       pb_grpc.add_MemoryServiceServicer_to_server)])
@@ -68,6 +70,7 @@ async def test_one_trace_across_grpc_publish_and_consume(bus: Bus, spans):
     assert send.kind == SpanKind.PRODUCER and process.kind == SpanKind.CONSUMER
     assert send.attributes["messaging.system"] == "nats"
     assert process.attributes["messaging.message.id"] == "diag.ping:p1"
+    assert process.attributes["handler.note"] == "seen"
 
 
 def test_trace_context_is_found_whatever_the_header_case():
