@@ -270,3 +270,50 @@ async def test_nats_credentials_are_honoured(tmp_path):
     finally:
         server.terminate()
         server.wait(10)
+
+
+async def test_publish_and_consume_survive_a_nats_restart(tmp_path):
+    """The reply subscription behind PubAcks and acks, and the worker's pull subscription, come
+    back after the server restarts on the same port and store."""
+    import subprocess
+    from evolver.stack import _processes as proc
+    from tests.conftest import make_settings
+    port = proc.free_port()
+    cmd = [proc.nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(tmp_path)]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    b = None
+    try:
+        assert proc.wait_for_tcp("127.0.0.1", port, 10)
+        b = await Bus.connect(make_settings(f"nats://127.0.0.1:{port}", fetch_timeout_s=0.5), name="t")
+        await b.ensure_topology()
+        seen: list[str] = []
+
+        async def handle(d: Delivery) -> None:
+            seen.append(d.message.request_id)
+
+        stop = asyncio.Event()
+        worker = asyncio.create_task(Worker(b, JOBS, handle).run(stop))
+        await b.publish("explore.requested", explore(1), key="before")
+        server.terminate()
+        server.wait(10)
+        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert proc.wait_for_tcp("127.0.0.1", port, 10)
+        deadline = time.monotonic() + 20
+        while True:  # publishes fail until the client has reconnected
+            try:
+                await b.publish("explore.requested", explore(2), key="after", timeout=1)
+                break
+            except Exception:
+                assert time.monotonic() < deadline, "publish never succeeded after the restart"
+                await asyncio.sleep(0.2)
+        while sorted(set(seen)) != ["r1", "r2"]:
+            assert time.monotonic() < deadline, f"consumed only {seen}"
+            await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.wait_for(worker, 10)
+        assert (await b.js.stream_info("EXPLORE_JOBS")).state.messages == 0  # both acked
+    finally:
+        if b is not None:
+            await b.close()
+        server.terminate()
+        server.wait(10)
