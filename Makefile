@@ -24,7 +24,7 @@ lint-proto:
 	@npx --yes @bufbuild/buf@1.75.0 lint
 
 bench-bus: venv
-	@$(PY) bench/bus_throughput.py
+	@$(PY) bench/bus_throughput.py --breakdown
 
 bench-env: venv
 	@$(PY) bench/env_step.py

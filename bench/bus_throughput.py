@@ -219,7 +219,7 @@ async def main(repeats: int, quick: bool, breakdown: bool) -> tuple[list[dict], 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--quick", action="store_true", help="small counts (a smoke run, not a measurement)")
     ap.add_argument("--json", type=Path, help="also write results here")
     ap.add_argument("--spans-jsonl", action="store_true",
