@@ -2,8 +2,9 @@
 
 Every publish waits for a PubAck and every handled message for its ack confirmation, so this
 round trip runs twice per event. nats-py's `request` costs 13-26 us more CPU per call than this
-(bench/bus_throughput.py --breakdown): a NUID plus random hex per token, `asyncio.wait_for`, subject validation, a dataclass
-built field by field from the PubAck; at 1 KiB that is as much as the rest of our layer.
+(bench/bus_throughput.py --breakdown): a NUID plus random hex per token, `asyncio.wait_for`,
+subject validation, a dataclass built field by field from the PubAck. At 1 KiB that is as much
+as the rest of our layer.
 `Replies` keeps the same shape - one wildcard reply subscription per connection, replies matched
 by token - with a counter for tokens and one timer per request, and raises the same nats-py
 errors: `TimeoutError`, `NoRespondersError`, `NoStreamResponseError`, `APIError`.
