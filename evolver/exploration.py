@@ -12,6 +12,10 @@ from evolver.envs.base import Call, state_hash
 from evolver.envs.client import RemoteEnvironment
 from evolver.v1 import events_pb2, trajectory_pb2
 
+# Bounds on one exploration request, enforced where it is asked for (task_gen) and where it runs
+# (explorer).
+MAX_WALKS, MAX_STEPS_PER_WALK = 32, 64
+
 
 async def run_walk(env: RemoteEnvironment, *, walk_id: str, seed: int, max_steps: int,
                    seed_task_id: str = "", initial_state: dict[str, Any] | None = None,

@@ -41,14 +41,9 @@ class _Getter(Getter[dict]):
         return list(carrier or {})
 
 
-SETTER, GETTER = _Setter(), _Getter()
+_SETTER, _GETTER = _Setter(), _Getter()
 _BAGGAGE = W3CBaggagePropagator()
-W3C = CompositePropagator([TraceContextTextMapPropagator(), _BAGGAGE])
-
-
-def inject(headers: dict[str, str], context: Context | None = None) -> None:
-    """Writes the context's (default: the current) trace context and baggage into headers."""
-    W3C.inject(headers, context=context, setter=SETTER)
+_W3C = CompositePropagator([TraceContextTextMapPropagator(), _BAGGAGE])
 
 
 def inject_span(headers: dict[str, str], span: Span) -> None:
@@ -59,7 +54,7 @@ def inject_span(headers: dict[str, str], span: Span) -> None:
         if sc.trace_state:
             headers["tracestate"] = sc.trace_state.to_header()
     if baggage.get_all():
-        _BAGGAGE.inject(headers, setter=SETTER)
+        _BAGGAGE.inject(headers, setter=_SETTER)
 
 
 def extract(headers: Mapping[str, str] | None) -> Context:
@@ -68,7 +63,7 @@ def extract(headers: Mapping[str, str] | None) -> Context:
         return Context()
     tp = headers.get("traceparent")
     if tp is None or "tracestate" in headers or "baggage" in headers or not (m := _TRACEPARENT.fullmatch(tp)):
-        return W3C.extract(headers, getter=GETTER)
+        return _W3C.extract(headers, getter=_GETTER)
     trace_id, span_id = int(m[1], 16), int(m[2], 16)
     if not trace_id or not span_id:
         return Context()

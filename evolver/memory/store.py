@@ -14,6 +14,14 @@ from typing import Protocol, Sequence
 from evolver.memory.experiences import Experience
 
 
+def open_store(memory, state_dir: str | Path, folder: str, collection: str, dim: int):
+    """The store a service's settings name: the embedded engine under state_dir/folder, or the
+    `collection` on the Qdrant server at memory.qdrant_url (memory: config.MemorySettings)."""
+    if memory.backend == "qdrant":
+        return ClientStore(dim, url=memory.qdrant_url, collection=collection)
+    return EdgeStore(Path(state_dir) / folder, dim)
+
+
 def point_id(experience_id: str) -> int:
     return int(hashlib.sha256(experience_id.encode()).hexdigest()[:15], 16)
 

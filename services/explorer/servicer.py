@@ -14,7 +14,7 @@ from evolver.bus import Delivery, topology
 from evolver.envs.client import RemoteEnvironment
 from evolver.envs.registry import environment_spec
 from evolver.errors import InvalidArgument, NotFound, PoisonMessage, Validator
-from evolver.exploration import run_walk, walk_to_pb
+from evolver.exploration import MAX_STEPS_PER_WALK, MAX_WALKS, run_walk, walk_to_pb
 from evolver.policy_store import PolicySwitcher
 from evolver.rollout import RolloutOptions, run_group
 from evolver.rpc import Registration, channel, stub
@@ -28,7 +28,6 @@ from evolver.v1 import trajectory_pb2 as tpb
 from services.explorer.policy import LazyPolicy
 
 log = logging.getLogger(__name__)
-MAX_WALKS, MAX_STEPS = 32, 64
 MAX_GROUP = 64
 
 
@@ -47,19 +46,25 @@ def rollout_options(req: events_pb2.RolloutRequested) -> RolloutOptions:
                           allow_text_around_calls=req.allow_text_around_calls, seed=req.train_step)
 
 
+def check_explore(req: events_pb2.ExploreRequested) -> None:
+    """The bounds an exploration request must meet, whether it came by RPC or on the bus."""
+    v = Validator()
+    v.check(bool(req.env_id), "env_id", "must name a registered environment")
+    v.check(1 <= req.walks <= MAX_WALKS, "walks", f"must be between 1 and {MAX_WALKS}")
+    v.check(1 <= req.max_steps_per_walk <= MAX_STEPS_PER_WALK, "max_steps_per_walk",
+            f"must be between 1 and {MAX_STEPS_PER_WALK}")
+    v.raise_if_any()
+
+
 class ExplorerServicer(pb_grpc.ExplorerServiceServicer):
     def __init__(self, rollout=None, walks=None):
         self._rollout, self._walks = rollout, walks
 
     async def Explore(self, request: pb.ExploreRequest, context) -> pb.ExploreResponse:
-        v = Validator()
-        v.check(bool(request.env_id), "env_id", "must name a registered environment")
-        v.check(1 <= request.walks <= MAX_WALKS, "walks", f"must be between 1 and {MAX_WALKS}")
-        v.check(1 <= request.max_steps_per_walk <= MAX_STEPS, "max_steps_per_walk", f"must be between 1 and {MAX_STEPS}")
-        v.raise_if_any()
         req = events_pb2.ExploreRequested(request_id=f"rpc.{request.env_id}.{request.seed}", env_id=request.env_id,
                                           seed_task_id=request.seed_task_id, walks=request.walks,
                                           max_steps_per_walk=request.max_steps_per_walk, seed=request.seed)
+        check_explore(req)
         return pb.ExploreResponse(walks=await self._walks(req))
 
     async def Rollout(self, request: pb.RolloutRequest, context) -> pb.RolloutResponse:
@@ -118,11 +123,10 @@ async def build(ctx: ServiceContext) -> ServiceParts:
 
     async def on_explore(d: Delivery) -> None:
         req: events_pb2.ExploreRequested = d.message  # type: ignore[assignment]
-        if not (1 <= req.walks <= MAX_WALKS and 1 <= req.max_steps_per_walk <= MAX_STEPS):
-            raise PoisonMessage(f"walks must be 1..{MAX_WALKS} and max_steps_per_walk 1..{MAX_STEPS}")
         try:
+            check_explore(req)
             walks = await walks_for(req)
-        except NotFound as e:
+        except (InvalidArgument, NotFound) as e:
             raise PoisonMessage(str(e)) from None
         await ctx.bus.publish("explore.completed", events_pb2.ExploreCompleted(
             request_id=req.request_id, env_id=req.env_id, seed_task_id=req.seed_task_id, walks=walks,

@@ -4,11 +4,10 @@ query over gRPC."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from evolver.bus import Delivery
 from evolver.memory.experiences import FAILURE, SUCCESS, Experience, RuleExtractor
-from evolver.memory.store import ClientStore, EdgeStore, ExperienceStore, dedup_new
+from evolver.memory.store import ExperienceStore, dedup_new, open_store
 from evolver.rpc import Registration
 from evolver.service import ServiceContext, ServiceParts
 from evolver.v1 import events_pb2
@@ -78,17 +77,15 @@ class MemoryServicer(pb_grpc.MemoryServiceServicer):
                                 groups_processed=self.memory.groups_processed)
 
 
-def open_store(ctx: ServiceContext) -> ExperienceStore:
+def open_experience_store(ctx: ServiceContext) -> ExperienceStore:
     from evolver.memory.embeddings import MiniLMEmbedder
-    m = ctx.settings.memory
-    if m.backend == "qdrant":
-        return ClientStore(MiniLMEmbedder.dim, url=m.qdrant_url)
-    return EdgeStore(Path(ctx.settings.state_dir) / "memory" / "experiences", MiniLMEmbedder.dim)
+    return open_store(ctx.settings.memory, ctx.settings.state_dir, "memory/experiences", "experiences",
+                      MiniLMEmbedder.dim)
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:
     from evolver.memory.embeddings import MiniLMEmbedder
-    memory = Memory(open_store(ctx), MiniLMEmbedder, ctx.settings.memory.dedup_threshold)
+    memory = Memory(open_experience_store(ctx), MiniLMEmbedder, ctx.settings.memory.dedup_threshold)
 
     async def on_rollout_completed(d: Delivery) -> None:
         event: events_pb2.RolloutCompleted = d.message  # type: ignore[assignment]

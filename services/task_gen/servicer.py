@@ -4,10 +4,10 @@ explore.completed -> verified tasks), and the task pool in NATS KV."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from evolver.bus import Delivery, topology
 from evolver.envs.client import RemoteEnvironment, check_conformance
+from evolver.exploration import MAX_STEPS_PER_WALK, MAX_WALKS
 from evolver.errors import FailedPrecondition, InvalidArgument, NotFound, PoisonMessage, Validator
 from evolver.rpc import Registration
 from evolver.service import ServiceContext, ServiceParts
@@ -16,6 +16,7 @@ from evolver.v1 import events_pb2, task_pb2
 from evolver.v1 import task_gen_service_pb2 as pb
 from evolver.v1 import task_gen_service_pb2_grpc as pb_grpc
 from evolver.memory.embeddings import MiniLMEmbedder
+from evolver.memory.store import open_store
 from services.task_gen.embedding_dedup import TaskVectorIndex
 from services.task_gen.registry import EnvironmentRegistry
 from services.task_gen.synthesis import synthesize
@@ -85,8 +86,10 @@ class TaskGenServicer(pb_grpc.TaskGenServiceServicer):
         v = Validator()
         v.check(bool(request.env_id), "env_id", "must name a registered environment")
         v.check(1 <= request.explorations <= 256, "explorations", "must be between 1 and 256")
-        v.check(1 <= request.walks_per_exploration <= 32, "walks_per_exploration", "must be between 1 and 32")
-        v.check(1 <= request.max_steps_per_walk <= 64, "max_steps_per_walk", "must be between 1 and 64")
+        v.check(1 <= request.walks_per_exploration <= MAX_WALKS, "walks_per_exploration",
+                f"must be between 1 and {MAX_WALKS}")
+        v.check(1 <= request.max_steps_per_walk <= MAX_STEPS_PER_WALK, "max_steps_per_walk",
+                f"must be between 1 and {MAX_STEPS_PER_WALK}")
         v.check(0 <= request.max_calls_per_task <= 16, "max_calls_per_task", "must be between 0 (default) and 16")
         v.raise_if_any()
         spec = await self.registry.get(request.env_id)
@@ -167,9 +170,5 @@ async def build(ctx: ServiceContext) -> ServiceParts:
 
 
 def open_task_store(ctx: ServiceContext):
-    from evolver.memory.embeddings import MiniLMEmbedder
-    from evolver.memory.store import ClientStore, EdgeStore
-    m = ctx.settings.memory
-    if m.backend == "qdrant":
-        return ClientStore(MiniLMEmbedder.dim, url=m.qdrant_url, collection="task_queries")
-    return EdgeStore(Path(ctx.settings.state_dir) / "task_gen" / "task_vectors", MiniLMEmbedder.dim)
+    return open_store(ctx.settings.memory, ctx.settings.state_dir, "task_gen/task_vectors", "task_queries",
+                      MiniLMEmbedder.dim)

@@ -77,7 +77,7 @@ def test_trace_context_is_found_whatever_the_header_case():
     from evolver.bus import _trace_context
     with telemetry.tracer().start_as_current_span("x") as span:
         headers: dict[str, str] = {}
-        _trace_context.inject(headers)
+        _trace_context.inject_span(headers, span)
     upper = {k.title(): v for k, v in headers.items()}  # e.g. "Traceparent"
     assert "Traceparent" in upper
     ctx = _trace_context.extract(upper)
