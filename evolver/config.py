@@ -152,10 +152,14 @@ def _set_path(tree: dict[str, Any], path: list[str], value: str) -> None:
     node[path[-1]] = value
 
 
+# EVOLVER_* variables that are not settings keys: read where they are used.
+NOT_SETTINGS = frozenset({"EVOLVER_CONFIG", "EVOLVER_MODEL_CACHE"})
+
+
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for key, value in environ.items():
-        if not key.startswith("EVOLVER_") or key == "EVOLVER_CONFIG":
+        if not key.startswith("EVOLVER_") or key in NOT_SETTINGS:
             continue
         path = [p.lower() for p in key[len("EVOLVER_"):].split("__") if p]
         if path:

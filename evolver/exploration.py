@@ -10,11 +10,12 @@ from evolver.algorithms.questioning import Walk, WalkPlanner, WalkStep
 from evolver.algorithms.state import scalar_values
 from evolver.envs.base import Call, state_hash
 from evolver.envs.client import RemoteEnvironment
+from evolver.limits import STEPS_PER_WALK_MAX, WALKS_MAX
 from evolver.v1 import events_pb2, trajectory_pb2
 
 # Bounds on one exploration request, enforced where it is asked for (task_gen) and where it runs
-# (explorer).
-MAX_WALKS, MAX_STEPS_PER_WALK = 32, 64
+# (explorer); the numbers live with every other bound in evolver.limits.
+MAX_WALKS, MAX_STEPS_PER_WALK = WALKS_MAX, STEPS_PER_WALK_MAX
 
 
 async def run_walk(env: RemoteEnvironment, *, walk_id: str, seed: int, max_steps: int,

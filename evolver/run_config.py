@@ -9,6 +9,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from evolver import limits
 from evolver.algorithms.adca import AdcaConfig
 from evolver.config import problems
 from evolver.v1 import run_pb2
@@ -25,9 +26,9 @@ class Mechanisms(_Section):
 
 
 class QuestioningSpec(_Section):
-    explorations: int = Field(4, ge=1, le=256)
-    walks_per_exploration: int = Field(2, ge=1, le=32)
-    max_steps_per_walk: int = Field(6, ge=1, le=64)
+    explorations: int = Field(4, ge=1, le=limits.EXPLORATIONS_MAX)
+    walks_per_exploration: int = Field(2, ge=1, le=limits.WALKS_MAX)
+    max_steps_per_walk: int = Field(6, ge=1, le=limits.STEPS_PER_WALK_MAX)
     max_calls_per_task: int = Field(4, ge=1, le=16)  # longest reference solution
     min_train_tasks: int = Field(2, ge=1)  # wait for at least this many accepted train tasks
     wait_s: float = Field(600, gt=0)
@@ -80,7 +81,7 @@ class TrainingSpec(_Section):
 class EvalSpec(_Section):
     synthetic_tasks: int = Field(4, ge=0)  # held-out synthetic tasks
     seed_tasks: int = Field(2, ge=0)  # the environment's test split (BFCL multi_turn_base test)
-    k: int = Field(2, ge=1, le=64)
+    k: int = Field(2, ge=1, le=limits.GROUP_SIZE_MAX)
     temperature: float = Field(0.7, ge=0)
 
 
@@ -88,8 +89,8 @@ class RunSpec(_Section):
     env_id: str = "bfcl"
     model: str = ""  # a prepared model folder; empty = SmolLM2-135M-Instruct (`evolver models prepare`)
     steps: int = Field(4, ge=1)
-    tasks_per_step: int = Field(2, ge=1)
-    group_size: int = Field(4, ge=2)
+    tasks_per_step: int = Field(2, ge=1, le=1024)
+    group_size: int = Field(4, ge=2, le=limits.GROUP_SIZE_MAX)  # the explorer runs at most this many per group
     eval_every: int = Field(2, ge=0)  # 0 = only before and after training
     seed: int = 0
     mechanisms: Mechanisms = Mechanisms()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from nats.js import api
 
 from evolver.bus import Bus, topology
+from evolver.errors import PoisonMessage
 
 
 @dataclass
@@ -19,6 +20,7 @@ class RunEvents:
     explored: list = field(default_factory=list)  # ExploreCompleted since the run started
     stored: list = field(default_factory=list)  # ExperienceStored from the run's groups
     policies: list = field(default_factory=list)  # PolicyUpdated of the run
+    undecodable: int = 0  # messages in EVENTS that are not valid for their subject (skipped)
 
     def summary(self) -> dict[str, float]:
         training = [c for c in self.completed if not c.evaluation]
@@ -52,7 +54,13 @@ async def read_run_events(bus: Bus, run_id: str, since_s: float = 0.0, idle_s: f
                 if meta.num_pending == 0:
                     break
                 continue
-            ev = await bus.decode(msg.subject, msg.data, msg.headers)
+            try:
+                ev = await bus.decode(msg.subject, msg.data, msg.headers)
+            except PoisonMessage:  # someone else's bad message: not part of any run's record
+                out.undecodable += 1
+                if meta.num_pending == 0:
+                    break
+                continue
             subject = msg.subject
             if subject == "rollout.completed" and ev.group.run_id == run_id:
                 out.completed.append(ev)

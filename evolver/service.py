@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -78,11 +79,13 @@ class ServiceRunner:
         self.name, self.build, self.settings = name, build, settings
         self.stop_requested = asyncio.Event()
         self.server: GrpcServer | None = None
+        self.bus: Bus | None = None
         self.workers: list[Worker] = []
+        self.health_changes: list[str] = []  # NOT_SERVING / SERVING as the NATS connection comes and goes
 
     async def run(self) -> None:
         s = self.settings
-        bus = await Bus.connect(s, name=self.name)
+        bus = self.bus = await Bus.connect(s, name=self.name)
         tasks: list[asyncio.Task] = []
         worker_stop = asyncio.Event()
         parts: ServiceParts | None = None
@@ -105,6 +108,7 @@ class ServiceRunner:
                       for i, loop in enumerate(parts.background)]
             await (await bus.kv(topology.SERVICES_BUCKET)).put(self.name, self.server.address.encode())
             await self.server.set_serving()
+            tasks.append(asyncio.create_task(self._watch_bus(bus, worker_stop), name="bus-watch"))
             print(f"{self.name} ready grpc={self.server.address} nats={s.nats.url} "
                   f"consumers={','.join(w.spec.durable for w in self.workers)}", flush=True)
             await self.stop_requested.wait()
@@ -128,8 +132,39 @@ class ServiceRunner:
         print(f"{self.name} stopped", flush=True)
 
 
+    async def _watch_bus(self, bus: Bus, stop: asyncio.Event) -> None:
+        """Health follows the NATS connection: NOT_SERVING while it is down; a connection that
+        closed for good (nats-py gives up after some server errors) is reopened, with backoff."""
+        serving, delay = True, 0.5
+        while not stop.is_set():
+            healthy = bus.connected.is_set() and not bus.lost.is_set()
+            if healthy != serving:
+                serving = healthy
+                log.warning("%s: NATS connection %s; health %s", self.name, "back" if healthy else "lost",
+                            "SERVING" if healthy else "NOT_SERVING")
+                await (self.server.set_serving() if healthy else self.server.set_not_serving())
+                self.health_changes.append("SERVING" if healthy else "NOT_SERVING")
+            if bus.lost.is_set():
+                try:
+                    await bus.reopen()
+                    await bus.ensure_topology()
+                    log.warning("%s: NATS connection reopened", self.name)
+                    delay = 0.5
+                    continue
+                except Exception as e:  # NATS still away: try again later
+                    log.warning("%s: reopening NATS failed (%s); retry in %.1fs", self.name, e, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(10.0, delay * 2)
+                    continue
+            await asyncio.sleep(0.25)
+
+
 def main(name: str, build: Builder) -> None:
-    """Entry point of `python -m services.<name>`. Exit 2 for bad config, 3 when NATS is down."""
+    """Entry point of `python -m services.<name>`. Exit 2 for bad config, 3 when NATS is down.
+
+    After shutdown the process exits without waiting for executor threads: a handler still
+    computing in one (a generation batch) would otherwise hold SIGTERM past every grace period
+    until the supervisor SIGKILLs it. Its message was never acked and goes to another replica."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
     try:
@@ -146,11 +181,19 @@ def main(name: str, build: Builder) -> None:
             loop.add_signal_handler(sig, runner.stop_requested.set)
         await runner.run()
 
+    code = 0
+    loop = asyncio.new_event_loop()
     try:
-        asyncio.run(_run())
+        loop.run_until_complete(_run())
     except Unavailable as e:
         print(f"{name}: {e}", file=sys.stderr)
-        raise SystemExit(3)
+        code = 3
     except OSError as e:
         print(f"{name}: {e}", file=sys.stderr)
-        raise SystemExit(4)
+        code = 4
+    except BaseException:
+        logging.getLogger(name).exception("%s crashed", name)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # not loop.shutdown_default_executor(): see the docstring

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -49,13 +50,43 @@ class Bus:
         self.replies = Replies(nc)
         self.settings = settings
         self._object_store = None
+        self._name = ""
+        # Connection health for the service's gRPC health status: `connected` is clear while
+        # nats-py reconnects; `lost` is set when the connection closed for good (nats-py gives
+        # up on some server errors) and the service must open a new one (reopen()).
+        self.connected = asyncio.Event()
+        self.connected.set()
+        self.lost = asyncio.Event()
+        self.generation = 0
+        self._closing = False
 
     @classmethod
     async def connect(cls, settings: Settings, *, name: str) -> "Bus":
+        holder: list[Bus] = []
+        nc = await cls._open(settings, name, _callbacks(holder, 0))
+        bus = cls(nc, settings)
+        holder.append(bus)
+        bus._name = name
+        await bus.replies.start()
+        return bus
+
+    async def reopen(self) -> None:
+        """A new connection in place of a closed one; every handle taken from the bus (KV
+        buckets, workers' subscriptions) follows it."""
+        nc = await self._open(self.settings, self._name, _callbacks([self], self.generation + 1))
+        self.nc, self.js, self.replies = nc, nc.jetstream(), Replies(nc)
+        self._object_store = None
+        self.generation += 1
+        await self.replies.start()
+        self.lost.clear()
+        self.connected.set()
+
+    @staticmethod
+    async def _open(settings: Settings, name: str, callbacks: dict) -> nats.NATS:
         s = settings.nats
         opts: dict = dict(servers=[s.url], name=name, connect_timeout=s.connect_timeout_s,
                           max_reconnect_attempts=-1, drain_timeout=settings.bus.drain_timeout_s,
-                          allow_reconnect=True)
+                          allow_reconnect=True, **callbacks)
         if s.creds_file:
             opts["user_credentials"] = s.creds_file
         if s.user:
@@ -78,12 +109,11 @@ class Bus:
             cause = "; ".join(dict.fromkeys(seen)) if seen else (str(e) or type(e).__name__)
             raise Unavailable(f"cannot connect to NATS at {s.url}: {cause}") from e
         nc.options["max_reconnect_attempts"] = -1
-        bus = cls(nc, settings)
-        await bus.replies.start()
-        return bus
+        return nc
 
     async def close(self) -> None:
         # close(), not drain(): drain blocks on idle pull subscriptions (infra notes §1.7).
+        self._closing = True
         if not self.nc.is_closed:
             await self.nc.close()
 
@@ -132,12 +162,22 @@ class Bus:
         await self.js.add_consumer(spec.stream.name, self.consumer_config(spec))
 
     async def kv(self, bucket: str) -> KvStore:
-        """A key-value bucket (created on first use) behind the small KvStore interface."""
-        try:
-            raw = await self.js.key_value(bucket)
-        except (NotFoundError, BadRequestError):
-            raw = await self.js.create_key_value(api.KeyValueConfig(bucket=bucket, history=5))
-        return KvStore(raw)
+        """A key-value bucket (created on first use) behind the small KvStore interface. The
+        store looks its bucket up again after a reopen()."""
+        cache: dict[int, object] = {}
+
+        async def handle():
+            raw = cache.get(self.generation)
+            if raw is None:
+                try:
+                    raw = await self.js.key_value(bucket)
+                except (NotFoundError, BadRequestError):
+                    raw = await self.js.create_key_value(api.KeyValueConfig(bucket=bucket, history=5))
+                cache.clear()
+                cache[self.generation] = raw
+            return raw
+        await handle()
+        return KvStore(handle)
 
     async def _object_bucket(self, bucket: str):
         try:
@@ -241,6 +281,29 @@ class Bus:
         except DecodeError as e:
             raise PoisonMessage(f"payload is not a valid {spec.message_type.DESCRIPTOR.full_name}: {e}") from None
         return message
+
+
+def _callbacks(holder: list, generation: int) -> dict:
+    """nats-py connection callbacks that keep Bus.connected / Bus.lost true to the connection of
+    this generation (a superseded connection's late callbacks change nothing)."""
+    def current():
+        return holder[0] if holder and holder[0].generation == generation else None
+
+    async def disconnected() -> None:
+        if (bus := current()) is not None:
+            bus.connected.clear()
+
+    async def reconnected() -> None:
+        if (bus := current()) is not None:
+            bus.connected.set()
+
+    async def closed() -> None:
+        bus = current()
+        if bus is not None and not bus._closing:
+            log.error("bus: the NATS connection closed (%s); reopening", bus.nc.last_error)
+            bus.connected.clear()
+            bus.lost.set()
+    return {"disconnected_cb": disconnected, "reconnected_cb": reconnected, "closed_cb": closed}
 
 
 async def _log_error(e: Exception) -> None:

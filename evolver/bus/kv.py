@@ -6,25 +6,41 @@ from __future__ import annotations
 from nats.js.errors import KeyNotFoundError, NoKeysError
 
 
+from evolver.errors import InvalidArgument
+from evolver.limits import id_problem
+
+
 class KvStore:
+    """`bucket` is an async function returning the current nats-py bucket handle: after the bus
+    reconnects (a new connection), the handle is looked up again."""
+
     def __init__(self, bucket):
         self._bucket = bucket
 
+    @staticmethod
+    def _key(key: str) -> str:
+        # A bad key is a bug upstream of here (ids are checked at the boundary); refusing it keeps
+        # the NATS connection alive: the server closes a connection over a malformed subject.
+        problem = id_problem(key) if key else "must be non-empty"
+        if problem:
+            raise InvalidArgument("key", problem)
+        return key
+
     async def put(self, key: str, value: bytes) -> None:
-        await self._bucket.put(key, value)
+        await (await self._bucket()).put(self._key(key), value)
 
     async def get(self, key: str) -> bytes | None:
         try:
-            entry = await self._bucket.get(key)
+            entry = await (await self._bucket()).get(self._key(key))
         except KeyNotFoundError:
             return None
         return entry.value
 
     async def delete(self, key: str) -> None:
-        await self._bucket.delete(key)
+        await (await self._bucket()).delete(self._key(key))
 
     async def keys(self) -> list[str]:
         try:
-            return sorted(await self._bucket.keys())
+            return sorted(await (await self._bucket()).keys())
         except NoKeysError:
             return []

@@ -27,7 +27,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from evolver.bus import _spans, _trace_context, topology
 from evolver.bus.client import MSG_ID, Bus
-from evolver.errors import PoisonMessage
+from evolver.errors import InvalidArgument, PoisonMessage
+from evolver.limits import check_message
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,8 @@ async def dead_letter(bus: Bus, *, subject: str, data: bytes, headers: dict[str,
     hdrs.update({DLQ_REASON: reason[:2000], "Dlq-Stream": stream, "Dlq-Stream-Seq": str(stream_seq),
                  "Dlq-Consumer": consumer, "Dlq-Deliveries": str(deliveries),
                  "Dlq-Original-Msg-Id": hdrs.get(MSG_ID, ""),
-                 MSG_ID: f"dlq:{stream}:{stream_seq}"})
+                 # One copy per failing consumer: several consumers can dead-letter one message.
+                 MSG_ID: f"dlq:{stream}:{stream_seq}:{consumer}"})
     await bus.js.publish(f"dead.{subject}", data, headers=hdrs, stream=topology.DEAD.name)
 
 
@@ -94,12 +96,37 @@ class Worker:
         # Fetch must return well before ack_wait or fetched messages time out while waiting.
         fetch_timeout = min(b.fetch_timeout_s, self.ack_wait_s / 3)
         heartbeat = asyncio.create_task(self._heartbeat())
+        # `concurrency` slots: a fetch asks for as many messages as slots are free, and each
+        # message frees its slot when handled, so one slow job never holds the others back.
+        slots = asyncio.Semaphore(self.concurrency)
+        running: set[asyncio.Task] = set()
 
-        async def on_batch(msgs) -> None:
-            await asyncio.gather(*(self._process(m) for m in msgs))
+        async def free_slots() -> int:
+            await slots.acquire()  # at least one
+            n = 1
+            while n < self.concurrency and not slots.locked():
+                await slots.acquire()
+                n += 1
+            return n
+
+        def done(task: asyncio.Task) -> None:
+            running.discard(task)
+            slots.release()
+
+        async def on_batch(msgs, asked: int) -> None:
+            for _ in range(asked - len(msgs)):
+                slots.release()
+            for m in msgs:
+                task = asyncio.create_task(self._process(m))
+                running.add(task)
+                task.add_done_callback(done)
         try:
-            await pull_batches(self.bus, self.spec, self.concurrency, fetch_timeout, stop, on_batch)
+            await pull_batches(self.bus, self.spec, free_slots, fetch_timeout, stop, on_batch)
+            if running:  # stopping: handlers in flight finish (the caller bounds how long)
+                await asyncio.gather(*running, return_exceptions=True)
         finally:
+            for task in running:
+                task.cancel()
             heartbeat.cancel()
 
     async def _process(self, msg) -> None:
@@ -118,6 +145,10 @@ class Worker:
         token = _spans.attach(span)  # the handler's own spans are its children
         try:
             message = await self.bus.decode(msg.subject, msg.data, headers)
+            try:  # ids become KV keys and subjects: a bad one must never reach NATS
+                check_message(message)
+            except InvalidArgument as e:
+                raise PoisonMessage(f"out of bounds: {e}") from None
             await self.handler(Delivery(msg.subject, message, msg_id, attempt, seq, headers))
         except PoisonMessage as e:
             span.set_status(Status(StatusCode.ERROR, str(e)))
@@ -193,7 +224,7 @@ class DeadLetterSweeper:
         self.swept += 1
 
     async def run(self, stop: asyncio.Event) -> None:
-        async def on_batch(msgs) -> None:
+        async def on_batch(msgs, asked: int) -> None:
             for m in msgs:
                 try:
                     await self.handle_advisory(m.data)
@@ -201,13 +232,17 @@ class DeadLetterSweeper:
                 except Exception as e:
                     log.warning("sweeper: advisory failed (%s)", e)
                     await m.nak(delay=5)
-        await pull_batches(self.bus, self.spec, 8, self.bus.settings.bus.fetch_timeout_s, stop, on_batch)
+
+        async def eight() -> int:
+            return 8
+        await pull_batches(self.bus, self.spec, eight, self.bus.settings.bus.fetch_timeout_s, stop, on_batch)
 
 
-async def pull_batches(bus: Bus, spec: topology.ConsumerSpec, batch: int, fetch_timeout: float,
+async def pull_batches(bus: Bus, spec: topology.ConsumerSpec, batch, fetch_timeout: float,
                        stop: asyncio.Event, on_batch) -> None:
-    """Binds to a durable pull consumer and hands each fetched batch to on_batch until `stop`.
-    Binding failures (consumer not created yet, NATS restarting) and broken subscriptions
+    """Binds to a durable pull consumer and hands each fetched batch to on_batch(msgs, asked)
+    until `stop`; `batch()` says how many to ask for (it may wait for room). Binding failures
+    (consumer not created yet, NATS restarting, a reopened connection) and broken subscriptions
     (server restart, nats.py #504) are retried by rebinding; nothing is acked here."""
     while not stop.is_set():
         try:
@@ -218,13 +253,18 @@ async def pull_batches(bus: Bus, spec: topology.ConsumerSpec, batch: int, fetch_
             continue
         try:
             while not stop.is_set():
+                asked = await batch()
                 try:
-                    msgs = await sub.fetch(batch, timeout=fetch_timeout)
+                    msgs = await sub.fetch(asked, timeout=fetch_timeout)
                 except (NatsTimeout, TimeoutError):
                     # Nothing pending (nats-py raises instead of returning []); a plain
                     # TimeoutError when a busy event loop let the client-side wait expire first.
+                    await on_batch([], asked)
                     continue
-                await on_batch(msgs)
+                except BaseException:
+                    await on_batch([], asked)
+                    raise
+                await on_batch(msgs, asked)
         except asyncio.CancelledError:
             raise
         except Exception as e:

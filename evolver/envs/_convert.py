@@ -32,19 +32,6 @@ def call_to_pb(c: Call) -> traj_pb.ToolCall:
     return traj_pb.ToolCall(call_id=c.call_id, name=c.name, arguments_json=json.dumps(c.arguments))
 
 
-def call_from_pb(c: traj_pb.ToolCall) -> Call | CallResult:
-    """A Call, or an error observation when the arguments are not a JSON object (malformed
-    model output is an observation, never an exception)."""
-    try:
-        args: Any = json.loads(c.arguments_json) if c.arguments_json.strip() else {}
-    except json.JSONDecodeError as e:
-        return CallResult(c.call_id, f"Error: arguments of {c.name or '<unnamed>'} are not valid JSON: {e.msg}", True)
-    if not isinstance(args, dict):
-        return CallResult(c.call_id, f"Error: arguments of {c.name or '<unnamed>'} must be a JSON object, "
-                                     f"got {type(args).__name__}", True)
-    return Call(c.name, args, c.call_id)
-
-
 def result_to_pb(r: CallResult) -> traj_pb.Observation:
     kind = traj_pb.OBSERVATION_KIND_TOOL_ERROR if r.is_error else traj_pb.OBSERVATION_KIND_RESULT
     return traj_pb.Observation(call_id=r.call_id, kind=kind, content=r.content)

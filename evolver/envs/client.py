@@ -12,12 +12,32 @@ import grpc
 from evolver.envs import _convert
 from evolver.envs.arguments import schema_problems
 from evolver.envs.base import Call, Score, SeedTask, StepOutcome, Tool
-from evolver.errors import FailedPrecondition, InvalidArgument, Unavailable
+from evolver.errors import (DeadlineExceeded, EnvironmentFailure, EvolverError, FailedPrecondition, InvalidArgument,
+                            NotFound, Unavailable)
 from evolver.rpc import channel, stub
 from evolver.v1 import environment_pb2 as pb
 from evolver.v1 import environment_pb2_grpc as pb_grpc
 
 SERVICE_NAME = "evolver.v1.EnvironmentService"
+
+
+def domain_error(e: grpc.aio.AioRpcError, field: str = "environment") -> EvolverError:
+    """The domain error an environment server's status stands for (so a caller's caller sees
+    NOT_FOUND for an unknown seed task, not INTERNAL). `field` names the request field that led
+    to an INVALID_ARGUMENT."""
+    details = (e.details() or "")[:300]
+    code = e.code()
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidArgument(field, f"the environment refused it: {details}")
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFound(f"environment: {details}")
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return FailedPrecondition(f"environment: {details}")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return DeadlineExceeded(f"environment: {details}")
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
+        return Unavailable(f"environment {code.name}: {details}")
+    return EnvironmentFailure(f"environment {code.name}: {details}")
 
 
 @dataclass

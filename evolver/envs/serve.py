@@ -15,6 +15,7 @@ import sys
 
 from evolver import telemetry
 from evolver.envs.base import Environment
+from evolver.envs.caps import EnvironmentCaps
 from evolver.envs.server import EnvironmentServicer
 from evolver.rpc import GrpcServer, Registration
 from evolver.v1 import environment_pb2_grpc as pb_grpc
@@ -33,8 +34,11 @@ def load(spec: str) -> Environment:
 
 
 async def serve(env: Environment, host: str, port: int, *, call_timeout_s: float = 10.0,
-                idle_expiry_s: float = 600.0, ready=lambda address: None, stop: asyncio.Event | None = None) -> None:
-    servicer = EnvironmentServicer(env, call_timeout_s=call_timeout_s, idle_expiry_s=idle_expiry_s)
+                idle_expiry_s: float = 600.0, ready=lambda address: None, stop: asyncio.Event | None = None,
+                caps: EnvironmentCaps | None = None, max_instances: int = 256) -> None:
+    servicer = EnvironmentServicer(env, call_timeout_s=call_timeout_s, idle_expiry_s=idle_expiry_s,
+                                   caps=caps or EnvironmentCaps(call_timeout_s=call_timeout_s),
+                                   max_instances=max_instances)
     server = GrpcServer([Registration(SERVICE_NAME, servicer, pb_grpc.add_EnvironmentServiceServicer_to_server)],
                         host=host, port=port)
     await server.start()
@@ -62,7 +66,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--call-timeout", type=float, default=10.0, help="seconds per environment call")
     ap.add_argument("--idle-expiry", type=float, default=600.0, help="seconds before an unused instance is released")
+    ap.add_argument("--max-instances", type=int, default=256, help="live instances (one worker process each)")
+    d = EnvironmentCaps()
+    ap.add_argument("--max-calls-per-step", type=int, default=d.max_calls_per_step,
+                    help="calls run per Step; the rest are answered with an error observation")
+    ap.add_argument("--max-argument-chars", type=int, default=d.max_argument_chars, help="one call's arguments JSON")
+    ap.add_argument("--max-argument-depth", type=int, default=d.max_argument_depth, help="nesting of one call's arguments")
+    ap.add_argument("--max-observation-chars", type=int, default=d.max_observation_chars, help="one result (clipped)")
+    ap.add_argument("--max-state-chars", type=int, default=d.max_state_chars, help="a GetState document")
+    ap.add_argument("--instance-memory-mb", type=int, default=d.instance_memory_mb,
+                    help="address-space limit per instance process (0: none)")
     args = ap.parse_args(argv)
+    caps = EnvironmentCaps(call_timeout_s=args.call_timeout, max_calls_per_step=args.max_calls_per_step,
+                           max_argument_chars=args.max_argument_chars, max_argument_depth=args.max_argument_depth,
+                           max_observation_chars=args.max_observation_chars, max_state_chars=args.max_state_chars,
+                           instance_memory_mb=args.instance_memory_mb)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     env = load(args.environment)
     from evolver.config import ConfigError, load_settings
@@ -74,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     telemetry.setup(f"env-{env.env_id}", telemetry_settings)
     try:
         asyncio.run(serve(env, args.host, args.port, call_timeout_s=args.call_timeout, idle_expiry_s=args.idle_expiry,
+                          caps=caps, max_instances=args.max_instances,
                           ready=lambda a: print(f"environment {env.env_id} ready grpc={a}", flush=True)))
     except OSError as e:
         print(f"environment {env.env_id}: {e}", file=sys.stderr)

@@ -1,9 +1,11 @@
 """Serves any Environment over the gRPC Environment protocol.
 
-Instances have ids and idle expiry. Every environment call runs in a worker thread under a
-time limit: a call that hangs fails with DEADLINE_EXCEEDED and its instance is dropped (its
-state is unknown); a crash in environment code fails that call with INTERNAL and the
-environment's message. The server itself keeps serving.
+Instances have ids and idle expiry. Each instance lives in its own worker process
+(evolver.envs.sandbox): a call that overruns call_timeout_s kills that process and fails with
+DEADLINE_EXCEEDED (the instance is gone, its state unknown); a crash in environment code fails
+that call with INTERNAL and the environment's message. Either way the server keeps serving.
+What the agent sends and what comes back are capped (evolver.envs.caps).
+ListTools and ListSeedTasks run no agent input and stay in this process, under the same limit.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from evolver.envs import _convert
-from evolver.envs.base import CallResult, Environment, Episode, state_hash
+from evolver.envs.base import CallResult, Environment
+from evolver.envs.caps import EnvironmentCaps, clip_text, parse_arguments
+from evolver.envs.sandbox import InstanceProcess, ProcessPool
 from evolver.errors import (DeadlineExceeded, EnvironmentFailure, EvolverError, FailedPrecondition, InvalidArgument,
                             NotFound, Unavailable)
 from evolver.v1 import environment_pb2 as pb
@@ -31,25 +35,29 @@ MAX_PAGE = 1000
 
 @dataclass
 class _Instance:
-    episode: Episode
+    process: InstanceProcess
     last_used: float
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
     def __init__(self, env: Environment, *, call_timeout_s: float = 10.0, idle_expiry_s: float = 600.0,
-                 max_instances: int = 1024, workers: int = 8):
+                 max_instances: int = 256, workers: int = 4, caps: EnvironmentCaps | None = None,
+                 warm_processes: int = 4):
         self.env = env
-        self.call_timeout_s = call_timeout_s
+        self.caps = caps or EnvironmentCaps(call_timeout_s=call_timeout_s)
+        self.call_timeout_s = self.caps.call_timeout_s
         self.idle_expiry_s = idle_expiry_s
         self.max_instances = max_instances
         self.instances: dict[str, _Instance] = {}
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"env-{env.env_id}")
+        self.processes = ProcessPool(env, self.caps, warm=warm_processes)
         self._reaper: asyncio.Task | None = None
 
     # --- plumbing ------------------------------------------------------------------------------
 
     async def _run(self, what: str, fn: Callable[[], Any]) -> Any:
+        """In-process calls that take no agent input (tool and seed listings)."""
         loop = asyncio.get_running_loop()
         try:
             return await asyncio.wait_for(loop.run_in_executor(self._pool, fn), self.call_timeout_s)
@@ -60,25 +68,28 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
             raise
         except Exception as e:
             log.exception("environment %s: %s crashed", self.env.env_id, what)
-            raise EnvironmentFailure(f"environment {self.env.env_id}: {what} crashed: {type(e).__name__}: {e}") from None
+            raise EnvironmentFailure(f"environment {self.env.env_id}: {what} crashed: {type(e).__name__}: "
+                                     f"{clip_text(str(e), 300)}") from None
 
     def _get(self, instance_id: str) -> _Instance:
         if not instance_id:
             raise InvalidArgument("instance_id", "must be non-empty")
         inst = self.instances.get(instance_id)
         if inst is None:
-            raise NotFound(f"no instance {instance_id!r} (released, expired, or never created)")
+            raise NotFound(f"no instance {instance_id[:64]!r} (released, expired, stopped, or never created)")
         inst.last_used = time.monotonic()
         return inst
 
-    async def _call(self, instance_id: str, what: str, fn: Callable[[Episode], Any]) -> Any:
+    async def _call(self, instance_id: str, what: str, op: str, args: Any = None) -> Any:
         inst = self._get(instance_id)
         async with inst.lock:  # one call at a time per instance
+            if self.instances.get(instance_id) is not inst:
+                raise NotFound(f"no instance {instance_id[:64]!r} (released while this call waited)")
             try:
-                return await self._run(what, lambda: fn(inst.episode))
-            except DeadlineExceeded:
-                # The hung call may still mutate the instance: its state can't be trusted.
-                self.instances.pop(instance_id, None)
+                return await inst.process.call(op, args, f"environment {self.env.env_id}: {what}", self.call_timeout_s)
+            except (DeadlineExceeded, EnvironmentFailure):
+                if not inst.process.alive:  # its worker was stopped or died: the instance is gone
+                    self.instances.pop(instance_id, None)
                 raise
 
     def start_reaper(self) -> None:
@@ -92,24 +103,19 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
 
     def reap_idle(self) -> int:
         now = time.monotonic()
-        expired = [i for i, inst in self.instances.items() if now - inst.last_used > self.idle_expiry_s]
+        expired = [i for i, inst in self.instances.items()
+                   if now - inst.last_used > self.idle_expiry_s and not inst.lock.locked()]
         for instance_id in expired:
-            inst = self.instances.pop(instance_id)
-            try:
-                inst.episode.close()
-            except Exception:
-                log.warning("closing expired instance %s failed", instance_id)
+            self.instances.pop(instance_id).process.kill()
         return len(expired)
 
     async def close(self) -> None:
         if self._reaper:
             self._reaper.cancel()
         for inst in self.instances.values():
-            try:
-                inst.episode.close()
-            except Exception:
-                pass
+            inst.process.kill()
         self.instances.clear()
+        self.processes.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # --- RPCs ----------------------------------------------------------------------------------
@@ -124,7 +130,9 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
         try:
             offset = int(request.page_token or 0)
         except ValueError:
-            raise InvalidArgument("page_token", "not a token this server issued") from None
+            offset = -1
+        if offset < 0:
+            raise InvalidArgument("page_token", "not a token this server issued")
         tasks = await self._run("ListSeedTasks", lambda: self.env.seed_tasks(request.split))
         size = request.page_size or 100
         page = tasks[offset:offset + size]
@@ -145,20 +153,34 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
                 initial_state = json.loads(request.initial_state_json)
             except json.JSONDecodeError as e:
                 raise InvalidArgument("initial_state_json", f"not valid JSON: {e.msg}") from None
-        episode = await self._run("Create", lambda: self.env.create(
-            seed_task_id=request.seed_task_id or None, initial_state=initial_state,
-            toolsets=list(request.toolsets), query_override=request.query_override))
+            except RecursionError:
+                raise InvalidArgument("initial_state_json", "nested too deeply") from None
+            except ValueError as e:
+                raise InvalidArgument("initial_state_json", f"not usable JSON: {str(e)[:80]}") from None
+        process = await self.processes.take()
         instance_id = uuid.uuid4().hex
-        self.instances[instance_id] = _Instance(episode, time.monotonic())
-        tools = await self._run("ListTools", episode.tool_list)
-        return pb.CreateResponse(instance_id=instance_id, user_message=episode.user_message,
-                                 tools=[_convert.tool_to_pb(t) for t in tools])
+        inst = _Instance(process, time.monotonic())
+        self.instances[instance_id] = inst
+        args = dict(seed_task_id=request.seed_task_id or None, initial_state=initial_state,
+                    toolsets=list(request.toolsets), query_override=request.query_override)
+        try:
+            created = await self._call(instance_id, "Create", "create", args)
+        except BaseException:
+            if self.instances.pop(instance_id, None) is not None:
+                self.processes.give_back(process)
+            raise
+        return pb.CreateResponse(instance_id=instance_id, user_message=created.user_message,
+                                 tools=[_convert.tool_to_pb(t) for t in created.tools])
 
     async def Step(self, request: pb.StepRequest, context) -> pb.StepResponse:
-        parsed = [_convert.call_from_pb(c) for c in request.tool_calls]
+        cap = self.caps.max_calls_per_step
+        parsed = [parse_arguments(c.call_id, c.name, c.arguments_json, self.caps) if i < cap else
+                  CallResult(c.call_id, f"Error: not run: at most {cap} calls are run per step", True)
+                  for i, c in enumerate(request.tool_calls)]
         calls = [c for c in parsed if not isinstance(c, CallResult)]
-        outcome = await self._call(request.instance_id, "Step",
-                                   lambda ep: ep.step(calls, request.assistant_text) if (calls or not parsed) else None)
+        text = clip_text(request.assistant_text, self.caps.max_observation_chars)
+        outcome = (await self._call(request.instance_id, "Step", "step", (calls, text))
+                   if (calls or not parsed) else None)
         results = iter(outcome.results if outcome else [])
         # Malformed calls answer in place; the others in the order they ran.
         observations = [_convert.result_to_pb(p if isinstance(p, CallResult) else next(results)) for p in parsed]
@@ -167,17 +189,25 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
         return pb.StepResponse(observations=observations, next_user_message=outcome.next_user_message, done=outcome.done)
 
     async def Evaluate(self, request: pb.EvaluateRequest, context) -> pb.EvaluateResponse:
-        score = await self._call(request.instance_id, "Evaluate", lambda ep: ep.evaluate())
-        return pb.EvaluateResponse(score=score.score, success=score.success, details_json=json.dumps(score.details, default=str))
+        score = await self._call(request.instance_id, "Evaluate", "evaluate")
+        return pb.EvaluateResponse(score=score.score, success=score.success,
+                                   details_json=json.dumps(score.details, allow_nan=False))
 
     async def GetState(self, request: pb.GetStateRequest, context) -> pb.GetStateResponse:
         if not self.env.state_visible:
             raise FailedPrecondition(f"environment {self.env.env_id} does not expose its state")
-        state = await self._call(request.instance_id, "GetState", lambda ep: ep.state())
-        return pb.GetStateResponse(state_json=json.dumps(state, sort_keys=True, default=str), state_hash=state_hash(state))
+        text, digest = await self._call(request.instance_id, "GetState", "state")
+        return pb.GetStateResponse(state_json=text, state_hash=digest)
 
     async def Release(self, request: pb.ReleaseRequest, context) -> pb.ReleaseResponse:
         inst = self._get(request.instance_id)
-        self.instances.pop(request.instance_id, None)
-        await self._run("Release", inst.episode.close)
+        async with inst.lock:  # an in-flight Step finishes first
+            if self.instances.get(request.instance_id) is not inst:
+                return pb.ReleaseResponse()  # released or stopped meanwhile
+            self.instances.pop(request.instance_id, None)
+            try:
+                await inst.process.call("close", None, f"environment {self.env.env_id}: Release", self.call_timeout_s)
+            except (DeadlineExceeded, EnvironmentFailure):
+                return pb.ReleaseResponse()  # its worker is gone with it
+            self.processes.give_back(inst.process)
         return pb.ReleaseResponse()

@@ -62,9 +62,23 @@ class ParsedTurn:
                 '. Use <tool_call>{"name": "...", "arguments": {...}}</tool_call> with nothing else around the calls.')
 
 
+# Bounds on one parsed call: beyond them the call is refused with an error observation (the
+# environment enforces its own, larger, caps too).
+MAX_NAME_CHARS = 256
+MAX_ARGUMENT_DEPTH = 32
+
+
 def parse_turn(text: str, *, allow_text_around_calls: bool = False) -> ParsedTurn:
     """Calls and text of one assistant turn. Text around calls is an error unless allowed (a
-    model that both answers and calls is ambiguous about what it wants)."""
+    model that both answers and calls is ambiguous about what it wants). Never raises: anything
+    unexpected in the text becomes a parse error."""
+    try:
+        return _parse_turn(text, allow_text_around_calls)
+    except Exception as e:  # a promise to the rollout: one odd turn never fails the group
+        return ParsedTurn(text="", errors=[ParseError("unparseable", f"the turn could not be parsed ({type(e).__name__})", -1)])
+
+
+def _parse_turn(text: str, allow_text_around_calls: bool) -> ParsedTurn:
     out = ParsedTurn()
     pos, index, outside = 0, 0, []
     while True:
@@ -101,6 +115,12 @@ def _parse_call(body: str, index: int, errors: list[ParseError]) -> Call | None:
     except json.JSONDecodeError as e:
         errors.append(ParseError("bad_json", f"call {index} is not valid JSON ({e.msg} at char {e.pos})", index))
         return None
+    except RecursionError:
+        errors.append(ParseError("bad_json", f"call {index} is nested too deeply", index))
+        return None
+    except ValueError as e:  # e.g. an integer beyond Python's digit limit
+        errors.append(ParseError("bad_json", f"call {index} is not usable JSON ({str(e)[:80]})", index))
+        return None
     if not isinstance(obj, dict):
         errors.append(ParseError("not_object", f"call {index} must be a JSON object", index))
         return None
@@ -112,16 +132,52 @@ def _parse_call(body: str, index: int, errors: list[ParseError]) -> Call | None:
     if not isinstance(name, str) or not name.strip():
         errors.append(ParseError("missing_name", f"call {index} needs a non-empty string \"name\"", index))
         return None
+    if len(name) > MAX_NAME_CHARS or not _encodable(name):
+        errors.append(ParseError("bad_name", f"call {index} \"name\" is not a tool name", index))
+        return None
     args = obj.get("arguments", {})
     if isinstance(args, str):  # some models double-encode the arguments
         try:
             args = json.loads(args)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             pass
     if not isinstance(args, dict):
         errors.append(ParseError("bad_arguments", f"call {index} \"arguments\" must be a JSON object", index))
         return None
+    problem = _value_problem(args, 0)
+    if problem:
+        errors.append(ParseError("bad_arguments", f"call {index} \"arguments\" {problem}", index))
+        return None
     return Call(name, args, f"call_{index}")
+
+
+def _encodable(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no protobuf string or JSON document can carry it
+        return False
+    return True
+
+
+def _value_problem(value, depth: int) -> str | None:
+    """Why parsed arguments cannot travel (too deep, text that is not UTF-8), or None."""
+    if depth > MAX_ARGUMENT_DEPTH:
+        return f"are nested deeper than {MAX_ARGUMENT_DEPTH} levels"
+    if isinstance(value, str):
+        return None if _encodable(value) else "hold text that is not valid UTF-8"
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return "hold NaN or Infinity, which JSON does not allow"
+    if isinstance(value, dict):
+        for k, v in value.items():
+            problem = _value_problem(k, depth + 1) or _value_problem(v, depth + 1)
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for v in value:
+            problem = _value_problem(v, depth + 1)
+            if problem:
+                return problem
+    return None
 
 
 def render_tool_results(results: Sequence[tuple[str, str]]) -> str:

@@ -3,13 +3,53 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
+import time
+from typing import Any, Awaitable, Callable, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, filters
 
+from evolver.errors import Unavailable
+
+log = logging.getLogger(__name__)
 DEFAULT_DEADLINE_S = 30.0
+# Codes a caller may retry: the server was not there or not ready, not "your request is wrong".
+TRANSIENT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                             grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED})
+T = TypeVar("T")
+
+
+def is_transient(e: BaseException) -> bool:
+    if isinstance(e, grpc.aio.AioRpcError):
+        return e.code() in TRANSIENT_CODES
+    return isinstance(e, (Unavailable, ConnectionError))
+
+
+async def retry_transient(call: Callable[[], Awaitable[T]], *, what: str, deadline_s: float = 120.0,
+                          base_s: float = 0.5, cap_s: float = 8.0,
+                          should_stop: Callable[[], bool] = lambda: False) -> T:
+    """Runs call(), retrying transient failures (a restarting service, a NATS blip) with
+    exponential backoff until deadline_s has passed; then raises Unavailable saying for how long
+    and what failed. Any other error is raised at once."""
+    start = time.monotonic()
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except Exception as e:
+            if not is_transient(e):
+                raise
+            attempt += 1
+            elapsed = time.monotonic() - start
+            detail = f"{e.code().name}: {(e.details() or '')[:200]}" if isinstance(e, grpc.aio.AioRpcError) else str(e)[:200]
+            if elapsed >= deadline_s or should_stop():
+                raise Unavailable(f"{what}: still failing after {elapsed:.0f}s and {attempt} attempts "
+                                  f"(last: {detail})") from None
+            delay = min(cap_s, base_s * 2 ** (attempt - 1), max(0.0, deadline_s - elapsed))
+            log.warning("%s failed (%s); retry %d in %.1fs", what, detail, attempt, delay)
+            await asyncio.sleep(delay)
 
 
 def channel(address: str, *, tls_ca_file: str | None = None) -> grpc.aio.Channel:

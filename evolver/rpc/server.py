@@ -65,6 +65,12 @@ class GrpcServer:
         for r in self.registrations:
             await self.health.set(r.service_full_name, health_pb2.HealthCheckResponse.SERVING)
 
+    async def set_not_serving(self) -> None:
+        """Health NOT_SERVING while a dependency (NATS) is lost; set_serving() when it is back."""
+        await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        for r in self.registrations:
+            await self.health.set(r.service_full_name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
     async def begin_shutdown(self) -> None:
         """Health flips to NOT_SERVING so probes and load balancers stop sending new work."""
         await self.health.enter_graceful_shutdown()

@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65volver/v1/run.proto\x12\nevolver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n\nMechanisms\x12\x13\n\x0bquestioning\x18\x01 \x01(\x08\x12\x12\n\nnavigating\x18\x02 \x01(\x08\x12\x13\n\x0b\x61ttributing\x18\x03 \x01(\x08\"\xc8\x01\n\tRunConfig\x12\x0e\n\x06\x65nv_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\ngroup_size\x18\x03 \x01(\x05\x12\x16\n\x0etasks_per_step\x18\x04 \x01(\x05\x12\r\n\x05steps\x18\x05 \x01(\x05\x12\x12\n\neval_every\x18\x06 \x01(\x05\x12*\n\nmechanisms\x18\x07 \x01(\x0b\x32\x16.evolver.v1.Mechanisms\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12\x13\n\x0b\x63onfig_yaml\x18\t \x01(\t\"\xfe\x01\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12%\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x15.evolver.v1.RunConfig\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.evolver.v1.RunState\x12\x12\n\ntrain_step\x18\x04 \x01(\x03\x12\x16\n\x0epolicy_version\x18\x05 \x01(\x03\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x08 \x01(\t*\x99\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATE_PENDING\x10\x01\x12\x15\n\x11RUN_STATE_RUNNING\x10\x02\x12\x17\n\x13RUN_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10RUN_STATE_FAILED\x10\x04\x12\x15\n\x11RUN_STATE_STOPPED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65volver/v1/run.proto\x12\nevolver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n\nMechanisms\x12\x13\n\x0bquestioning\x18\x01 \x01(\x08\x12\x12\n\nnavigating\x18\x02 \x01(\x08\x12\x13\n\x0b\x61ttributing\x18\x03 \x01(\x08\"\xc8\x01\n\tRunConfig\x12\x0e\n\x06\x65nv_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\ngroup_size\x18\x03 \x01(\x05\x12\x16\n\x0etasks_per_step\x18\x04 \x01(\x05\x12\r\n\x05steps\x18\x05 \x01(\x05\x12\x12\n\neval_every\x18\x06 \x01(\x05\x12*\n\nmechanisms\x18\x07 \x01(\x0b\x32\x16.evolver.v1.Mechanisms\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12\x13\n\x0b\x63onfig_yaml\x18\t \x01(\t\"\x96\x02\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12%\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x15.evolver.v1.RunConfig\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.evolver.v1.RunState\x12\x12\n\ntrain_step\x18\x04 \x01(\x03\x12\x16\n\x0epolicy_version\x18\x05 \x01(\x03\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x16\n\x0estop_requested\x18\t \x01(\x08*\x99\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATE_PENDING\x10\x01\x12\x15\n\x11RUN_STATE_RUNNING\x10\x02\x12\x17\n\x13RUN_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10RUN_STATE_FAILED\x10\x04\x12\x15\n\x11RUN_STATE_STOPPED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'evolver.v1.run_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RUNSTATE']._serialized_start=606
-  _globals['_RUNSTATE']._serialized_end=759
+  _globals['_RUNSTATE']._serialized_start=630
+  _globals['_RUNSTATE']._serialized_end=783
   _globals['_MECHANISMS']._serialized_start=69
   _globals['_MECHANISMS']._serialized_end=143
   _globals['_RUNCONFIG']._serialized_start=146
   _globals['_RUNCONFIG']._serialized_end=346
   _globals['_RUN']._serialized_start=349
-  _globals['_RUN']._serialized_end=603
+  _globals['_RUN']._serialized_end=627
 # @@protoc_insertion_point(module_scope)

@@ -57,7 +57,7 @@ class RunConfig(_message.Message):
     def __init__(self, env_id: _Optional[str] = ..., model: _Optional[str] = ..., group_size: _Optional[int] = ..., tasks_per_step: _Optional[int] = ..., steps: _Optional[int] = ..., eval_every: _Optional[int] = ..., mechanisms: _Optional[_Union[Mechanisms, _Mapping]] = ..., seed: _Optional[int] = ..., config_yaml: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "config", "state", "train_step", "policy_version", "created_at", "updated_at", "message")
+    __slots__ = ("run_id", "config", "state", "train_step", "policy_version", "created_at", "updated_at", "message", "stop_requested")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +66,7 @@ class Run(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    STOP_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     config: RunConfig
     state: RunState
@@ -74,4 +75,5 @@ class Run(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     message: str
-    def __init__(self, run_id: _Optional[str] = ..., config: _Optional[_Union[RunConfig, _Mapping]] = ..., state: _Optional[_Union[RunState, str]] = ..., train_step: _Optional[int] = ..., policy_version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ...) -> None: ...
+    stop_requested: bool
+    def __init__(self, run_id: _Optional[str] = ..., config: _Optional[_Union[RunConfig, _Mapping]] = ..., state: _Optional[_Union[RunState, str]] = ..., train_step: _Optional[int] = ..., policy_version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., stop_requested: _Optional[bool] = ...) -> None: ...

@@ -24,6 +24,16 @@ class RegisterEnvironmentResponse(_message.Message):
     environment: _environment_pb2.EnvironmentSpec
     def __init__(self, environment: _Optional[_Union[_environment_pb2.EnvironmentSpec, _Mapping]] = ...) -> None: ...
 
+class UnregisterEnvironmentRequest(_message.Message):
+    __slots__ = ("env_id",)
+    ENV_ID_FIELD_NUMBER: _ClassVar[int]
+    env_id: str
+    def __init__(self, env_id: _Optional[str] = ...) -> None: ...
+
+class UnregisterEnvironmentResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class ListEnvironmentsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -35,20 +45,22 @@ class ListEnvironmentsResponse(_message.Message):
     def __init__(self, environments: _Optional[_Iterable[_Union[_environment_pb2.EnvironmentSpec, _Mapping]]] = ...) -> None: ...
 
 class GenerateTasksRequest(_message.Message):
-    __slots__ = ("env_id", "explorations", "walks_per_exploration", "max_steps_per_walk", "seed", "max_calls_per_task")
+    __slots__ = ("env_id", "explorations", "walks_per_exploration", "max_steps_per_walk", "seed", "max_calls_per_task", "requester_id")
     ENV_ID_FIELD_NUMBER: _ClassVar[int]
     EXPLORATIONS_FIELD_NUMBER: _ClassVar[int]
     WALKS_PER_EXPLORATION_FIELD_NUMBER: _ClassVar[int]
     MAX_STEPS_PER_WALK_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     MAX_CALLS_PER_TASK_FIELD_NUMBER: _ClassVar[int]
+    REQUESTER_ID_FIELD_NUMBER: _ClassVar[int]
     env_id: str
     explorations: int
     walks_per_exploration: int
     max_steps_per_walk: int
     seed: int
     max_calls_per_task: int
-    def __init__(self, env_id: _Optional[str] = ..., explorations: _Optional[int] = ..., walks_per_exploration: _Optional[int] = ..., max_steps_per_walk: _Optional[int] = ..., seed: _Optional[int] = ..., max_calls_per_task: _Optional[int] = ...) -> None: ...
+    requester_id: str
+    def __init__(self, env_id: _Optional[str] = ..., explorations: _Optional[int] = ..., walks_per_exploration: _Optional[int] = ..., max_steps_per_walk: _Optional[int] = ..., seed: _Optional[int] = ..., max_calls_per_task: _Optional[int] = ..., requester_id: _Optional[str] = ...) -> None: ...
 
 class GenerateTasksResponse(_message.Message):
     __slots__ = ("explore_request_ids",)

@@ -40,6 +40,11 @@ class TaskGenServiceStub:
                 request_serializer=evolver_dot_v1_dot_task__gen__service__pb2.RegisterEnvironmentRequest.SerializeToString,
                 response_deserializer=evolver_dot_v1_dot_task__gen__service__pb2.RegisterEnvironmentResponse.FromString,
                 _registered_method=True)
+        self.UnregisterEnvironment = channel.unary_unary(
+                '/evolver.v1.TaskGenService/UnregisterEnvironment',
+                request_serializer=evolver_dot_v1_dot_task__gen__service__pb2.UnregisterEnvironmentRequest.SerializeToString,
+                response_deserializer=evolver_dot_v1_dot_task__gen__service__pb2.UnregisterEnvironmentResponse.FromString,
+                _registered_method=True)
         self.ListEnvironments = channel.unary_unary(
                 '/evolver.v1.TaskGenService/ListEnvironments',
                 request_serializer=evolver_dot_v1_dot_task__gen__service__pb2.ListEnvironmentsRequest.SerializeToString,
@@ -68,6 +73,13 @@ class TaskGenServiceServicer:
 
     def RegisterEnvironment(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnregisterEnvironment(self, request, context):
+        """Removes an environment from the registry (its tasks stay in the pool). NOT_FOUND if unknown.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -103,6 +115,11 @@ def add_TaskGenServiceServicer_to_server(servicer, server):
                     servicer.RegisterEnvironment,
                     request_deserializer=evolver_dot_v1_dot_task__gen__service__pb2.RegisterEnvironmentRequest.FromString,
                     response_serializer=evolver_dot_v1_dot_task__gen__service__pb2.RegisterEnvironmentResponse.SerializeToString,
+            ),
+            'UnregisterEnvironment': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnregisterEnvironment,
+                    request_deserializer=evolver_dot_v1_dot_task__gen__service__pb2.UnregisterEnvironmentRequest.FromString,
+                    response_serializer=evolver_dot_v1_dot_task__gen__service__pb2.UnregisterEnvironmentResponse.SerializeToString,
             ),
             'ListEnvironments': grpc.unary_unary_rpc_method_handler(
                     servicer.ListEnvironments,
@@ -153,6 +170,33 @@ class TaskGenService:
             '/evolver.v1.TaskGenService/RegisterEnvironment',
             evolver_dot_v1_dot_task__gen__service__pb2.RegisterEnvironmentRequest.SerializeToString,
             evolver_dot_v1_dot_task__gen__service__pb2.RegisterEnvironmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnregisterEnvironment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/evolver.v1.TaskGenService/UnregisterEnvironment',
+            evolver_dot_v1_dot_task__gen__service__pb2.UnregisterEnvironmentRequest.SerializeToString,
+            evolver_dot_v1_dot_task__gen__service__pb2.UnregisterEnvironmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

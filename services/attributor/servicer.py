@@ -13,6 +13,9 @@ import logging
 from evolver.bus import Delivery, topology
 from evolver.envs.client import RemoteEnvironment
 from evolver.envs.registry import environment_spec
+import grpc
+
+from evolver.envs.client import domain_error
 from evolver.errors import NotFound, PoisonMessage, Validator
 from evolver.rollout import create_episode
 from evolver.algorithms.attribution import needed_steps
@@ -38,11 +41,31 @@ class AttributorServicer(pb_grpc.AttributorServiceServicer):
         v = Validator()
         v.check(bool(request.task.env_id), "task.env_id", "must name a registered environment")
         v.check(len(request.trajectory.steps) > 0, "trajectory.steps", "must hold at least one step")
+        v.check(not request.trajectory.infra_failure.reason, "trajectory.infra_failure",
+                "an infrastructure-failed attempt is not the policy's behaviour: it gets no labels")
+        v.check(reference_problem(request.task) is None, "task.reference_end_state_json",
+                reference_problem(request.task) or "")
         v.raise_if_any()
         spec = await environment_spec(self.registry, request.task.env_id)
-        async with RemoteEnvironment(spec.address) as env:
-            (attribution,) = await attribute_group(env, request.task, tpb.RolloutGroup(trajectories=[request.trajectory]))
+        try:
+            async with RemoteEnvironment(spec.address) as env:
+                (attribution,) = await attribute_group(env, request.task,
+                                                       tpb.RolloutGroup(trajectories=[request.trajectory]))
+        except grpc.aio.AioRpcError as e:
+            raise domain_error(e, "task") from None
         return pb.AttributeResponse(attribution=attribution)
+
+
+def reference_problem(task: task_pb2.Task) -> str | None:
+    """Why a task's reference end state is unusable, or None."""
+    if not task.reference_end_state_json:
+        return None
+    try:
+        value = json.loads(task.reference_end_state_json)
+    except (json.JSONDecodeError, RecursionError, ValueError) as e:
+        return f"not valid JSON ({type(e).__name__})"
+    return None if isinstance(value, dict) else "must be a JSON object"
+
 
 
 async def replay(env: RemoteEnvironment, task: task_pb2.Task, calls: list[list[tpb.ToolCall]],
@@ -103,6 +126,9 @@ async def build(ctx: ServiceContext) -> ServiceParts:
         event: events_pb2.RolloutCompleted = d.message  # type: ignore[assignment]
         attributions = []
         if event.attribute and not event.evaluation:
+            problem = reference_problem(event.task)
+            if problem:
+                raise PoisonMessage(f"task.reference_end_state_json: {problem}")
             try:
                 spec = await environment_spec(registry, event.task.env_id)
             except NotFound as e:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 
+import grpc
+
 from evolver.bus import Delivery, topology
-from evolver.envs.client import RemoteEnvironment
+from evolver.envs.client import RemoteEnvironment, domain_error
 from evolver.envs.registry import environment_spec
-from evolver.errors import InvalidArgument, NotFound, PoisonMessage, Validator
+from evolver.errors import FailedPrecondition, InvalidArgument, NotFound, PoisonMessage, Validator
 from evolver.exploration import MAX_STEPS_PER_WALK, MAX_WALKS, run_walk, walk_to_pb
+from evolver.limits import GROUP_SIZE_MAX
 from evolver.policy_store import PolicySwitcher
 from evolver.rollout import RolloutOptions, run_group
 from evolver.rpc import Registration, channel, stub
@@ -28,11 +31,14 @@ from evolver.v1 import trajectory_pb2 as tpb
 from services.explorer.policy import LazyPolicy
 
 log = logging.getLogger(__name__)
-MAX_GROUP = 64
+MAX_GROUP = GROUP_SIZE_MAX
 
 
 def rollout_options(req: events_pb2.RolloutRequested) -> RolloutOptions:
     v = Validator()
+    # The job id becomes the group id, the rollout.completed message id and a KV key: without
+    # one a whole group would run and then fail at publish, again on every retry.
+    v.check(bool(req.job_id), "job_id", "must be non-empty")
     v.check(1 <= req.group_size <= MAX_GROUP, "group_size", f"must be between 1 and {MAX_GROUP}")
     v.check(0.0 <= req.guided_share <= 1.0, "guided_share", "must be between 0 and 1")
     v.check(req.temperature >= 0.0, "temperature", "must be >= 0")
@@ -65,7 +71,10 @@ class ExplorerServicer(pb_grpc.ExplorerServiceServicer):
                                           seed_task_id=request.seed_task_id, walks=request.walks,
                                           max_steps_per_walk=request.max_steps_per_walk, seed=request.seed)
         check_explore(req)
-        return pb.ExploreResponse(walks=await self._walks(req))
+        try:
+            return pb.ExploreResponse(walks=await self._walks(req))
+        except grpc.aio.AioRpcError as e:
+            raise domain_error(e, "seed_task_id") from None
 
     async def Rollout(self, request: pb.RolloutRequest, context) -> pb.RolloutResponse:
         if not request.task.task_id:
@@ -73,7 +82,10 @@ class ExplorerServicer(pb_grpc.ExplorerServiceServicer):
         req = events_pb2.RolloutRequested(job_id=f"rpc.{request.task.task_id}", task=request.task,
                                           group_size=request.group_size, guided_share=request.guided_share,
                                           temperature=request.temperature)
-        return pb.RolloutResponse(group=await self._rollout(req))
+        try:
+            return pb.RolloutResponse(group=await self._rollout(req))
+        except grpc.aio.AioRpcError as e:  # the environment refused the task (unknown seed task, ...)
+            raise domain_error(e, "task") from None
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:
@@ -107,8 +119,13 @@ async def build(ctx: ServiceContext) -> ServiceParts:
         req: events_pb2.RolloutRequested = d.message  # type: ignore[assignment]
         try:
             group = await rollout(req)
-        except (InvalidArgument, NotFound) as e:
+        except (InvalidArgument, NotFound, FailedPrecondition) as e:
             raise PoisonMessage(str(e)) from None
+        except grpc.aio.AioRpcError as e:
+            error = domain_error(e, "task")
+            if isinstance(error, (InvalidArgument, NotFound, FailedPrecondition)):
+                raise PoisonMessage(str(error)) from None
+            raise error from None
         await ctx.bus.publish("rollout.completed", events_pb2.RolloutCompleted(
             group=group, evaluation=req.evaluation, task=req.task, attribute=req.attribute), key=req.job_id)
 
@@ -128,6 +145,11 @@ async def build(ctx: ServiceContext) -> ServiceParts:
             walks = await walks_for(req)
         except (InvalidArgument, NotFound) as e:
             raise PoisonMessage(str(e)) from None
+        except grpc.aio.AioRpcError as e:
+            error = domain_error(e, "seed_task_id")
+            if isinstance(error, (InvalidArgument, NotFound, FailedPrecondition)):
+                raise PoisonMessage(str(error)) from None
+            raise error from None
         await ctx.bus.publish("explore.completed", events_pb2.ExploreCompleted(
             request_id=req.request_id, env_id=req.env_id, seed_task_id=req.seed_task_id, walks=walks,
             max_calls_per_task=req.max_calls_per_task),

@@ -9,7 +9,7 @@ from typing import Awaitable, Callable, Protocol
 from evolver.envs._convert import tool_to_pb
 from evolver.envs.base import Tool
 from evolver.envs.registry import environment_spec
-from evolver.errors import Validator
+from evolver.errors import FailedPrecondition, NotFound, Validator
 from evolver.v1 import environment_pb2 as env_pb
 
 ENV_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -22,6 +22,7 @@ class KeyValue(Protocol):
     async def put(self, key: str, value: bytes) -> None: ...
     async def get(self, key: str) -> bytes | None: ...
     async def keys(self) -> list[str]: ...
+    async def delete(self, key: str) -> None: ...
 
 
 def validate_registration(env_id: str, address: str) -> None:
@@ -43,14 +44,28 @@ class EnvironmentRegistry:
         id replaces its address: that is how an environment moves)."""
         validate_registration(env_id, address)
         tools, state_visible = await self.check(address)
+        names = [t.name for t in tools]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:  # a call by name would be ambiguous
+            raise FailedPrecondition(f"the environment at {address} lists tools more than once: {duplicates[:5]}")
         spec = env_pb.EnvironmentSpec(env_id=env_id, display_name=display_name or env_id, address=address,
                                       kind=kind, tools=[tool_to_pb(t) for t in tools],
                                       state_visible=state_visible)
         await self.kv.put(env_id, spec.SerializeToString())
         return spec
 
+    async def unregister(self, env_id: str) -> None:
+        await self.get(env_id)  # NotFound when unknown
+        await self.kv.delete(env_id)
+
     async def get(self, env_id: str) -> env_pb.EnvironmentSpec:
         return await environment_spec(self.kv, env_id)
 
     async def list(self) -> list[env_pb.EnvironmentSpec]:
-        return [await self.get(k) for k in await self.kv.keys()]
+        out = []
+        for k in await self.kv.keys():
+            try:
+                out.append(await self.get(k))
+            except NotFound:  # removed between keys() and get()
+                continue
+        return out

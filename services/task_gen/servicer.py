@@ -3,11 +3,14 @@ explore.completed -> verified tasks), and the task pool in NATS KV."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import uuid
 
 from evolver.bus import Delivery, topology
 from evolver.envs.client import RemoteEnvironment, check_conformance
 from evolver.exploration import MAX_STEPS_PER_WALK, MAX_WALKS
+from evolver.limits import EXPLORATIONS_MAX, ID_MAX_CHARS
 from evolver.errors import FailedPrecondition, InvalidArgument, NotFound, PoisonMessage, Validator
 from evolver.rpc import Registration
 from evolver.service import ServiceContext, ServiceParts
@@ -79,13 +82,21 @@ class TaskGenServicer(pb_grpc.TaskGenServiceServicer):
         spec = await self.registry.register(request.env_id, request.address, request.display_name, kind)
         return pb.RegisterEnvironmentResponse(environment=spec)
 
+    async def UnregisterEnvironment(self, request: pb.UnregisterEnvironmentRequest,
+                                    context) -> pb.UnregisterEnvironmentResponse:
+        if not request.env_id:
+            raise InvalidArgument("env_id", "must name a registered environment")
+        await self.registry.unregister(request.env_id)
+        return pb.UnregisterEnvironmentResponse()
+
     async def ListEnvironments(self, request: pb.ListEnvironmentsRequest, context) -> pb.ListEnvironmentsResponse:
         return pb.ListEnvironmentsResponse(environments=await self.registry.list())
 
     async def GenerateTasks(self, request: pb.GenerateTasksRequest, context) -> pb.GenerateTasksResponse:
         v = Validator()
         v.check(bool(request.env_id), "env_id", "must name a registered environment")
-        v.check(1 <= request.explorations <= 256, "explorations", "must be between 1 and 256")
+        v.check(1 <= request.explorations <= EXPLORATIONS_MAX, "explorations",
+                f"must be between 1 and {EXPLORATIONS_MAX}")
         v.check(1 <= request.walks_per_exploration <= MAX_WALKS, "walks_per_exploration",
                 f"must be between 1 and {MAX_WALKS}")
         v.check(1 <= request.max_steps_per_walk <= MAX_STEPS_PER_WALK, "max_steps_per_walk",
@@ -98,9 +109,14 @@ class TaskGenServicer(pb_grpc.TaskGenServiceServicer):
         if not seeds:
             raise FailedPrecondition(f"environment {request.env_id} has no train seed tasks to explore from")
         ids = []
+        # Ids carry who asked: a second run on the same environment and seed must not be dropped
+        # as a duplicate of the first run's requests.
+        key = request.requester_id or f"gen-{uuid.uuid4().hex[:12]}"
         for i in range(request.explorations):
             seed = seeds[(request.seed + i) % len(seeds)]
-            rid = f"{request.env_id}.{request.seed}.{i}"
+            rid = f"{key}.{request.env_id}.{request.seed}.{i}"
+            if len(rid) > ID_MAX_CHARS:  # still unique per (requester, env, seed, i)
+                rid = "x" + hashlib.sha256(rid.encode()).hexdigest()[:40]
             await self.bus.publish("explore.requested", events_pb2.ExploreRequested(
                 request_id=rid, env_id=request.env_id, seed_task_id=seed.seed_task_id,
                 walks=request.walks_per_exploration, max_steps_per_walk=request.max_steps_per_walk,

@@ -31,7 +31,7 @@ from evolver.envs.registry import environment_spec
 from evolver.envs.harness import TaskResult, summarize
 from evolver.errors import FailedPrecondition
 from evolver.policy_store import publish_policy
-from evolver.rpc import channel, stub
+from evolver.rpc import channel, retry_transient, stub
 from evolver.run_config import RunSpec
 from evolver.training.advantages import group_samples
 from evolver.v1 import events_pb2, run_pb2, task_pb2
@@ -39,6 +39,13 @@ from evolver.v1 import task_gen_service_pb2 as tg_pb
 from evolver.v1 import task_gen_service_pb2_grpc as tg_grpc
 
 log = logging.getLogger(__name__)
+# How long a run rides out another service being unreachable (a restart, a NATS blip) before it
+# fails with a message saying what was down.
+DEPENDENCY_DEADLINE_S = 300.0
+
+
+class RunStopped(Exception):
+    """StopRun arrived: the loop unwinds from wherever it waits and records STOPPED."""
 
 
 @dataclass
@@ -102,15 +109,30 @@ class RunLoop:
         ch = channel(await self._endpoint("task_gen"))
         return ch, stub(tg_grpc.TaskGenServiceStub, ch, 60.0)
 
+    async def _retrying(self, what: str, call):
+        """Another service's call, retried through transient failures; stops early on StopRun."""
+        result = await retry_transient(call, what=what, deadline_s=DEPENDENCY_DEADLINE_S,
+                                       should_stop=lambda: self.stop_requested)
+        self.check_stop()
+        return result
+
+    def check_stop(self) -> None:
+        if self.stop_requested:
+            raise RunStopped()
+
     async def _pool(self, split: str) -> tuple[list[task_pb2.Task], dict[str, task_pb2.TaskStats]]:
-        ch, tg = await self._task_gen()
-        async with ch:
-            r = await tg.ListTasks(tg_pb.ListTasksRequest(env_id=self.spec.env_id, split=split,
-                                                          source=task_pb2.TASK_SOURCE_SYNTHETIC))
+        async def call():
+            ch, tg = await self._task_gen()
+            async with ch:
+                return await tg.ListTasks(tg_pb.ListTasksRequest(env_id=self.spec.env_id, split=split,
+                                                                 source=task_pb2.TASK_SOURCE_SYNTHETIC))
+        r = await self._retrying(f"task_gen ListTasks ({split})", call)
         return list(r.tasks), {s.task_id: s for s in r.stats}
 
     async def _env_address(self) -> str:
-        return (await environment_spec(await self._kv(topology.ENVIRONMENTS_BUCKET), self.spec.env_id)).address
+        async def call():
+            return await environment_spec(await self._kv(topology.ENVIRONMENTS_BUCKET), self.spec.env_id)
+        return (await self._retrying("environment lookup", call)).address
 
     async def ensure_synthetic_tasks(self) -> None:
         q = self.spec.questioning
@@ -124,17 +146,23 @@ class RunLoop:
             ev = await self.bus.decode(msg.subject, msg.data, msg.headers)
             finished.add(ev.explore_request_id)
         sub = await self.bus.nc.subscribe("tasks.accepted", cb=on_accepted)
+        started = time.monotonic()
         try:
-            ch, tg = await self._task_gen()
-            async with ch:
-                r = await tg.GenerateTasks(tg_pb.GenerateTasksRequest(
-                    env_id=self.spec.env_id, explorations=q.explorations,
-                    walks_per_exploration=q.walks_per_exploration, max_steps_per_walk=q.max_steps_per_walk,
-                    seed=self.spec.seed, max_calls_per_task=q.max_calls_per_task))
+            async def generate():
+                ch, tg = await self._task_gen()
+                async with ch:
+                    # requester_id = the run: a resumed run asks again idempotently, another run
+                    # on the same environment and seed gets its own explorations.
+                    return await tg.GenerateTasks(tg_pb.GenerateTasksRequest(
+                        env_id=self.spec.env_id, explorations=q.explorations,
+                        walks_per_exploration=q.walks_per_exploration, max_steps_per_walk=q.max_steps_per_walk,
+                        seed=self.spec.seed, max_calls_per_task=q.max_calls_per_task, requester_id=self.run_id))
+            r = await self._retrying("task_gen GenerateTasks", generate)
             # Wait for every exploration (not just enough tasks): the held-out share and the
             # curriculum then see the whole pool from the first step on.
             deadline = time.monotonic() + q.wait_s
             while time.monotonic() < deadline:
+                self.check_stop()
                 tasks, _ = await self._pool("train")
                 heldout, _ = await self._pool("heldout")
                 await self.progress("questioning", 0, pool=len(tasks), heldout=len(heldout),
@@ -147,12 +175,21 @@ class RunLoop:
             await sub.unsubscribe()
         if len(tasks) >= q.min_train_tasks:
             return
-        raise FailedPrecondition(f"self-questioning produced {len(tasks)} train tasks in {q.wait_s:.0f}s; "
-                                 f"needed {q.min_train_tasks}")
+        done = len(finished & set(r.explore_request_ids))
+        raise FailedPrecondition(
+            f"self-questioning produced {len(tasks)} train tasks in {time.monotonic() - started:.0f}s "
+            f"({done} of {len(r.explore_request_ids)} explorations answered); needed {q.min_train_tasks}. "
+            "Raise questioning.explorations or questioning.walks_per_exploration, lower "
+            "questioning.min_train_tasks, or, if explorations went unanswered, check the explorer and "
+            "the dead-letter stream (evolver events tail dead.>) and raise questioning.wait_s")
 
     async def seed_tasks(self, split: str) -> list[task_pb2.Task]:
-        async with RemoteEnvironment(await self._env_address()) as env:
-            return [seed_task_pb(s, self.spec.env_id) for s in await env.seed_tasks(split)]
+        address = await self._env_address()
+
+        async def call():
+            async with RemoteEnvironment(address) as env:
+                return [seed_task_pb(s, self.spec.env_id) for s in await env.seed_tasks(split)]
+        return await self._retrying(f"environment {self.spec.env_id} ListSeedTasks", call)
 
     async def sample_train_tasks(self, step: int) -> list[task_pb2.Task]:
         if self.spec.mechanisms.questioning:
@@ -226,8 +263,7 @@ class RunLoop:
                 last_reported = len(found)
                 await self.progress(phase, step, groups_done=len(found), groups_total=len(group_ids))
             if len(found) < len(group_ids):
-                if self.stop_requested:
-                    raise asyncio.CancelledError
+                self.check_stop()
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{len(group_ids) - len(found)} rollout groups missing after "
                                        f"{self.spec.rollout.timeout_s:.0f}s: "
@@ -287,6 +323,9 @@ class RunLoop:
             await self.save_run(final, "stopped by request" if final == run_pb2.RUN_STATE_STOPPED else "done")
             await self.progress("stopped" if final == run_pb2.RUN_STATE_STOPPED else "finished", ckpt.step,
                                 policy_version=ckpt.version)
+        except RunStopped:
+            await self.save_run(run_pb2.RUN_STATE_STOPPED, "stopped by request")
+            await self.progress("stopped", self.run_pb.train_step, policy_version=self.run_pb.policy_version)
         except asyncio.CancelledError:
             raise  # process shutdown: the run stays RUNNING and resumes when the trainer restarts
         except Exception as e:  # noqa: BLE001 - a run failure is recorded, not raised into the service

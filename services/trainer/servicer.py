@@ -15,11 +15,11 @@ from nats.js import api
 
 from evolver.bus import Bus, Delivery, topology
 from evolver.envs.registry import environment_spec
-from evolver.errors import FailedPrecondition, InvalidArgument, NotFound
+from evolver.errors import FailedPrecondition, InvalidArgument, NotFound, PoisonMessage
 from evolver.rpc import Registration
 from evolver.run_config import RunConfigError, from_run_config
 from evolver.service import ServiceContext, ServiceParts, endpoint
-from evolver.v1 import run_pb2
+from evolver.v1 import events_pb2, run_pb2
 from evolver.v1 import trainer_service_pb2 as pb
 from evolver.v1 import trainer_service_pb2_grpc as pb_grpc
 from services.trainer.progress import is_terminal
@@ -58,8 +58,24 @@ class Runs:
                 continue
             run = await self.get(key)
             if run and run.state in (run_pb2.RUN_STATE_RUNNING, run_pb2.RUN_STATE_PENDING) and key not in self.tasks:
+                if run.stop_requested:  # stopped while no loop ran it: record the end, do not resume
+                    await self.finish_stopped(run)
+                    continue
                 log.info("resuming run %s at step %d", key, run.train_step)
                 self.launch(run)
+
+    async def finish_stopped(self, run: run_pb2.Run) -> None:
+        run.state, run.message = run_pb2.RUN_STATE_STOPPED, "stopped by request"
+        run.updated_at.GetCurrentTime()
+        await (await self.kv()).put(run.run_id, run.SerializeToString())
+        ev = events_pb2.RunProgress(run_id=run.run_id, train_step=run.train_step, phase="stopped",
+                                    metrics={"policy_version": float(run.policy_version)})
+        ev.at.GetCurrentTime()
+        await self.ctx.bus.publish("run.progress", ev, key=f"{run.run_id}.stopped.{run.train_step}")
+
+
+def is_terminal_state(state: int) -> bool:
+    return state in (run_pb2.RUN_STATE_SUCCEEDED, run_pb2.RUN_STATE_FAILED, run_pb2.RUN_STATE_STOPPED)
 
 
 class TrainerServicer(pb_grpc.TrainerServiceServicer):
@@ -103,17 +119,25 @@ class TrainerServicer(pb_grpc.TrainerServiceServicer):
 
     async def StopRun(self, request: pb.StopRunRequest, context) -> pb.StopRunResponse:
         run = await self._existing(request.run_id)
+        if is_terminal_state(run.state):
+            return pb.StopRunResponse(run=run)
+        run.stop_requested = True  # recorded first: a trainer restart must not resume it
+        await (await self.runs.kv()).put(run.run_id, run.SerializeToString())
         loop = self.runs.loops.get(request.run_id)
-        if loop is not None:
-            loop.stop_requested = True  # stops at the next step boundary
+        task = self.runs.tasks.get(request.run_id)
+        if loop is not None and task is not None and not task.done():
+            loop.run_pb.stop_requested = True
+            loop.stop_requested = True  # the loop unwinds at its next wait or step boundary
+        else:  # no loop runs it here (never launched, or its loop is gone): end it now
+            await self.runs.finish_stopped(run)
         return pb.StopRunResponse(run=run)
 
     async def WatchRun(self, request: pb.WatchRunRequest, context):
         """Replays the run's progress from the start, then follows it live, until a terminal
         phase or the client cancels. An ordered ephemeral consumer: watching takes nothing from
-        anyone else."""
-        if not request.run_id:
-            raise InvalidArgument("run_id", "must be non-empty")
+        anyone else. A message that cannot be decoded is skipped (it is someone else's poison,
+        not this watcher's end)."""
+        await self._existing(request.run_id)  # NOT_FOUND rather than waiting forever
         queue: asyncio.Queue = asyncio.Queue()
 
         async def on_msg(msg) -> None:
@@ -124,7 +148,11 @@ class TrainerServicer(pb_grpc.TrainerServiceServicer):
         try:
             while True:
                 msg = await queue.get()
-                progress = await self.bus.decode(msg.subject, msg.data, msg.headers)
+                try:
+                    progress = await self.bus.decode(msg.subject, msg.data, msg.headers)
+                except PoisonMessage as e:
+                    log.warning("WatchRun: skipping an undecodable run.progress message (%s)", str(e)[:200])
+                    continue
                 if progress.run_id != request.run_id:
                     continue
                 yield pb.WatchRunResponse(progress=progress)

@@ -317,3 +317,21 @@ async def test_publish_and_consume_survive_a_nats_restart(tmp_path):
             await b.close()
         server.terminate()
         server.wait(10)
+
+
+async def test_a_slow_job_does_not_hold_back_the_others(bus: Bus):
+    # Two slots: the slow job takes one; every other job runs through the other slot while it
+    # waits (a worker that waited for its whole fetched batch held them for the slow one).
+    done: dict[str, float] = {}
+    t0 = time.monotonic()
+
+    async def handle(d: Delivery) -> None:
+        if d.message.request_id == "r0":
+            await asyncio.sleep(4.0)
+        done[d.message.request_id] = time.monotonic() - t0
+
+    for i in range(5):
+        await bus.publish("explore.requested", explore(i), key=f"r{i}")
+    await run_until(Worker(bus, JOBS, handle, concurrency=2), lambda: len(done) == 5, timeout=20)
+    assert all(done[f"r{i}"] < 2.0 for i in range(1, 5)), done
+    assert done["r0"] >= 4.0

@@ -156,6 +156,8 @@ class FlakyEpisode:
     def step(self, calls, assistant_text=""):
         if calls and calls[0].name == "hang":
             time.sleep(3)
+        if calls and calls[0].name == "boom":
+            raise RuntimeError("step exploded")
         return StepOutcome([])
 
     def state(self):
@@ -198,8 +200,13 @@ async def test_hung_or_crashing_calls_fail_that_call_not_the_server():
             assert gone.value.code() == grpc.StatusCode.NOT_FOUND
             other = await env.create(initial_state={})
             with pytest.raises(grpc.aio.AioRpcError) as crash:
-                await other.evaluate()
-            assert crash.value.code() == grpc.StatusCode.INTERNAL and "scorer exploded" in crash.value.details()
+                await other.step([Call("boom", {})])
+            assert crash.value.code() == grpc.StatusCode.INTERNAL and "step exploded" in crash.value.details()
+            # A scorer that fails on what the agent left behind scores a failed attempt (with the
+            # reason), not an infrastructure failure.
+            score = await other.evaluate()
+            assert (score.score, score.success) == (0.0, False)
+            assert "scorer exploded" in score.details["evaluation_error"]
             assert (await other.step([])).results == []
             # Idle instances expire.
             await asyncio.sleep(0.5)

@@ -136,3 +136,41 @@ async def test_attribute_rpc_labels_one_trajectory_and_names_bad_fields(bfcl, bu
     assert {v.field for v in bad.value.violations} == {"task.env_id", "trajectory.steps"}
     with pytest.raises(NotFound):
         await servicer.Attribute(at_pb.AttributeRequest(task=task_pb2.Task(env_id="nope"), trajectory=traj), None)
+    # Caller errors, not INTERNAL: an infrastructure-failed attempt, a reference that is not JSON.
+    failed = tpb.Trajectory()
+    failed.CopyFrom(traj)
+    failed.infra_failure.reason = "environment UNAVAILABLE"
+    with pytest.raises(InvalidArgument) as infra:
+        await servicer.Attribute(at_pb.AttributeRequest(task=task, trajectory=failed), None)
+    assert {v.field for v in infra.value.violations} == {"trajectory.infra_failure"}
+    broken = task_pb2.Task()
+    broken.CopyFrom(task)
+    broken.reference_end_state_json = '{"GorillaFileSystem": '
+    with pytest.raises(InvalidArgument) as ref:
+        await servicer.Attribute(at_pb.AttributeRequest(task=broken, trajectory=traj), None)
+    assert {v.field for v in ref.value.violations} == {"task.reference_end_state_json"}
+
+
+async def test_explorer_rpcs_map_environment_refusals_to_caller_errors():
+    """An unknown seed task is NOT_FOUND for the caller (it was INTERNAL); a job without an id is
+    refused before any work runs."""
+    import grpc
+
+    from evolver.errors import InvalidArgument, NotFound
+    from evolver.v1 import events_pb2
+    from evolver.v1 import explorer_service_pb2 as ex_pb
+    from services.explorer.servicer import ExplorerServicer, rollout_options
+
+    async def refused(req):
+        raise grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                   "no BFCL seed task 'nope'")
+    servicer = ExplorerServicer(rollout=refused, walks=refused)
+    task = task_pb2.Task(task_id="nope", env_id="bfcl", source=task_pb2.TASK_SOURCE_SEED)
+    with pytest.raises(NotFound, match="no BFCL seed task"):
+        await servicer.Rollout(ex_pb.RolloutRequest(task=task, group_size=2), None)
+    with pytest.raises(NotFound):
+        await servicer.Explore(ex_pb.ExploreRequest(env_id="bfcl", seed_task_id="nope", walks=1,
+                                                    max_steps_per_walk=2), None)
+    with pytest.raises(InvalidArgument) as no_id:
+        rollout_options(events_pb2.RolloutRequested(task=task, group_size=2))
+    assert {v.field for v in no_id.value.violations} == {"job_id"}

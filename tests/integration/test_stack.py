@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import os
 import socket
 import subprocess
@@ -127,3 +128,36 @@ def test_service_exits_cleanly_on_sigterm_and_fails_fast_without_nats():
     bad = subprocess.run([sys.executable, "-m", "services.attributor"], cwd=ROOT, capture_output=True, text=True,
                          timeout=60, env={**os.environ, "EVOLVER_GRPC__PORT": "99999"})
     assert bad.returncode == 2 and "grpc.port" in bad.stderr
+
+
+def test_sigterm_stops_a_service_busy_in_a_worker_thread(nats_url, tmp_path):
+    """A handler computing in a thread (a generation batch) must not hold SIGTERM past the drain
+    timeout: the process exits, its message unacked (another replica gets it)."""
+    import asyncio as aio
+
+    from evolver.bus import Bus
+    from evolver.config import load_settings
+    from evolver.v1 import events_pb2, trajectory_pb2
+    env = {**os.environ, "EVOLVER_NATS__URL": nats_url, "EVOLVER_BUS__DRAIN_TIMEOUT_S": "2",
+           "EVOLVER_BUS__FETCH_TIMEOUT_S": "0.3", "EVOLVER_STATE_DIR": str(tmp_path)}
+    p = subprocess.Popen([sys.executable, "-m", "tests.integration._busy_service"], cwd=ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "memory ready" in p.stdout.readline()
+
+        async def publish():
+            bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": nats_url}), name="t")
+            try:
+                await bus.publish("rollout.completed", events_pb2.RolloutCompleted(
+                    group=trajectory_pb2.RolloutGroup(group_id="busy.g1")), key="busy.g1")
+            finally:
+                await bus.close()
+        aio.run(publish())
+        assert "busy with busy.g1" in p.stdout.readline()
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=20) == 0
+        assert time.monotonic() - t0 < 10
+    finally:
+        if p.poll() is None:
+            p.kill()

@@ -97,7 +97,13 @@ async def test_unreachable_and_nonconforming_servers_get_clear_errors(task_gen):
     assert wrong.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "does not implement evolver.v1.EnvironmentService" in wrong.value.details()
 
+    # An id that is no id at all is refused at the boundary (evolver.limits); one that is an id
+    # but not an environment id, and a bad address, are both named by the registry.
     with pytest.raises(grpc.aio.AioRpcError) as bad:
         await task_gen.RegisterEnvironment(tg.RegisterEnvironmentRequest(env_id="Bad Id!", address="nowhere"))
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(bad_request_fields(bad.value)) == {"env_id"}
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await task_gen.RegisterEnvironment(tg.RegisterEnvironmentRequest(env_id="Bad_Id", address="nowhere"))
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert set(bad_request_fields(bad.value)) == {"env_id", "address"}

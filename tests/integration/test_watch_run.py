@@ -5,18 +5,30 @@ import asyncio
 import grpc
 import pytest
 
+from types import SimpleNamespace
+
 from evolver.bus import Bus
 from evolver.rpc import GrpcServer, Registration, channel, stub
 from evolver.v1 import events_pb2 as ev
 from evolver.v1 import trainer_service_pb2 as pb
 from evolver.v1 import trainer_service_pb2_grpc as pb_grpc
-from services.trainer.servicer import TrainerServicer
+from evolver.bus import topology
+from evolver.v1 import run_pb2
+from services.trainer.servicer import Runs, TrainerServicer
 
 pytestmark = pytest.mark.integration
 
 
+async def runs_with(bus: Bus, *run_ids: str) -> Runs:
+    runs = Runs(SimpleNamespace(bus=bus))
+    kv = await bus.kv(topology.RUNS_BUCKET)
+    for run_id in run_ids:
+        await kv.put(run_id, run_pb2.Run(run_id=run_id, state=run_pb2.RUN_STATE_RUNNING).SerializeToString())
+    return runs
+
+
 async def test_watch_run_replays_then_follows_until_the_run_ends(bus: Bus):
-    servicer = TrainerServicer(bus)
+    servicer = TrainerServicer(bus, await runs_with(bus, "r1", "never-ends"))
     server = GrpcServer([Registration("evolver.v1.TrainerService", servicer, pb_grpc.add_TrainerServiceServicer_to_server)])
     await server.start()
     try:
@@ -42,6 +54,10 @@ async def test_watch_run_replays_then_follows_until_the_run_ends(bus: Bus):
                 async for _ in trainer.WatchRun(pb.WatchRunRequest()):
                     pass
             assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            with pytest.raises(grpc.aio.AioRpcError) as unknown:  # NOT_FOUND, not a watch that never ends
+                async for _ in trainer.WatchRun(pb.WatchRunRequest(run_id="no-such-run")):
+                    pass
+            assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
 
             call = trainer.WatchRun(pb.WatchRunRequest(run_id="never-ends"))
             await asyncio.sleep(0.3)
@@ -49,5 +65,22 @@ async def test_watch_run_replays_then_follows_until_the_run_ends(bus: Bus):
             with pytest.raises(asyncio.CancelledError):
                 async for _ in call:
                     pass
+    finally:
+        await server.stop(0)
+
+
+async def test_an_undecodable_progress_message_is_skipped_by_every_watcher(bus: Bus):
+    servicer = TrainerServicer(bus, await runs_with(bus, "r2"))
+    server = GrpcServer([Registration("evolver.v1.TrainerService", servicer, pb_grpc.add_TrainerServiceServicer_to_server)])
+    await server.start()
+    try:
+        await bus.publish("run.progress", ev.RunProgress(run_id="r2", train_step=0, phase="starting"), key="r2:0")
+        await bus.js.publish("run.progress", b"\xff\xfe not protobuf", headers={"Nats-Msg-Id": "bad-progress"})
+        await bus.publish("run.progress", ev.RunProgress(run_id="r2", train_step=1, phase="finished"), key="r2:1")
+        async with channel(server.address) as ch:
+            trainer = stub(pb_grpc.TrainerServiceStub, ch, 20)
+            for _ in range(2):  # every later watch too, not only the first
+                phases = [r.progress.phase async for r in trainer.WatchRun(pb.WatchRunRequest(run_id="r2"))]
+                assert phases == ["starting", "finished"]
     finally:
         await server.stop(0)

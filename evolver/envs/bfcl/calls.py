@@ -93,7 +93,11 @@ def dispatch(methods: dict[str, tuple[str, Any]], tools: dict[str, Tool], call: 
         value = method(**copy.deepcopy(kwargs))
     except Exception as e:  # an exception inside the API is the agent's observation
         return CallResult(call.call_id, f"Error during execution: {e}", True)
-    text = format_result(value)
+    try:
+        text = format_result(value)
+    except (ValueError, RecursionError) as e:  # e.g. an integer past Python's 4300-digit str limit
+        return CallResult(call.call_id, f"Error during execution: the result cannot be shown "
+                                        f"({type(e).__name__}: {str(e)[:80]})", True)
     is_error = isinstance(value, dict) and "error" in value
     return CallResult(call.call_id, text, is_error)
 

@@ -1,0 +1,219 @@
+"""Environment instances in worker processes, so a runaway call costs its instance, never the server.
+
+A thread cannot be stopped: a tool call that never returns (or holds the interpreter lock for
+half a minute on a huge integer) used to keep its worker thread, and enough of them starved the
+server. Here every live instance owns one worker process (forked from a lean fork server that
+has the environment's module loaded). A call that overruns its limit kills that process: the
+instance is gone (DEADLINE_EXCEEDED), every other instance and the server go on. Released
+instances hand their process back to a small warm pool, so Create costs an IPC round trip, not
+a fork, in steady state.
+
+What crosses the pipe is already bounded and JSON-safe (evolver.envs.caps): observations are
+clipped, state documents sanitised, so nothing the agent did can make the server's own
+serialisation fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from evolver.envs.base import CallResult, Environment, Score, StepOutcome, Tool
+from evolver.envs.caps import EnvironmentCaps, canonical_state, clip_text, safe_details
+from evolver.errors import (DeadlineExceeded, EnvironmentFailure, EvolverError, FailedPrecondition, InvalidArgument,
+                            NotFound, Unavailable)
+
+log = logging.getLogger(__name__)
+
+_ERRORS: dict[str, type[EvolverError]] = {c.__name__: c for c in (FailedPrecondition, NotFound, Unavailable)}
+
+
+@dataclass
+class Created:
+    user_message: str
+    tools: list[Tool]
+
+
+def _child_main(conn, env: Environment, caps: EnvironmentCaps) -> None:
+    """The worker process: one instance at a time, driven by (op, args) messages."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops its workers itself
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()
+    # Deep but legitimate states (300 nested directories) recurse in the environment's own
+    # snapshot code; a worker's main thread has the stack for it. A crash here costs only this
+    # instance.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    if caps.instance_memory_mb:
+        import resource
+        limit = caps.instance_memory_mb << 20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    episode = None
+    while True:
+        try:
+            op, args = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            if op == "create":
+                if episode is not None:
+                    episode.close()
+                episode = env.create(**args)
+                reply: Any = Created(clip_text(episode.user_message, caps.max_observation_chars), episode.tool_list())
+            elif op == "step":
+                calls, text = args
+                out = episode.step(calls, text)
+                reply = StepOutcome([CallResult(r.call_id, clip_text(str(r.content), caps.max_observation_chars),
+                                                r.is_error) for r in out.results],
+                                    clip_text(out.next_user_message or "", caps.max_observation_chars), out.done)
+            elif op == "state":
+                reply = canonical_state(episode.state(), caps)
+            elif op == "evaluate":
+                reply = _evaluate(episode, caps)
+            elif op == "close":
+                if episode is not None:
+                    episode.close()
+                episode, reply = None, None
+            else:
+                raise ValueError(f"unknown op {op!r}")
+            conn.send(("ok", reply))
+        except InvalidArgument as e:
+            conn.send(("invalid", [(v.field, v.description) for v in e.violations]))
+        except EvolverError as e:
+            conn.send(("error", type(e).__name__, clip_text(str(e), 2000)))
+        except BaseException as e:  # environment code crashed (MemoryError included)
+            conn.send(("crash", type(e).__name__, clip_text(str(e), 2000)))
+
+
+def _evaluate(episode, caps: EnvironmentCaps) -> Score:
+    """An evaluation that fails on what the agent did (a state its checker cannot read) is a
+    failed attempt, scored 0 with the reason, not an infrastructure failure."""
+    try:
+        s = episode.evaluate()
+    except EvolverError:
+        raise
+    except Exception as e:
+        return Score(0.0, False, {"evaluation_error": clip_text(f"{type(e).__name__}: {e}", 500)})
+    return Score(float(s.score), bool(s.success), safe_details(s.details, caps))
+
+
+def _die_with_parent() -> None:
+    """Linux: the worker gets SIGKILL when the server process dies, so none is orphaned."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+class InstanceProcess:
+    """The server's handle on one worker process."""
+
+    def __init__(self, ctx, env: Environment, caps: EnvironmentCaps):
+        parent, child = ctx.Pipe()
+        self.process = ctx.Process(target=_child_main, args=(child, env, caps), daemon=True)
+        self.process.start()
+        child.close()
+        self.conn = parent
+        self.caps = caps
+
+    @property
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    async def call(self, op: str, args: Any, what: str, timeout_s: float) -> Any:
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        fd = self.conn.fileno()
+        try:
+            self.conn.send((op, args))
+        except (OSError, ValueError) as e:
+            self.kill()
+            raise EnvironmentFailure(f"{what}: the instance's worker is gone ({type(e).__name__})") from None
+        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+        try:
+            await asyncio.wait_for(ready, timeout_s)
+        except asyncio.TimeoutError:
+            self.kill()
+            raise DeadlineExceeded(f"{what} did not finish within {timeout_s:.1f}s; the instance was "
+                                   "stopped") from None
+        except BaseException:
+            self.kill()  # cancelled mid-call: the worker's state is unknown
+            raise
+        finally:
+            loop.remove_reader(fd)
+        try:
+            reply = self.conn.recv()
+        except (EOFError, OSError):
+            code = self.process.exitcode
+            self.kill()
+            raise EnvironmentFailure(f"{what}: the instance's worker died (exit code {code}); "
+                                     "the instance is gone") from None
+        kind = reply[0]
+        if kind == "ok":
+            return reply[1]
+        if kind == "invalid":
+            raise InvalidArgument(violations=[_violation(f, d) for f, d in reply[1]])
+        if kind == "error":
+            raise _ERRORS.get(reply[1], EnvironmentFailure)(reply[2])
+        raise EnvironmentFailure(f"{what} crashed: {reply[1]}: {reply[2]}")
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            try:
+                os.kill(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.join(timeout=1.0)
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+
+
+def _violation(field: str, description: str):
+    from evolver.errors import FieldViolation
+    return FieldViolation(field, description)
+
+
+class ProcessPool:
+    """Worker processes for instances: one per live instance, a few warm ones kept for reuse."""
+
+    def __init__(self, env: Environment, caps: EnvironmentCaps, *, warm: int = 4):
+        self.env, self.caps, self.warm = env, caps, warm
+        self._ctx = multiprocessing.get_context("forkserver")
+        # The fork server imports the environment's module once; each worker is a cheap fork.
+        self._ctx.set_forkserver_preload([type(env).__module__, "evolver.envs.sandbox"])
+        self._idle: list[InstanceProcess] = []
+        self.started = 0
+
+    async def take(self) -> InstanceProcess:
+        while self._idle:
+            proc = self._idle.pop()
+            if proc.alive:
+                return proc
+        self.started += 1
+        return await asyncio.to_thread(InstanceProcess, self._ctx, self.env, self.caps)
+
+    def give_back(self, proc: InstanceProcess) -> None:
+        if proc.alive and len(self._idle) < self.warm:
+            self._idle.append(proc)
+        else:
+            proc.kill()
+
+    def close(self) -> None:
+        for proc in self._idle:
+            proc.kill()
+        self._idle.clear()
+
+
+def state_document(reply: tuple[str, str]) -> tuple[dict[str, Any], str, str]:
+    """(state, canonical JSON, hash) from a worker's state reply."""
+    text, digest = reply
+    return json.loads(text), text, digest
