@@ -68,6 +68,12 @@ class GrpcSettings(_Section):
     # balancers see it (k8s: keep terminationGracePeriodSeconds above notice + drain + grace).
     shutdown_notice_s: float = Field(0.0, ge=0)
     default_deadline_s: float = Field(30.0, gt=0)
+    # A file holding the shared bearer token (a mounted Secret): servers require it, clients send
+    # it. Without it a server bound beyond loopback refuses to start unless allow_unauthenticated.
+    auth_token_file: str | None = None
+    allow_unauthenticated: bool = False
+    # A plaintext port serving only gRPC health (for kubelet probes when the API port uses TLS).
+    health_port: int | None = Field(None, ge=0, le=65535)
 
 
 class TelemetrySettings(_Section):

@@ -23,7 +23,7 @@ from evolver.bus import Bus, DeadLetterSweeper, Delivery, Handler, Worker, topol
 from evolver.bus.worker import instance_name
 from evolver.config import ConfigError, Settings, load_settings
 from evolver.errors import Unavailable
-from evolver.rpc import GrpcServer, Registration
+from evolver.rpc import GrpcServer, Registration, configure_clients, read_token
 from evolver.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ class ServiceRunner:
 
     async def run(self) -> None:
         s = self.settings
+        configure_clients(tls_ca_file=s.grpc.tls_ca_file, token=read_token(s.grpc.auth_token_file))
         bus = self.bus = await Bus.connect(s, name=self.name)
         tasks: list[asyncio.Task] = []
         worker_stop = asyncio.Event()
@@ -100,7 +101,10 @@ class ServiceRunner:
                     raise ValueError(f"consumer {durable} belongs to {spec.service}, not {self.name}")
                 self.workers.append(Worker(bus, spec, handler))
             self.server = GrpcServer(parts.registrations, host=s.grpc.host, port=s.grpc.port,
-                                     tls_cert_file=s.grpc.tls_cert_file, tls_key_file=s.grpc.tls_key_file)
+                                     tls_cert_file=s.grpc.tls_cert_file, tls_key_file=s.grpc.tls_key_file,
+                                     auth_token=read_token(s.grpc.auth_token_file),
+                                     allow_unauthenticated=s.grpc.allow_unauthenticated,
+                                     health_port=s.grpc.health_port)
             await self.server.start()
             tasks = [asyncio.create_task(w.run(worker_stop), name=w.spec.durable) for w in self.workers]
             tasks.append(asyncio.create_task(DeadLetterSweeper(bus).run(worker_stop), name="dead-letter-sweeper"))

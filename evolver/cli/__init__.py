@@ -90,10 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _configure_clients() -> None:
+    """The CLI's gRPC calls carry the same token and CA as the services' (settings.grpc)."""
+    from evolver.config import load_settings
+    from evolver.rpc import configure_clients, read_token
+    s = load_settings().grpc
+    configure_clients(tls_ca_file=s.tls_ca_file, token=read_token(s.auth_token_file))
+
+
 def main(argv: list[str] | None = None) -> None:
     from evolver.stack import StackError
     args = build_parser().parse_args(argv)
     try:
+        _configure_clients()
         rc = args.func(args)
     except (StackError, ConfigError, FileNotFoundError, EvolverError) as e:
         console.print(f"[red]error:[/] {e}")

@@ -17,7 +17,7 @@ from evolver import telemetry
 from evolver.envs.base import Environment
 from evolver.envs.caps import EnvironmentCaps
 from evolver.envs.server import EnvironmentServicer
-from evolver.rpc import GrpcServer, Registration
+from evolver.rpc import GrpcServer, Registration, read_token
 from evolver.v1 import environment_pb2_grpc as pb_grpc
 
 BUILTIN = {"bfcl": "evolver.envs.bfcl:BfclEnvironment"}
@@ -35,12 +35,16 @@ def load(spec: str) -> Environment:
 
 async def serve(env: Environment, host: str, port: int, *, call_timeout_s: float = 10.0,
                 idle_expiry_s: float = 600.0, ready=lambda address: None, stop: asyncio.Event | None = None,
-                caps: EnvironmentCaps | None = None, max_instances: int = 256) -> None:
+                caps: EnvironmentCaps | None = None, max_instances: int = 256, grpc_settings=None) -> None:
+    from evolver.config import GrpcSettings
+    g = grpc_settings or GrpcSettings()
     servicer = EnvironmentServicer(env, call_timeout_s=call_timeout_s, idle_expiry_s=idle_expiry_s,
                                    caps=caps or EnvironmentCaps(call_timeout_s=call_timeout_s),
                                    max_instances=max_instances)
     server = GrpcServer([Registration(SERVICE_NAME, servicer, pb_grpc.add_EnvironmentServiceServicer_to_server)],
-                        host=host, port=port)
+                        host=host, port=port, auth_token=read_token(g.auth_token_file),
+                        allow_unauthenticated=g.allow_unauthenticated, tls_cert_file=g.tls_cert_file,
+                        tls_key_file=g.tls_key_file, health_port=g.health_port)
     await server.start()
     servicer.start_reaper()
     await server.set_serving()
@@ -85,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     env = load(args.environment)
     from evolver.config import ConfigError, load_settings
     try:  # the same telemetry settings as the services (the embedded stack collects spans in JSONL)
-        telemetry_settings = load_settings().telemetry
+        settings = load_settings()
+        telemetry_settings = settings.telemetry
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         raise SystemExit(2)
@@ -93,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         asyncio.run(serve(env, args.host, args.port, call_timeout_s=args.call_timeout, idle_expiry_s=args.idle_expiry,
                           caps=caps, max_instances=args.max_instances,
+                          grpc_settings=settings.grpc,
                           ready=lambda a: print(f"environment {env.env_id} ready grpc={a}", flush=True)))
     except OSError as e:
         print(f"environment {env.env_id}: {e}", file=sys.stderr)

@@ -52,9 +52,22 @@ async def retry_transient(call: Callable[[], Awaitable[T]], *, what: str, deadli
             await asyncio.sleep(delay)
 
 
+# Process-wide client defaults, set once at start from settings.grpc (configure_clients):
+# every channel this package builds then carries the bearer token and verifies TLS.
+_defaults: dict[str, str | None] = {"tls_ca_file": None, "token": None}
+
+
+def configure_clients(tls_ca_file: str | None = None, token: str | None = None) -> None:
+    _defaults.update(tls_ca_file=tls_ca_file, token=token)
+
+
 def channel(address: str, *, tls_ca_file: str | None = None) -> grpc.aio.Channel:
-    """A traced channel; TLS (verifying the server against tls_ca_file) when a CA is given."""
-    interceptors = aio_client_interceptors(filter_=filters.negate(filters.health_check()))
+    """A traced channel; TLS (verifying the server against tls_ca_file, or the configured CA)
+    when a CA is known; the configured bearer token on every call."""
+    from evolver.rpc._auth import client_interceptors
+    interceptors = [*client_interceptors(_defaults["token"]),
+                    *aio_client_interceptors(filter_=filters.negate(filters.health_check()))]
+    tls_ca_file = tls_ca_file or _defaults["tls_ca_file"]
     if tls_ca_file:
         with open(tls_ca_file, "rb") as f:
             creds = grpc.ssl_channel_credentials(root_certificates=f.read())

@@ -12,6 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
+from evolver.rpc._auth import TokenAuthInterceptor, is_loopback
 from evolver.rpc._errors import DomainErrorInterceptor
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,15 @@ class Registration:
 
 class GrpcServer:
     def __init__(self, registrations: Iterable[Registration], *, host: str = "127.0.0.1", port: int = 0,
-                 tls_cert_file: str | None = None, tls_key_file: str | None = None):
+                 tls_cert_file: str | None = None, tls_key_file: str | None = None,
+                 auth_token: str | None = None, allow_unauthenticated: bool = False, health_port: int | None = None):
         self.registrations = list(registrations)
+        if not auth_token and not allow_unauthenticated and not is_loopback(host):
+            raise ValueError(f"gRPC on {host} needs authentication: set grpc.auth_token_file "
+                             "(or grpc.allow_unauthenticated: true on a network you trust)")
+        auth = [TokenAuthInterceptor(auth_token)] if auth_token else []
         self.server = grpc.aio.server(
-            interceptors=[aio_server_interceptor(filter_=filters.negate(filters.health_check())),
+            interceptors=[*auth, aio_server_interceptor(filter_=filters.negate(filters.health_check())),
                           DomainErrorInterceptor()],
             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                      ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -56,9 +62,21 @@ class GrpcServer:
         if self.port == 0:
             raise OSError(f"cannot bind gRPC server to {host}:{port} (port in use?)")
         self.address = f"{host}:{self.port}"
+        # With TLS on the API port, kubelet's gRPC probes (plaintext, no metadata) need a port of
+        # their own: it serves the same health service and nothing else.
+        self.health_server = None
+        if health_port is not None:
+            self.health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
+            bound = self.health_server.add_insecure_port(f"{host}:{health_port}")
+            if bound == 0:
+                raise OSError(f"cannot bind the gRPC health port {host}:{health_port} (port in use?)")
+            self.health_address = f"{host}:{bound}"
 
     async def start(self) -> None:
         await self.server.start()
+        if self.health_server is not None:
+            await self.health_server.start()
 
     async def set_serving(self) -> None:
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -77,3 +95,5 @@ class GrpcServer:
 
     async def stop(self, grace_s: float) -> None:
         await self.server.stop(grace_s)
+        if self.health_server is not None:
+            await self.health_server.stop(0)

@@ -137,9 +137,13 @@ async def test_grpc_tls_from_settings(tmp_path):
                     "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
                    check=True, capture_output=True)
     s = GrpcServer([Registration("evolver.v1.MemoryService", MemoryServicer(), mem_grpc.add_MemoryServiceServicer_to_server)],
-                   host="localhost", tls_cert_file=str(cert), tls_key_file=str(key))
+                   host="localhost", tls_cert_file=str(cert), tls_key_file=str(key), health_port=0)
     await s.start()
+    await s.set_serving()
     try:
+        # kubelet's probes speak plaintext: the health port answers them, the API port does not.
+        assert await health_status(s.health_address) == "SERVING"
+        assert await health_status(s.address) == "UNREACHABLE"
         async with channel(f"localhost:{s.port}", tls_ca_file=str(cert)) as ch:
             r = await stub(mem_grpc.MemoryServiceStub, ch, 5).Retrieve(mem.RetrieveRequest(query="q", k=1))
         assert list(r.experiences) == []
@@ -148,3 +152,45 @@ async def test_grpc_tls_from_settings(tmp_path):
                 await mem_grpc.MemoryServiceStub(plain).Retrieve(mem.RetrieveRequest(query="q", k=1), timeout=2)
     finally:
         await s.stop(0)
+
+
+async def test_bearer_token_is_required_beyond_health_and_sent_by_configured_clients(tmp_path):
+    from evolver.rpc import configure_clients, read_token
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token-0123456789\n")
+    token = read_token(str(token_file))
+    server = GrpcServer([Registration("evolver.v1.TrainerService", TrainerServicer(),
+                                      tr_grpc.add_TrainerServiceServicer_to_server)], auth_token=token)
+    await server.start()
+    await server.set_serving()
+    try:
+        for metadata in ((), (("authorization", "Bearer wrong-token-000000000"),), (("authorization", token),)):
+            async with grpc.aio.insecure_channel(server.address) as ch:
+                with pytest.raises(grpc.aio.AioRpcError) as e:
+                    await tr_grpc.TrainerServiceStub(ch).GetRun(tr.GetRunRequest(run_id="r"), metadata=metadata,
+                                                               timeout=5)
+                assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+                with pytest.raises(grpc.aio.AioRpcError) as s:  # streaming calls too
+                    async for _ in tr_grpc.TrainerServiceStub(ch).WatchRun(tr.WatchRunRequest(run_id="r"),
+                                                                          metadata=metadata, timeout=5):
+                        pass
+                assert s.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert await health_status(server.address) == "SERVING"  # probes send no token
+        configure_clients(token=token)
+        try:
+            async with channel(server.address) as ch:
+                with pytest.raises(grpc.aio.AioRpcError) as through:
+                    await stub(tr_grpc.TrainerServiceStub, ch, 5).GetRun(tr.GetRunRequest(run_id="r"))
+            # Past authentication: the servicer answered (no runs store here -> NOT_FOUND).
+            assert through.value.code() == grpc.StatusCode.NOT_FOUND
+        finally:
+            configure_clients()
+    finally:
+        await server.stop(0)
+    with pytest.raises(ValueError, match="needs authentication"):
+        GrpcServer([], host="0.0.0.0")
+    GrpcServer([], host="0.0.0.0", allow_unauthenticated=True)  # an explicit choice
+    short = tmp_path / "short"
+    short.write_text("abc")
+    with pytest.raises(ValueError, match="at least 16"):
+        read_token(str(short))

@@ -14,7 +14,10 @@ from evolver.bus import topology
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.32.0"
-TARGETS = {"base": ROOT / "k8s" / "base", "dev": ROOT / "k8s" / "overlays" / "dev", "gpu": ROOT / "k8s" / "overlays" / "gpu"}
+TARGETS = {"base": ROOT / "k8s" / "base", "dev": ROOT / "k8s" / "overlays" / "dev", "gpu": ROOT / "k8s" / "overlays" / "gpu",
+           "tls": ROOT / "k8s" / "overlays" / "tls"}
+SERVICE_USERS = {"explorer": "explorer", "task-gen": "task_gen", "memory": "memory", "attributor": "attributor",
+                 "trainer": "trainer"}
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
 
 
@@ -45,7 +48,7 @@ def test_every_object_validates_strictly(rendered):
 
 
 def test_deployments_have_probes_resources_and_run_non_root(rendered):
-    _, docs = rendered
+    target, docs = rendered
     for d, tpl in pods(docs):
         spec = tpl["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True, d["metadata"]["name"]
@@ -58,7 +61,8 @@ def test_deployments_have_probes_resources_and_run_non_root(rendered):
             if d["kind"] != "Job":
                 assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(c), name
             if d["kind"] == "Deployment" and tpl["metadata"]["labels"].get("app.kubernetes.io/component") == "service":
-                assert c["readinessProbe"]["grpc"]["port"] == 50051, name
+                # The API port, or with TLS on it the plaintext health port (grpc.health_port).
+                assert c["readinessProbe"]["grpc"]["port"] == (50052 if target == "tls" else 50051), name
 
 
 def test_termination_grace_covers_the_shutdown_sequence(rendered):
@@ -129,15 +133,78 @@ def test_only_trainer_and_inference_request_gpus(rendered):
     assert gpu_users == ({"trainer", "vllm"} if name == "gpu" else set())
 
 
-def test_nats_is_never_anonymous(rendered):
+def test_nats_has_one_user_per_service_with_the_topologys_permissions_and_no_default_credentials(rendered):
+    from evolver.bus.permissions import nats_authorization
     _, docs = rendered
     conf = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "nats-config")["data"]["nats.conf"]
-    assert "authorization" in conf
+    # The manifest carries exactly what the topology derives (regenerate: python -m evolver.bus.permissions).
+    assert nats_authorization() in conf
+    # No credentials ship with the manifests: every secret is the operator's.
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    nats = next(d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "nats")
+    env = {e["name"]: e for e in nats["spec"]["template"]["spec"]["containers"][0]["env"]}
+    for user in [*SERVICE_USERS.values(), "admin"]:
+        ref = env[f"NATS_{user.upper()}_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "nats-users", "key": user}
     for d, tpl in pods(docs):
-        if tpl["metadata"]["labels"].get("app.kubernetes.io/component") in ("service",):
-            env = {e["name"]: e for e in tpl["spec"]["containers"][0]["env"]}
-            assert env["EVOLVER_NATS__USER"]["valueFrom"]["secretKeyRef"]["name"] == "nats-credentials"
-            assert env["EVOLVER_NATS__PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "nats-credentials"
+        name = d["metadata"]["name"]
+        if name not in SERVICE_USERS:
+            continue
+        env = {e["name"]: e for e in tpl["spec"]["containers"][0]["env"]}
+        assert env["EVOLVER_NATS__USER"]["value"] == SERVICE_USERS[name], name
+        assert env["EVOLVER_NATS__PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "nats-users",
+                                                                              "key": SERVICE_USERS[name]}
+
+
+def test_every_grpc_server_and_client_has_the_token(rendered):
+    _, docs = rendered
+    cfg = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap"
+                              and d["metadata"]["name"] == "evolver-config")["data"]["config.yaml"])
+    token_file = cfg["grpc"]["auth_token_file"]
+    assert token_file.startswith("/etc/evolver-auth/")
+    for d, tpl in pods(docs):
+        if d["metadata"]["name"] in ("nats", "qdrant", "otel-collector", "jaeger", "vllm"):
+            continue
+        c = tpl["spec"]["containers"][0]
+        mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+        volumes = {v["name"]: v for v in tpl["spec"]["volumes"]}
+        assert mounts.get("/etc/evolver-auth") == "grpc-token", d["metadata"]["name"]
+        assert volumes["grpc-token"]["secret"]["secretName"] == "evolver-grpc-token"
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        if "EVOLVER_CONFIG" not in env:  # processes without the config name the token directly
+            assert env.get("EVOLVER_GRPC__AUTH_TOKEN_FILE") == token_file, d["metadata"]["name"]
+
+
+def test_tls_overlay_switches_nats_and_grpc_to_tls_with_plaintext_health_for_probes(rendered, tmp_path):
+    name, docs = rendered
+    grpc_servers = [(d, tpl) for d, tpl in pods(docs) if d["kind"] == "Deployment"
+                    and tpl["metadata"]["labels"].get("app.kubernetes.io/component") in ("service", "environment")]
+    assert len(grpc_servers) == 6
+    for d, tpl in grpc_servers:
+        c = tpl["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        probes = {p: c[p]["grpc"]["port"] for p in ("startupProbe", "readinessProbe", "livenessProbe")}
+        if name == "tls":
+            assert env["EVOLVER_NATS__URL"].startswith("tls://") and env["EVOLVER_GRPC__TLS_CERT_FILE"]
+            assert env["EVOLVER_GRPC__HEALTH_PORT"] == "50052" and set(probes.values()) == {50052}
+        else:
+            assert "EVOLVER_GRPC__TLS_CERT_FILE" not in env and set(probes.values()) == {50051}
+    if name != "tls":
+        return
+    # The NATS configuration the overlay builds is one nats-server accepts (certificates made here).
+    import subprocess
+    from evolver.stack import _processes as proc
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "nats-config")["data"]
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "tls.key"),
+                    "-out", str(tmp_path / "tls.crt"), "-days", "1", "-subj", "/CN=nats",
+                    "-addext", "subjectAltName=DNS:nats"], check=True, capture_output=True)
+    (tmp_path / "ca.crt").write_text((tmp_path / "tls.crt").read_text())
+    (tmp_path / "nats.conf").write_text(cm["nats.conf"].replace("/data", str(tmp_path / "js")))
+    (tmp_path / "nats-tls.conf").write_text(cm["nats-tls.conf"].replace("/etc/nats-tls", str(tmp_path)))
+    env = {f"NATS_{u.upper()}_PASSWORD": "x" * 20 for u in [*SERVICE_USERS.values(), "admin"]}
+    r = subprocess.run([proc.nats_server_binary(), "-c", str(tmp_path / "nats-tls.conf"), "-t"], capture_output=True,
+                       text=True, env=env, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_explorers_use_vllm_in_the_gpu_overlay(rendered):
