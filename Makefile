@@ -1,5 +1,5 @@
 # The two commands a new user needs: `make run` and `make test`. Both create .venv themselves.
-.PHONY: run smoke test proto lint-proto bench-bus bench-env bench-gen bench-learning venv clean
+.PHONY: run smoke test chaos proto lint-proto bench-bus bench-env bench-gen bench-learning venv clean
 
 PY := .venv/bin/python
 
@@ -16,6 +16,14 @@ smoke: venv
 
 test: venv
 	@$(PY) -m pytest -q
+
+# The robustness suite, longer than in `make test`: more fuzzed requests per RPC and several
+# chaos rounds (every service SIGKILLed once per round); figures in docs/robustness.jsonl.
+chaos: venv
+	@rm -f docs/robustness.jsonl
+	@ROBUSTNESS_JSONL=docs/robustness.jsonl CHAOS_ROUNDS=3 CHAOS_STEPS=4 FUZZ_EXAMPLES=40 \
+		$(PY) -m pytest -q -s -p no:cacheprovider tests/integration/test_robustness.py \
+		tests/integration/test_hostile_tool_calls.py tests/integration/test_hostile_bus.py
 
 proto: venv
 	@$(PY) scripts/gen_protos.py

@@ -33,22 +33,40 @@ def spans() -> InMemorySpanExporter:
     return SPANS
 
 
+def start_nats_server(config: str | None = None, env: dict | None = None):
+    """A nats-server with JetStream on a free loopback port: (url, process, store dir). With
+    `config`, a config body to which the listen address and store are added."""
+    port, store = proc.free_port(), tempfile.mkdtemp(prefix="evolver-js-")
+    if config is None:
+        args = ["-js", "-a", "127.0.0.1", "-p", str(port), "-sd", store]
+    else:
+        conf = os.path.join(store, "nats.conf")
+        with open(conf, "w") as f:
+            f.write(f"listen: 127.0.0.1:{port}\njetstream {{ store_dir: {store!r} }}\n{config}\n")
+        args = ["-c", conf]
+    p = subprocess.Popen([proc.nats_server_binary(), *args], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    if not proc.wait_for_tcp("127.0.0.1", port, 10.0, alive=lambda: p.poll() is None):
+        p.kill()
+        raise RuntimeError("nats-server did not start")
+    return f"nats://127.0.0.1:{port}", p, store
+
+
+def stop_nats_server(p, store) -> None:
+    p.terminate()
+    p.wait(10)
+    shutil.rmtree(store, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def nats_url():
     """A real nats-server with JetStream, or TEST_NATS_URL to reuse one."""
     if url := os.environ.get("TEST_NATS_URL"):
         yield url
         return
-    port, store = proc.free_port(), tempfile.mkdtemp(prefix="evolver-js-")
-    p = subprocess.Popen([proc.nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", store],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if not proc.wait_for_tcp("127.0.0.1", port, 10.0, alive=lambda: p.poll() is None):
-        p.kill()
-        raise RuntimeError("nats-server did not start")
-    yield f"nats://127.0.0.1:{port}"
-    p.terminate()
-    p.wait(10)
-    shutil.rmtree(store, ignore_errors=True)
+    url, p, store = start_nats_server()
+    yield url
+    stop_nats_server(p, store)
 
 
 def make_settings(nats_url: str, **bus):

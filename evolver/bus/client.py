@@ -176,8 +176,12 @@ class Bus:
                 cache.clear()
                 cache[self.generation] = raw
             return raw
+        async def keys() -> list[str]:
+            prefix = f"$KV.{bucket}."
+            info = await self.js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}>")
+            return [subject[len(prefix):] for subject in (info.state.subjects or {})]
         await handle()
-        return KvStore(handle)
+        return KvStore(handle, keys)
 
     async def _object_bucket(self, bucket: str):
         try:

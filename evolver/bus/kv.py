@@ -14,8 +14,9 @@ class KvStore:
     """`bucket` is an async function returning the current nats-py bucket handle: after the bus
     reconnects (a new connection), the handle is looked up again."""
 
-    def __init__(self, bucket):
+    def __init__(self, bucket, subjects=None):
         self._bucket = bucket
+        self._subjects = subjects
 
     @staticmethod
     def _key(key: str) -> str:
@@ -40,7 +41,13 @@ class KvStore:
         await (await self._bucket()).delete(self._key(key))
 
     async def keys(self) -> list[str]:
-        try:
-            return sorted(await (await self._bucket()).keys())
-        except NoKeysError:
-            return []
+        """Keys with a value or a deletion marker (get() returns None for the latter). Read from
+        the stream's subject list: nats-py's keys() leaves a consumer on the server for five
+        minutes per call, and at 1,000 the server refuses new ones ('maximum consumers limit
+        reached'): a ListTasks poll broke the task pool within minutes."""
+        if self._subjects is None:
+            try:
+                return sorted(await (await self._bucket()).keys())
+            except NoKeysError:
+                return []
+        return sorted(await self._subjects())

@@ -16,16 +16,18 @@ serialisation fail.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
 import sys
+import threading
+import types
 from dataclasses import dataclass
 from typing import Any
 
-from evolver.envs.base import CallResult, Environment, Score, StepOutcome, Tool
+from evolver.envs.base import Call, Environment, Score, Tool
 from evolver.envs.caps import EnvironmentCaps, canonical_state, clip_text, safe_details
 from evolver.errors import (DeadlineExceeded, EnvironmentFailure, EvolverError, FailedPrecondition, InvalidArgument,
                             NotFound, Unavailable)
@@ -55,6 +57,7 @@ def _child_main(conn, env: Environment, caps: EnvironmentCaps) -> None:
         limit = caps.instance_memory_mb << 20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     episode = None
+    conn.send(("ready",))  # start-up (imports, unpickling the environment) is not a call's time
     while True:
         try:
             op, args = conn.recv()
@@ -66,12 +69,12 @@ def _child_main(conn, env: Environment, caps: EnvironmentCaps) -> None:
                     episode.close()
                 episode = env.create(**args)
                 reply: Any = Created(clip_text(episode.user_message, caps.max_observation_chars), episode.tool_list())
-            elif op == "step":
+            elif op == "step":  # plain tuples both ways: pickling dataclasses costs more than the step
                 calls, text = args
-                out = episode.step(calls, text)
-                reply = StepOutcome([CallResult(r.call_id, clip_text(str(r.content), caps.max_observation_chars),
-                                                r.is_error) for r in out.results],
-                                    clip_text(out.next_user_message or "", caps.max_observation_chars), out.done)
+                out = episode.step([Call(n, a, i) for n, a, i in calls], text)
+                reply = ([(r.call_id, clip_text(str(r.content), caps.max_observation_chars), r.is_error)
+                          for r in out.results],
+                         clip_text(out.next_user_message or "", caps.max_observation_chars), out.done)
             elif op == "state":
                 reply = canonical_state(episode.state(), caps)
             elif op == "evaluate":
@@ -112,16 +115,64 @@ def _die_with_parent() -> None:
         pass
 
 
+_MAIN_SWAP = threading.Lock()
+STARTUP_TIMEOUT_S = 60.0
+
+
+@contextlib.contextmanager
+def _no_main_reimport(env: Environment):
+    """multiprocessing makes every new worker re-import the server's __main__ module (for
+    `python -m evolver.envs.serve`: grpc, protobuf, telemetry; ~100 ms a worker). Nothing a
+    worker runs needs it unless the environment class itself lives in __main__, so while the
+    worker's start-up data is taken, __main__ is a bare module."""
+    if type(env).__module__ == "__main__":
+        yield
+        return
+    with _MAIN_SWAP:
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            sys.modules["__main__"] = main
+
+
 class InstanceProcess:
     """The server's handle on one worker process."""
 
     def __init__(self, ctx, env: Environment, caps: EnvironmentCaps):
         parent, child = ctx.Pipe()
         self.process = ctx.Process(target=_child_main, args=(child, env, caps), daemon=True)
-        self.process.start()
+        with _no_main_reimport(env):
+            self.process.start()
         child.close()
         self.conn = parent
         self.caps = caps
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiter: asyncio.Future | None = None
+        try:
+            ready = parent.poll(STARTUP_TIMEOUT_S) and parent.recv() == ("ready",)
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            self.kill()
+            raise EnvironmentFailure(f"an instance worker for environment {env.env_id} did not start within "
+                                     f"{STARTUP_TIMEOUT_S:.0f}s (exit code {self.process.exitcode})")
+
+    def _readable(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        elif waiter is None:  # nobody asked: the worker closed its end (it died); stop watching
+            self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        if self._loop is not None:
+            try:
+                self._loop.remove_reader(self.conn.fileno())
+            except (OSError, ValueError):
+                pass
+            self._loop = None
 
     @property
     def alive(self) -> bool:
@@ -129,16 +180,19 @@ class InstanceProcess:
 
     async def call(self, op: str, args: Any, what: str, timeout_s: float) -> Any:
         loop = asyncio.get_running_loop()
+        if self._loop is None:  # one reader for the process's life: no epoll changes per call
+            self._loop = loop
+            loop.add_reader(self.conn.fileno(), self._readable)
         ready = loop.create_future()
-        fd = self.conn.fileno()
+        self._waiter = ready
         try:
             self.conn.send((op, args))
         except (OSError, ValueError) as e:
             self.kill()
             raise EnvironmentFailure(f"{what}: the instance's worker is gone ({type(e).__name__})") from None
-        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+        timer = loop.call_later(timeout_s, _expire, ready)
         try:
-            await asyncio.wait_for(ready, timeout_s)
+            await ready
         except asyncio.TimeoutError:
             self.kill()
             raise DeadlineExceeded(f"{what} did not finish within {timeout_s:.1f}s; the instance was "
@@ -147,7 +201,8 @@ class InstanceProcess:
             self.kill()  # cancelled mid-call: the worker's state is unknown
             raise
         finally:
-            loop.remove_reader(fd)
+            timer.cancel()
+            self._waiter = None
         try:
             reply = self.conn.recv()
         except (EOFError, OSError):
@@ -165,16 +220,22 @@ class InstanceProcess:
         raise EnvironmentFailure(f"{what} crashed: {reply[1]}: {reply[2]}")
 
     def kill(self) -> None:
+        self._stop_reading()
         if self.process.is_alive():
             try:
                 os.kill(self.process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        self.process.join(timeout=1.0)
+        self.process.join(timeout=0.05)  # reaped here or by multiprocessing later; never block the loop
         try:
             self.conn.close()
         except OSError:
             pass
+
+
+def _expire(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_exception(asyncio.TimeoutError())
 
 
 def _violation(field: str, description: str):
@@ -188,18 +249,37 @@ class ProcessPool:
     def __init__(self, env: Environment, caps: EnvironmentCaps, *, warm: int = 4):
         self.env, self.caps, self.warm = env, caps, warm
         self._ctx = multiprocessing.get_context("forkserver")
-        # The fork server imports the environment's module once; each worker is a cheap fork.
-        self._ctx.set_forkserver_preload([type(env).__module__, "evolver.envs.sandbox"])
+        # The fork server imports the environment's module (and what it names in an optional
+        # `preload` attribute: data to load once) so each worker is a cheap fork.
+        self._ctx.set_forkserver_preload([type(env).__module__, "evolver.envs.sandbox",
+                                          *getattr(env, "preload", ())])
         self._idle: list[InstanceProcess] = []
+        self._refill: asyncio.Task | None = None
         self.started = 0
 
     async def take(self) -> InstanceProcess:
-        while self._idle:
-            proc = self._idle.pop()
-            if proc.alive:
-                return proc
+        """A worker for a new instance: a warm one when there is one (then the pool is refilled
+        in the background, so Create rarely waits for a fork)."""
+        proc = None
+        while self._idle and proc is None:
+            candidate = self._idle.pop()
+            proc = candidate if candidate.alive else None
+        if proc is None:
+            proc = await self._start()
+        if self._refill is None or self._refill.done():
+            self._refill = asyncio.get_running_loop().create_task(self._fill())
+        return proc
+
+    async def _start(self) -> InstanceProcess:
         self.started += 1
         return await asyncio.to_thread(InstanceProcess, self._ctx, self.env, self.caps)
+
+    async def _fill(self) -> None:
+        try:
+            while len(self._idle) < self.warm:
+                self._idle.append(await self._start())
+        except Exception as e:  # the next take() starts one itself
+            log.warning("environment %s: warming a worker failed: %s", self.env.env_id, e)
 
     def give_back(self, proc: InstanceProcess) -> None:
         if proc.alive and len(self._idle) < self.warm:
@@ -208,12 +288,8 @@ class ProcessPool:
             proc.kill()
 
     def close(self) -> None:
+        if self._refill is not None:
+            self._refill.cancel()
         for proc in self._idle:
             proc.kill()
         self._idle.clear()
-
-
-def state_document(reply: tuple[str, str]) -> tuple[dict[str, Any], str, str]:
-    """(state, canonical JSON, hash) from a worker's state reply."""
-    text, digest = reply
-    return json.loads(text), text, digest

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from evolver.envs import _convert
-from evolver.envs.base import CallResult, Environment
+from evolver.envs.base import CallResult, Environment, StepOutcome
 from evolver.envs.caps import EnvironmentCaps, clip_text, parse_arguments
 from evolver.envs.sandbox import InstanceProcess, ProcessPool
 from evolver.errors import (DeadlineExceeded, EnvironmentFailure, EvolverError, FailedPrecondition, InvalidArgument,
@@ -179,8 +179,12 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
                   for i, c in enumerate(request.tool_calls)]
         calls = [c for c in parsed if not isinstance(c, CallResult)]
         text = clip_text(request.assistant_text, self.caps.max_observation_chars)
-        outcome = (await self._call(request.instance_id, "Step", "step", (calls, text))
+        outcome = (await self._call(request.instance_id, "Step", "step",
+                                    ([(c.name, c.arguments, c.call_id) for c in calls], text))
                    if (calls or not parsed) else None)
+        if outcome is not None:
+            results_, next_message, done = outcome
+            outcome = StepOutcome([CallResult(*r) for r in results_], next_message, done)
         results = iter(outcome.results if outcome else [])
         # Malformed calls answer in place; the others in the order they ran.
         observations = [_convert.result_to_pb(p if isinstance(p, CallResult) else next(results)) for p in parsed]

@@ -16,6 +16,8 @@ import asyncio
 import json
 import logging
 import time
+
+import nats.errors
 from dataclasses import asdict, dataclass, field
 
 from opentelemetry import context as otel_context
@@ -31,7 +33,7 @@ from evolver.envs.registry import environment_spec
 from evolver.envs.harness import TaskResult, summarize
 from evolver.errors import FailedPrecondition
 from evolver.policy_store import publish_policy
-from evolver.rpc import channel, retry_transient, stub
+from evolver.rpc import channel, is_transient, retry_transient, stub
 from evolver.run_config import RunSpec
 from evolver.training.advantages import group_samples
 from evolver.v1 import events_pb2, run_pb2, task_pb2
@@ -46,6 +48,16 @@ DEPENDENCY_DEADLINE_S = 300.0
 
 class RunStopped(Exception):
     """StopRun arrived: the loop unwinds from wherever it waits and records STOPPED."""
+
+
+class RolloutsMissing(FailedPrecondition):
+    """Groups did not come back within rollout.timeout_s: explorers down or dead-lettering."""
+
+
+def transient_failure(e: BaseException) -> bool:
+    """An outage worth riding out (NATS unreachable or timing out, a service unavailable), as
+    opposed to a run that cannot succeed as configured."""
+    return is_transient(e) or isinstance(e, (nats.errors.Error, ConnectionError))
 
 
 @dataclass
@@ -265,7 +277,7 @@ class RunLoop:
             if len(found) < len(group_ids):
                 self.check_stop()
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{len(group_ids) - len(found)} rollout groups missing after "
+                    raise RolloutsMissing(f"{len(group_ids) - len(found)} rollout groups missing after "
                                        f"{self.spec.rollout.timeout_s:.0f}s: "
                                        + ", ".join(g for g in group_ids if g not in found))
                 await asyncio.sleep(0.5)
@@ -296,42 +308,63 @@ class RunLoop:
     # --- the loop ------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        """The run, resumed from its checkpoint after a transient failure (NATS or a service
+        unreachable past the retries of a single call) exactly as after a trainer restart; it
+        fails only for a reason a person must act on, or when the outage outlasts the deadline."""
+        started, attempt = time.monotonic(), 0
+        while True:
+            try:
+                await self._run_once()
+                return
+            except RunStopped:
+                await self.save_run(run_pb2.RUN_STATE_STOPPED, "stopped by request")
+                await self.progress("stopped", self.run_pb.train_step, policy_version=self.run_pb.policy_version)
+                return
+            except asyncio.CancelledError:
+                raise  # process shutdown: the run stays RUNNING and resumes when the trainer restarts
+            except Exception as e:  # noqa: BLE001 - a run failure is recorded, not raised into the service
+                attempt += 1
+                if transient_failure(e) and time.monotonic() - started < DEPENDENCY_DEADLINE_S and not self.stop_requested:
+                    delay = min(30.0, 2.0 * 2 ** (attempt - 1))
+                    log.warning("run %s: transient failure (%s: %s); resuming from its checkpoint in %.0fs",
+                                self.run_id, type(e).__name__, str(e)[:200], delay)
+                    await asyncio.sleep(delay)
+                    continue
+                log.exception("run %s failed", self.run_id)
+                try:
+                    await self.save_run(run_pb2.RUN_STATE_FAILED, f"{type(e).__name__}: {str(e)[:2000]}")
+                    await self.progress("failed", self.run_pb.train_step)
+                except Exception:  # NATS itself is gone: the run stays RUNNING and resumes on restart
+                    log.exception("run %s: could not record the failure", self.run_id)
+                return
+
+    async def _run_once(self) -> None:
         spec = self.spec
-        try:
-            await self.save_run(run_pb2.RUN_STATE_RUNNING)
-            ckpt = await self.load_checkpoint()
-            await self.progress("starting", ckpt.step, resumed=float(ckpt.step > 0 or ckpt.version > 0))
-            if spec.mechanisms.questioning:
-                await self.ensure_synthetic_tasks()
-            updater = await asyncio.to_thread(self._updater_factory, spec)
-            if ckpt.version > 0:
-                weights = await self.bus.get_blob(topology.CHECKPOINTS_BUCKET, self.run_id)
-                if weights is None:
-                    raise FailedPrecondition(f"checkpoint weights for run {self.run_id} are missing")
-                await asyncio.to_thread(updater.restore, weights)
-            while ckpt.step <= spec.steps:
-                due = ckpt.step == spec.steps or (ckpt.step == 0) or (spec.eval_every and ckpt.step % spec.eval_every == 0)
-                if due and ckpt.step not in ckpt.evaluated:
-                    metrics = await self.evaluate(ckpt.step, ckpt.version, ckpt)
-                    await self.progress("evaluated", ckpt.step, policy_version=ckpt.version, **metrics)
-                    ckpt.evaluated.append(ckpt.step)
-                    await self.save_checkpoint(ckpt, None)
-                if ckpt.step == spec.steps or self.stop_requested:
-                    break
-                await self.train_step(ckpt, updater)
-            final = run_pb2.RUN_STATE_STOPPED if self.stop_requested and ckpt.step < spec.steps else run_pb2.RUN_STATE_SUCCEEDED
-            await self.save_run(final, "stopped by request" if final == run_pb2.RUN_STATE_STOPPED else "done")
-            await self.progress("stopped" if final == run_pb2.RUN_STATE_STOPPED else "finished", ckpt.step,
-                                policy_version=ckpt.version)
-        except RunStopped:
-            await self.save_run(run_pb2.RUN_STATE_STOPPED, "stopped by request")
-            await self.progress("stopped", self.run_pb.train_step, policy_version=self.run_pb.policy_version)
-        except asyncio.CancelledError:
-            raise  # process shutdown: the run stays RUNNING and resumes when the trainer restarts
-        except Exception as e:  # noqa: BLE001 - a run failure is recorded, not raised into the service
-            log.exception("run %s failed", self.run_id)
-            await self.save_run(run_pb2.RUN_STATE_FAILED, f"{type(e).__name__}: {e}")
-            await self.progress("failed", self.run_pb.train_step)
+        await self.save_run(run_pb2.RUN_STATE_RUNNING)
+        ckpt = await self.load_checkpoint()
+        await self.progress("starting", ckpt.step, resumed=float(ckpt.step > 0 or ckpt.version > 0))
+        if spec.mechanisms.questioning:
+            await self.ensure_synthetic_tasks()
+        updater = await asyncio.to_thread(self._updater_factory, spec)
+        if ckpt.version > 0:
+            weights = await self.bus.get_blob(topology.CHECKPOINTS_BUCKET, self.run_id)
+            if weights is None:
+                raise FailedPrecondition(f"checkpoint weights for run {self.run_id} are missing")
+            await asyncio.to_thread(updater.restore, weights)
+        while ckpt.step <= spec.steps:
+            due = ckpt.step == spec.steps or (ckpt.step == 0) or (spec.eval_every and ckpt.step % spec.eval_every == 0)
+            if due and ckpt.step not in ckpt.evaluated:
+                metrics = await self.evaluate(ckpt.step, ckpt.version, ckpt)
+                await self.progress("evaluated", ckpt.step, policy_version=ckpt.version, **metrics)
+                ckpt.evaluated.append(ckpt.step)
+                await self.save_checkpoint(ckpt, None)
+            if ckpt.step == spec.steps or self.stop_requested:
+                break
+            await self.train_step(ckpt, updater)
+        final = run_pb2.RUN_STATE_STOPPED if self.stop_requested and ckpt.step < spec.steps else run_pb2.RUN_STATE_SUCCEEDED
+        await self.save_run(final, "stopped by request" if final == run_pb2.RUN_STATE_STOPPED else "done")
+        await self.progress("stopped" if final == run_pb2.RUN_STATE_STOPPED else "finished", ckpt.step,
+                            policy_version=ckpt.version)
 
     async def train_step(self, ckpt: Checkpoint, updater) -> None:
         spec, step = self.spec, ckpt.step

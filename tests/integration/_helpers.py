@@ -29,3 +29,24 @@ async def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05) -
             return False
         await asyncio.sleep(interval)
     return True
+
+
+def embedded_stack(state_dir, tiny_model_dir, cli, **extra_env):
+    """Generator for a module fixture: `evolver up` in state_dir with the tiny model as the
+    policy, yields the folder, then `evolver down`. extra_env reaches every stack process."""
+    import os
+    env = {"EVOLVER_POLICY__MODEL_DIR": str(tiny_model_dir), "EVOLVER_BUS__ACK_WAIT_S": "6",
+           "EVOLVER_BUS__FETCH_TIMEOUT_S": "0.5", **extra_env}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the stack's processes inherit these
+    try:
+        up = cli(state_dir, "up")
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield state_dir
+        cli(state_dir, "down")
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -165,3 +165,36 @@ async def test_negative_page_token_is_invalid(served):
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await env.stub.ListSeedTasks(pb.ListSeedTasksRequest(page_token="-5"))
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_the_server_process_stops_on_sigterm_with_runaway_calls_in_flight():
+    """SIGTERM used to be ignored while worker threads hung in runaway calls."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    p = subprocess.Popen([sys.executable, "-m", "evolver.envs.serve", "bfcl", "--call-timeout", "30"], cwd=root,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        address = re.search(r"grpc=(\S+)", p.stdout.readline()).group(1)
+
+        async def sigterm_during_runaways() -> float:
+            async with RemoteEnvironment(address) as env:
+                eps = [await math(env) for _ in range(3)]
+                calls = [asyncio.ensure_future(code_of(ep.step([Call("power", {"base": 3, "exponent": 30_000_000})])))
+                         for ep in eps]  # each would run far past the SIGTERM below
+                await asyncio.sleep(1.0)
+                t0 = time.monotonic()
+                p.send_signal(signal.SIGTERM)
+                assert await asyncio.to_thread(p.wait, 20) == 0
+                elapsed = time.monotonic() - t0
+                await asyncio.gather(*calls)  # the callers got an answer (the server went away)
+                return elapsed
+        assert asyncio.run(sigterm_during_runaways()) < 10
+    finally:
+        if p.poll() is None:
+            p.kill()

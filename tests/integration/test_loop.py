@@ -24,6 +24,7 @@ from evolver.v1 import events_pb2, run_pb2, task_pb2
 from evolver.v1 import trainer_service_pb2 as tr_pb
 from evolver.v1 import trainer_service_pb2_grpc as tr_grpc
 from evolver.v1 import trajectory_pb2 as tpb
+from tests.integration._helpers import embedded_stack
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,20 +48,7 @@ def cli(state_dir: Path, *args: str, timeout: float = 600, env: dict | None = No
 
 @pytest.fixture(scope="module")
 def stack_dir(tmp_path_factory, tiny_model_dir):
-    d = tmp_path_factory.mktemp("loop") / "stack"
-    env = {"EVOLVER_POLICY__MODEL_DIR": str(tiny_model_dir), "EVOLVER_BUS__ACK_WAIT_S": "6",
-           "EVOLVER_BUS__FETCH_TIMEOUT_S": "0.5"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the stack's processes inherit these
-    up = cli(d, "up")
-    assert up.returncode == 0, up.stdout + up.stderr
-    yield d
-    cli(d, "down")
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    yield from embedded_stack(tmp_path_factory.mktemp("loop") / "stack", tiny_model_dir, cli)
 
 
 async def _events(stack_dir: Path, run_id: str):

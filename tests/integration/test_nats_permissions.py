@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import subprocess
-import tempfile
 
 import pytest
 
@@ -17,9 +14,9 @@ from evolver.bus.permissions import EMITS, nats_authorization
 from evolver.config import load_settings
 from evolver.rpc import health_status
 from evolver.service import ServiceRunner
-from evolver.stack import _processes as proc
 from evolver.v1 import events_pb2 as ev
 from evolver.v1 import trajectory_pb2 as tpb
+from tests.conftest import start_nats_server, stop_nats_server
 from tests.integration._helpers import wait_until
 
 pytestmark = pytest.mark.integration
@@ -28,20 +25,10 @@ PASSWORDS = {name: f"pw-{name}-x1" for name in [*EMITS, "admin"]}
 
 @pytest.fixture(scope="module")
 def secured_nats():
-    port, store = proc.free_port(), tempfile.mkdtemp(prefix="evolver-js-auth-")
-    conf = os.path.join(store, "nats.conf")
-    with open(conf, "w") as f:
-        f.write(f"listen: 127.0.0.1:{port}\njetstream {{ store_dir: {store!r} }}\n{nats_authorization()}\n")
     env = {**os.environ, **{f"NATS_{k.upper()}_PASSWORD": v for k, v in PASSWORDS.items()}}
-    p = subprocess.Popen([proc.nats_server_binary(), "-c", conf], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if not proc.wait_for_tcp("127.0.0.1", port, 10.0, alive=lambda: p.poll() is None):
-        p.kill()
-        raise RuntimeError("nats-server with authorization did not start")
-    yield f"nats://127.0.0.1:{port}"
-    p.terminate()
-    p.wait(10)
-    shutil.rmtree(store, ignore_errors=True)
+    url, p, store = start_nats_server(nats_authorization(), env)
+    yield url
+    stop_nats_server(p, store)
 
 
 def settings_as(url: str, user: str, state_dir=None):

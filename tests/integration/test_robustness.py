@@ -40,12 +40,16 @@ from evolver.stack import _processes as proc
 from evolver.v1 import run_pb2
 from evolver.v1 import trainer_service_pb2 as tr_pb
 from evolver.v1 import trainer_service_pb2_grpc as tr_grpc
+from tests.integration._helpers import embedded_stack
 from tests.integration.test_loop import SMALL, _events, cli
 
 pytestmark = pytest.mark.integration
 
-HOSTILE_STRINGS = ["", "a", "run-1.s0.t0", "h" * 5000, "a b", "*", "../x", "a..b", "ü\u2028\U0001f600", "\x00",
-                   "{", "[]", '{"a": 1}', "null", "x" * 70_000, "-5", "1e999", "bfcl-nope"]
+HOSTILE_STRINGS = ["h" * 5000, "a b", "*", "../x", "a..b", "ü\u2028\U0001f600", "\x00", "{", "[]", "null",
+                   "x" * 70_000, "-5", "1e999"]
+# Plausible values too, so requests also get past the boundary check into the handlers.
+PLAUSIBLE_STRINGS = ["", "a", "run-1", "run-1.s0.t0", "multi_turn_base_0", "train", "heldout", '{"a": 1}', "{}",
+                     "syn-0123456789abcdef"]
 HOSTILE_INTS = [0, 1, -1, 7, 65, 257, 2 ** 31 - 1, -(2 ** 31)]
 HOSTILE_FLOATS = [0.0, -1.0, 0.5, 1.5, math.nan, math.inf, -math.inf, 1e308]
 ALLOWED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
@@ -59,26 +63,17 @@ PINNED = {"env_id": ["", "fuzz-env", "h" * 5000, "a b", "BFCL"],
 
 
 def robustness_line(kind: str, **counts) -> None:
-    print("ROBUSTNESS " + json.dumps({"kind": kind, **counts}), flush=True)
+    line = json.dumps({"kind": kind, **counts})
+    print("ROBUSTNESS " + line, flush=True)
+    if out := os.environ.get("ROBUSTNESS_JSONL"):  # make chaos records its figures
+        with open(out, "a") as f:
+            f.write(line + "\n")
 
 
 @pytest.fixture(scope="module")
 def stack_dir(tmp_path_factory, tiny_model_dir):
-    d = tmp_path_factory.mktemp("robust") / "stack"
-    env = {"EVOLVER_POLICY__MODEL_DIR": str(tiny_model_dir), "EVOLVER_BUS__ACK_WAIT_S": "6",
-           "EVOLVER_BUS__FETCH_TIMEOUT_S": "0.5", "EVOLVER_BUS__RETRY_BASE_S": "0.5",
-           "EVOLVER_BUS__RETRY_MAX_S": "2"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    up = cli(d, "up")
-    assert up.returncode == 0, up.stdout + up.stderr
-    yield d
-    cli(d, "down")
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    yield from embedded_stack(tmp_path_factory.mktemp("robust") / "stack", tiny_model_dir, cli,
+                              EVOLVER_BUS__RETRY_BASE_S="0.5", EVOLVER_BUS__RETRY_MAX_S="2")
 
 
 def servers(stack_dir: Path) -> dict[str, str]:
@@ -109,7 +104,7 @@ def message_strategy(desc, depth: int = 0):
             else:
                 value = message_strategy(fd.message_type, depth + 1)
         elif fd.type == FieldDescriptor.TYPE_STRING:
-            value = st.sampled_from(HOSTILE_STRINGS)
+            value = st.one_of(st.sampled_from(PLAUSIBLE_STRINGS), st.sampled_from(HOSTILE_STRINGS))
         elif fd.type == FieldDescriptor.TYPE_BYTES:
             value = st.sampled_from([b"", b"\xff" * 10])
         elif fd.type == FieldDescriptor.TYPE_BOOL:

@@ -66,3 +66,35 @@ async def test_stop_run_of_a_run_no_loop_holds_ends_it_at_once(bus: Bus):
     assert (await runs.get("orphan")).state == run_pb2.RUN_STATE_STOPPED
     await runs.resume_all()
     assert "orphan" not in runs.tasks
+
+
+async def test_a_transient_failure_resumes_the_run_and_a_real_one_fails_it(bus: Bus):
+    """A NATS timeout mid-run resumes the run from its checkpoint (as a trainer restart would);
+    only a reason a person must act on fails it."""
+    import nats.errors
+
+    from evolver.errors import FailedPrecondition
+    runs = Runs(SimpleNamespace(bus=bus, settings=None), updater_factory=lambda spec: object())
+    spec = RunSpec.model_validate({"steps": 1, "mechanisms": {"questioning": False}})
+    outcomes = {"blip": [nats.errors.TimeoutError(), None], "broken": [FailedPrecondition("checkpoint weights missing")]}
+    for run_id, script in outcomes.items():
+        run = run_pb2.Run(run_id=run_id, config=to_run_config(spec), state=run_pb2.RUN_STATE_PENDING)
+        await (await runs.kv()).put(run_id, run.SerializeToString())
+        runs.launch(run)
+        loop = runs.loops[run_id]
+        calls = []
+
+        async def once(script=script, calls=calls, loop=loop):
+            calls.append(1)
+            outcome = script[len(calls) - 1]
+            if outcome is not None:
+                raise outcome
+            await loop.save_run(run_pb2.RUN_STATE_SUCCEEDED, "done")
+        loop._run_once = once
+        await asyncio.wait_for(runs.tasks[run_id], 20)
+        record = await runs.get(run_id)
+        if run_id == "blip":
+            assert len(calls) == 2 and record.state == run_pb2.RUN_STATE_SUCCEEDED
+        else:
+            assert len(calls) == 1 and record.state == run_pb2.RUN_STATE_FAILED
+            assert "checkpoint weights missing" in record.message

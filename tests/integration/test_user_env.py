@@ -107,3 +107,44 @@ async def test_unreachable_and_nonconforming_servers_get_clear_errors(task_gen):
         await task_gen.RegisterEnvironment(tg.RegisterEnvironmentRequest(env_id="Bad_Id", address="nowhere"))
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert set(bad_request_fields(bad.value)) == {"env_id", "address"}
+
+
+class DuplicateToolsEnvironment:
+    """Lists one tool name twice (a call by that name would be ambiguous)."""
+
+    env_id = "dupes"
+    state_visible = True
+
+    def tools(self, toolsets=()):
+        from evolver.envs.base import Tool
+        schema = {"type": "object", "properties": {}}
+        return [Tool("ping", "first", schema), Tool("ping", "second", schema)]
+
+    def seed_tasks(self, split=""):
+        return []
+
+    def create(self, **kw):
+        raise NotImplementedError
+
+
+async def test_duplicate_tool_names_are_refused_and_environments_can_be_removed(inventory_process, task_gen):
+    from evolver.envs.server import EnvironmentServicer
+    from evolver.v1 import environment_pb2_grpc as env_grpc
+    servicer = EnvironmentServicer(DuplicateToolsEnvironment())
+    server = GrpcServer([Registration("evolver.v1.EnvironmentService", servicer,
+                                      env_grpc.add_EnvironmentServiceServicer_to_server)])
+    await server.start()
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as dupes:
+            await task_gen.RegisterEnvironment(tg.RegisterEnvironmentRequest(env_id="dupes", address=server.address))
+        assert dupes.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "ping" in dupes.value.details()
+    finally:
+        await server.stop(0)
+        await servicer.close()
+    await task_gen.RegisterEnvironment(tg.RegisterEnvironmentRequest(env_id="inventory", address=inventory_process))
+    await task_gen.UnregisterEnvironment(tg.UnregisterEnvironmentRequest(env_id="inventory"))
+    listed = await task_gen.ListEnvironments(tg.ListEnvironmentsRequest())
+    assert "inventory" not in {e.env_id for e in listed.environments}
+    with pytest.raises(grpc.aio.AioRpcError) as gone:
+        await task_gen.UnregisterEnvironment(tg.UnregisterEnvironmentRequest(env_id="inventory"))
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND

@@ -64,3 +64,24 @@ def test_llm_roles_default_to_the_local_model_and_are_configurable_per_role(tmp_
         load_settings(bad, environ={})
     with pytest.raises(ConfigError, match="llm_roles.judge.endpoint"):
         load_settings(environ={"EVOLVER_LLM_ROLES__JUDGE__ENDPOINT": "ftp://x"})
+
+
+def test_model_cache_variable_is_not_a_settings_key(tmp_path):
+    """EVOLVER_MODEL_CACHE (read by `models prepare`) must not make every service exit."""
+    from evolver.config import load_settings
+    s = load_settings(environ={"EVOLVER_MODEL_CACHE": str(tmp_path), "EVOLVER_NATS__URL": "nats://h:1"})
+    assert s.nats.url == "nats://h:1"
+
+
+def test_run_config_bounds_what_the_explorer_can_run():
+    import pytest as _pytest
+
+    from evolver.limits import GROUP_SIZE_MAX
+    from evolver.run_config import RunConfigError, parse_run_spec
+    assert parse_run_spec(f"group_size: {GROUP_SIZE_MAX}").group_size == GROUP_SIZE_MAX
+    with _pytest.raises(RunConfigError) as e:
+        parse_run_spec(f"group_size: {GROUP_SIZE_MAX + 1}")
+    assert e.value.field == "group_size"
+    with _pytest.raises(RunConfigError) as e:
+        parse_run_spec("eval: {k: 65}")
+    assert e.value.field == "eval.k"

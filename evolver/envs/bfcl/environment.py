@@ -75,6 +75,8 @@ class BfclEpisode:
 class BfclEnvironment:
     env_id = "bfcl"
     state_visible = True
+    # Modules the environment server's fork server imports once, for every instance process.
+    preload = ("evolver.envs.bfcl._preload",)
 
     def tools(self, toolsets: Sequence[str] = ()) -> list[Tool]:
         unknown = [t for t in toolsets if t not in catalog.CLASSES]
