@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 
 import nats.errors
@@ -350,7 +351,7 @@ class RunLoop:
             weights = await self.bus.get_blob(topology.CHECKPOINTS_BUCKET, self.run_id)
             if weights is None:
                 raise FailedPrecondition(f"checkpoint weights for run {self.run_id} are missing")
-            await asyncio.to_thread(updater.restore, weights)
+            await asyncio.to_thread(serialized, updater.restore, weights)
         while ckpt.step <= spec.steps:
             due = ckpt.step == spec.steps or (ckpt.step == 0) or (spec.eval_every and ckpt.step % spec.eval_every == 0)
             if due and ckpt.step not in ckpt.evaluated:
@@ -388,7 +389,7 @@ class RunLoop:
         with telemetry.tracer().start_as_current_span(
                 f"train step {step}", attributes={"evolver.run_id": self.run_id, "evolver.train_step": step,
                                                   "evolver.groups": len(groups)}) as update_span:
-            metrics = await asyncio.to_thread(updater.update, samples)
+            metrics = await asyncio.to_thread(serialized, updater.update, samples)
         # Each consumed group's own trace ends in the step that trained on it (linked to the
         # step's span, which spans several rollouts' traces).
         for g in groups:
@@ -401,10 +402,10 @@ class RunLoop:
             span.end()
         version = updater.version
         await publish_policy(self.bus, self.run_id, version, spec.model or "SmolLM2-135M-Instruct",
-                             await asyncio.to_thread(updater.adapter_blob))
+                             await asyncio.to_thread(serialized, updater.adapter_blob))
         ckpt.step, ckpt.version = step + 1, version
         ckpt.consumed += [g.group.group_id for g in groups]
-        await self.save_checkpoint(ckpt, await asyncio.to_thread(updater.checkpoint_blob))
+        await self.save_checkpoint(ckpt, await asyncio.to_thread(serialized, updater.checkpoint_blob))
         self.run_pb.train_step, self.run_pb.policy_version = ckpt.step, version
         await self.save_run()
         n = len(rewards) or 1
@@ -416,10 +417,26 @@ class RunLoop:
                             **metrics)
 
 
+# Two runs starting at once in one trainer built their updaters in two threads: importing trl
+# and loading a model concurrently fails (a half-initialised module: "cannot import name
+# 'GRPOConfig'"; accelerate's empty-weights context is process-wide: "Cannot copy out of meta
+# tensor"). Found by the chaos run. Builds and updates of all runs in a process take turns (they
+# share the CPU or the GPU anyway).
+_UPDATER_LOCK = threading.Lock()
+
+
+def serialized(fn, *args):
+    with _UPDATER_LOCK:
+        return fn(*args)
+
+
 def default_updater_factory(settings):
     """Builds the PolicyUpdater for a run: spec.model, else settings.policy.model_dir, else the
     prepared SmolLM2."""
     def make(spec: RunSpec):
+        return serialized(_build, spec)
+
+    def _build(spec: RunSpec):
         from evolver.models.prepare import resolve_model_dir
         from evolver.training.updater import PolicyUpdater
         model_dir = resolve_model_dir(spec.model, settings.policy.model_dir)

@@ -50,3 +50,15 @@ def embedded_stack(state_dir, tiny_model_dir, cli, **extra_env):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def robustness_line(kind: str, **counts) -> None:
+    """One line of figures for docs/RELIABILITY.md: printed, and appended to $ROBUSTNESS_JSONL
+    when set (`make chaos`)."""
+    import json
+    import os
+    line = json.dumps({"kind": kind, **counts})
+    print("ROBUSTNESS " + line, flush=True)
+    if out := os.environ.get("ROBUSTNESS_JSONL"):
+        with open(out, "a") as f:
+            f.write(line + "\n")

@@ -21,6 +21,7 @@ from evolver.rpc import GrpcServer, Registration
 from evolver.v1 import environment_pb2 as pb
 from evolver.v1 import environment_pb2_grpc as pb_grpc
 from evolver.v1 import trajectory_pb2 as traj
+from tests.integration._helpers import robustness_line
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +73,8 @@ async def test_runaway_calls_cost_their_instances_not_the_server(served):
     healthy = await math(env)
     t1 = time.monotonic()
     (r,) = (await healthy.step([Call("add", {"a": 2, "b": 3})])).results
-    assert time.monotonic() - t1 < 1.0 and not r.is_error and "5" in r.content
+    healthy_s = time.monotonic() - t1
+    assert healthy_s < 1.0 and not r.is_error and "5" in r.content
     codes = await asyncio.gather(*tasks)
     assert all(c in (grpc.StatusCode.DEADLINE_EXCEEDED, None) for c in codes), codes
     assert codes.count(grpc.StatusCode.DEADLINE_EXCEEDED) >= 8
@@ -85,6 +87,9 @@ async def test_runaway_calls_cost_their_instances_not_the_server(served):
     (r,) = (await again.step([Call("multiply", {"a": 6, "b": 7})])).results
     assert "42" in r.content
     assert len(servicer.instances) <= 3
+    robustness_line("hostile_calls", case="runaway", calls=len(calls), internal=0,
+                    deadline_exceeded=codes.count(grpc.StatusCode.DEADLINE_EXCEEDED),
+                    healthy_step_ms=round(healthy_s * 1000, 1))
 
 
 async def test_an_agents_odd_results_are_data_not_internal(served):
@@ -108,6 +113,7 @@ async def test_an_agents_odd_results_are_data_not_internal(served):
     state_resp = await env.stub.GetState(pb.GetStateRequest(instance_id=fs.instance_id))
     strict_json(state_resp.state_json)
     assert len(state_resp.state_hash) == 32
+    robustness_line("hostile_calls", case="odd_results", calls=1 + 600, internal=0)
 
 
 async def test_deep_huge_and_non_finite_arguments_become_error_observations(served):
@@ -133,6 +139,7 @@ async def test_deep_huge_and_non_finite_arguments_become_error_observations(serv
     assert "NaN" not in r.content or r.is_error
     text = (await env.stub.GetState(pb.GetStateRequest(instance_id=ep.instance_id))).state_json
     strict_json(text)
+    robustness_line("hostile_calls", case="bad_arguments_and_names", calls=4 + 4 + 1, internal=0)
 
 
 async def test_a_2mb_step_runs_at_most_the_cap_and_answers_quickly(served):
@@ -148,6 +155,8 @@ async def test_a_2mb_step_runs_at_most_the_cap_and_answers_quickly(served):
     cap = EnvironmentCaps().max_calls_per_step
     assert all("not run" in o.content for o in resp.observations[cap:])
     assert not any("not run" in o.content for o in resp.observations[:cap])
+    robustness_line("hostile_calls", case="2mb_step", calls=n, run=cap, internal=0,
+                    seconds=round(time.monotonic() - t0, 2))
 
 
 async def test_release_waits_for_an_in_flight_step(served):

@@ -40,7 +40,7 @@ from evolver.stack import _processes as proc
 from evolver.v1 import run_pb2
 from evolver.v1 import trainer_service_pb2 as tr_pb
 from evolver.v1 import trainer_service_pb2_grpc as tr_grpc
-from tests.integration._helpers import embedded_stack
+from tests.integration._helpers import embedded_stack, robustness_line
 from tests.integration.test_loop import SMALL, _events, cli
 
 pytestmark = pytest.mark.integration
@@ -59,15 +59,11 @@ ALLOWED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode
 # environment id is never the registered one (no run, no exploration, no rollout starts, and
 # UnregisterEnvironment cannot remove it), addresses are loopback or malformed.
 PINNED = {"env_id": ["", "fuzz-env", "h" * 5000, "a b", "BFCL"],
+          # A run config never names the registered environment (its YAML default), so no fuzzed
+          # StartRun starts a real run.
+          "config_yaml": ["env_id: fuzz-env", "env_id: fuzz-env\nsteps: -1", "{", "- a", "env_id: [1]",
+                          "env_id: fuzz-env\nunknown_key: 1", "x" * 70_000],
           "address": ["", "nohost", "127.0.0.1:1", "127.0.0.1:99999", "127.0.0.1:0", "[::1]:1", "127.0.0.1:" + "9" * 50]}
-
-
-def robustness_line(kind: str, **counts) -> None:
-    line = json.dumps({"kind": kind, **counts})
-    print("ROBUSTNESS " + line, flush=True)
-    if out := os.environ.get("ROBUSTNESS_JSONL"):  # make chaos records its figures
-        with open(out, "a") as f:
-            f.write(line + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +119,9 @@ def message_strategy(desc, depth: int = 0):
             value = st.sampled_from(HOSTILE_INTS)
         if fd.is_repeated and not (fd.type == FieldDescriptor.TYPE_MESSAGE and fd.message_type.GetOptions().map_entry):
             value = st.lists(value.filter(lambda v: v is not None), max_size=3)
-        fields[fd.name] = st.one_of(st.none(), value)
+        # A run config and its YAML are always present (an absent one means the defaults, which
+        # name the registered environment).
+        fields[fd.name] = value if fd.name in ("config", "config_yaml") else st.one_of(st.none(), value)
 
     @st.composite
     def build(draw):
@@ -216,10 +214,28 @@ def test_fuzz_every_rpc_through_reflection(stack_dir):
         for ch in with_channels.values():
             ch.close()
     status = all_serving(stack_dir)
+    started = asyncio.run(_live_runs(stack_dir))
     robustness_line("rpc_fuzz", requests=sent, methods=len(methods), codes=counts, violations=len(bad),
                     dead=[k for k, v in status.items() if v == "DEAD"])
     assert not bad, bad[:10]
     assert all(v in ("SERVING", "RUNNING") for v in status.values()), status
+    assert not started, f"fuzzed requests started runs: {started}"  # the pins hold; nothing real ran
+
+
+async def _live_runs(stack_dir: Path) -> list[str]:
+    """Every run record but the chaos runs': any other was started by a fuzzed request."""
+    state = Stack(stack_dir).read_state()
+    bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": state.nats_url}), name="fuzz-check")
+    try:
+        kv = await bus.kv(topology.RUNS_BUCKET)
+        live = []
+        for key in await kv.keys():
+            raw = await kv.get(key)
+            if raw and not key.startswith(("ckpt.", "chaos")):  # the chaos runs are the suite's own
+                live.append(f"{key}: {run_pb2.RunState.Name(run_pb2.Run.FromString(raw).state)}")
+        return live
+    finally:
+        await bus.close()
 
 
 # --- the poison sweep -----------------------------------------------------------------------------
