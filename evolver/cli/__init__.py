@@ -94,7 +94,10 @@ def _configure_clients() -> None:
     """The CLI's gRPC calls carry the same token and CA as the services' (settings.grpc)."""
     from evolver.config import load_settings
     from evolver.rpc import configure_clients, read_token
-    s = load_settings().grpc
+    try:
+        s = load_settings().grpc
+    except ConfigError:  # the command that needs settings says what is wrong (or the services do)
+        return
     configure_clients(tls_ca_file=s.tls_ca_file, token=read_token(s.auth_token_file))
 
 

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -247,6 +248,12 @@ class ProcessPool:
     """Worker processes for instances: one per live instance, a few warm ones kept for reuse."""
 
     def __init__(self, env: Environment, caps: EnvironmentCaps, *, warm: int = 4):
+        try:  # each worker gets its own copy of the environment object: say so at start, clearly
+            pickle.dumps(env)
+        except Exception as e:
+            raise ValueError(f"environment {getattr(env, 'env_id', env)!r} cannot be copied to its instance "
+                             f"workers ({type(e).__name__}: {e}); keep connections and other live resources out "
+                             "of the Environment object and open them in create()") from None
         self.env, self.caps, self.warm = env, caps, warm
         self._ctx = multiprocessing.get_context("forkserver")
         # The fork server imports the environment's module (and what it names in an optional

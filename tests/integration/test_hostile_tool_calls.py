@@ -207,3 +207,14 @@ def test_the_server_process_stops_on_sigterm_with_runaway_calls_in_flight():
     finally:
         if p.poll() is None:
             p.kill()
+
+
+def test_an_environment_that_cannot_reach_its_workers_is_refused_at_start():
+    import threading
+
+    class Holder(BfclEnvironment):
+        def __init__(self):
+            self.lock = threading.Lock()  # a live resource: not copyable to a worker
+
+    with pytest.raises(ValueError, match="cannot be copied to its instance workers"):
+        EnvironmentServicer(Holder())
