@@ -1,5 +1,5 @@
 # The two commands a new user needs: `make run` and `make test`. Both create .venv themselves.
-.PHONY: run smoke test chaos proto lint-proto bench-bus bench-env bench-gen bench-learning venv clean
+.PHONY: run smoke test test-unit chaos proto lint-proto bench-bus bench-env bench-gen bench-learning venv clean
 
 PY := .venv/bin/python
 
@@ -16,6 +16,10 @@ smoke: venv
 
 test: venv
 	@$(PY) -m pytest -q
+
+# The unit tests alone: no nats-server, no network (about a minute).
+test-unit: venv
+	@$(PY) -m pytest -q tests/unit
 
 # The robustness suite, longer than in `make test`: more fuzzed requests per RPC and several
 # chaos rounds (every service SIGKILLed once per round); figures in docs/robustness.jsonl.

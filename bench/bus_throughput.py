@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from evolver import telemetry  # noqa: E402
 from evolver.bus import Bus  # noqa: E402
 from evolver.config import load_settings  # noqa: E402
-from evolver.stack import _processes as proc  # noqa: E402
+from evolver.stack import processes as proc  # noqa: E402
 from evolver.v1 import events_pb2 as ev  # noqa: E402
 
 console = Console()

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from evolver.bus import Bus  # noqa: E402
-from evolver.cli._run import DEFAULT_CONFIG  # noqa: E402
+from evolver.cli import DEFAULT_CONFIG  # noqa: E402
 from evolver.config import load_settings  # noqa: E402
 from evolver.rpc import channel, stub  # noqa: E402
 from evolver.stack import Stack  # noqa: E402
@@ -57,9 +57,10 @@ async def build_pool(state, spec: dict) -> tuple[int, int]:
     bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": state.nats_url}), name="bench-learning")
     done: set[str] = set()
 
-    async def on_msg(msg) -> None:
-        done.add((await bus.decode(msg.subject, msg.data, msg.headers)).explore_request_id)
-    sub = await bus.nc.subscribe("tasks.accepted", cb=on_msg)
+    async def on_msg(event) -> None:
+        if event.message is not None:
+            done.add(event.message.explore_request_id)
+    sub = await bus.subscribe("tasks.accepted", on_msg)
     try:
         async with channel(state.address_of("task_gen")) as ch:
             task_gen = stub(tg_grpc.TaskGenServiceStub, ch, 60.0)
@@ -75,7 +76,7 @@ async def build_pool(state, spec: dict) -> tuple[int, int]:
                                                                   source=task_pb2.TASK_SOURCE_SYNTHETIC))
                 counts.append(len(lt.tasks))
     finally:
-        await sub.unsubscribe()
+        await sub.close()
         await bus.close()
     return counts[0], counts[1]
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Callable
 
 from google.protobuf.json_format import MessageToDict
-from nats.js import api
 
 from evolver.bus import Bus, topology
 
@@ -38,33 +37,26 @@ async def tail(bus: Bus, subject_filter: str = ">", *, as_json: bool = False, ma
     done = asyncio.Event()
     subs = []
 
-    async def on_msg(msg) -> None:
+    async def on_msg(event) -> None:
         nonlocal count
         if done.is_set():
             return
-        try:
-            base = msg.subject[len("dead."):] if msg.subject.startswith("dead.") else msg.subject
-            decoded = await bus.decode(base, msg.data, msg.headers)
-            payload = MessageToDict(decoded, preserving_proto_field_name=True)
-            kind = type(decoded).__name__
-        except Exception as e:  # show what cannot be decoded instead of hiding it
-            payload, kind = {"undecodable": str(e)}, "?"
-        try:
-            seq = msg.metadata.sequence.stream
-        except Exception:  # a core-NATS delivery (work queues are watched live): no stream metadata
-            seq = 0
-        headers = msg.headers or {}
+        if event.message is not None:
+            payload = MessageToDict(event.message, preserving_proto_field_name=True)
+            kind = type(event.message).__name__
+        else:  # show what cannot be decoded instead of hiding it
+            payload, kind = {"undecodable": event.error}, "?"
+        seq, headers, subject = event.seq, event.headers, event.subject
         if as_json:
-            emit(json.dumps({"subject": msg.subject, "seq": seq, "type": kind, "msg_id": headers.get("Nats-Msg-Id", ""),
+            emit(json.dumps({"subject": subject, "seq": seq, "type": kind, "msg_id": headers.get("Nats-Msg-Id", ""),
                              "headers": {k: v for k, v in headers.items() if k.startswith("Dlq-")}, "payload": payload}))
         else:
             reason = f" reason={headers['Dlq-Reason']!r}" if "Dlq-Reason" in headers else ""
-            emit(f"{msg.subject:<22} #{seq:<6} {kind:<18} {_summary(msg.subject, payload)}{reason}")
+            emit(f"{subject:<22} #{seq:<6} {kind:<18} {_summary(subject, payload)}{reason}")
         count += 1
         if max_messages and count >= max_messages:
             done.set()
 
-    policy = api.DeliverPolicy.NEW if deliver_new_only else api.DeliverPolicy.ALL
     for stream in TAILED_STREAMS:
         # A consumer's filter must fit inside its stream's subjects: for each stream subject the
         # filter reaches, subscribe with the narrower of the two.
@@ -74,20 +66,17 @@ async def tail(bus: Bus, subject_filter: str = ">", *, as_json: bool = False, ma
                 broader = topology.subject_matches(subject_filter, pattern.replace(">", "x").replace("*", "x"))
                 subjects.add(pattern if broader else subject_filter)
         for subject in sorted(subjects):
-            if stream.work_queue:
-                # A second consumer on a work queue would take jobs from the explorer (and NATS
-                # refuses ack-less ones): watch jobs live through a core subscription instead.
-                subs.append(await bus.nc.subscribe(subject, cb=on_msg))
-            else:
-                subs.append(await bus.js.subscribe(subject, stream=stream.name, cb=on_msg, ordered_consumer=True,
-                                                   deliver_policy=policy))
+            # A second consumer on a work queue would take jobs from the explorer (and NATS
+            # refuses ack-less ones): watch jobs live through a core subscription instead.
+            subs.append(await bus.subscribe(subject, on_msg, stream=None if stream.work_queue else stream,
+                                            from_start=not deliver_new_only))
     if ready:
         ready.set()
     try:
         await done.wait()
     finally:
         for s in subs:
-            await s.unsubscribe()
+            await s.close()
     return count
 
 

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nats.js import api
-
 from evolver.bus import Bus, topology
-from evolver.errors import PoisonMessage
 
 
 @dataclass
@@ -41,41 +38,23 @@ class RunEvents:
 
 async def read_run_events(bus: Bus, run_id: str, since_s: float = 0.0, idle_s: float = 1.0) -> RunEvents:
     out = RunEvents()
-    sub = await bus.js.subscribe(">", stream=topology.EVENTS.name, ordered_consumer=True,
-                                 deliver_policy=api.DeliverPolicy.ALL)
-    try:
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=idle_s)
-            except TimeoutError:
-                break
-            meta = msg.metadata
-            if meta.timestamp and meta.timestamp.timestamp() < since_s:
-                if meta.num_pending == 0:
-                    break
-                continue
-            try:
-                ev = await bus.decode(msg.subject, msg.data, msg.headers)
-            except PoisonMessage:  # someone else's bad message: not part of any run's record
-                out.undecodable += 1
-                if meta.num_pending == 0:
-                    break
-                continue
-            subject = msg.subject
-            if subject == "rollout.completed" and ev.group.run_id == run_id:
-                out.completed.append(ev)
-            elif subject == "rollout.attributed" and ev.group.run_id == run_id:
-                out.attributed.append(ev)
-            elif subject == "tasks.accepted":
-                out.accepted.append(ev)
-            elif subject == "explore.completed":
-                out.explored.append(ev)
-            elif subject == "experience.stored" and ev.source_group_id.startswith(f"{run_id}."):
-                out.stored.append(ev)
-            elif subject == "policy.updated" and ev.policy.run_id == run_id:
-                out.policies.append(ev)
-            if meta.num_pending == 0:
-                break
-    finally:
-        await sub.unsubscribe()
+    async for event in bus.replay(">", topology.EVENTS, idle_s=idle_s):
+        if event.message is None:  # someone else's bad message: not part of any run's record
+            out.undecodable += 1
+            continue
+        ev, subject = event.message, event.subject
+        if event.stored_at and event.stored_at < since_s:
+            continue
+        if subject == "rollout.completed" and ev.group.run_id == run_id:
+            out.completed.append(ev)
+        elif subject == "rollout.attributed" and ev.group.run_id == run_id:
+            out.attributed.append(ev)
+        elif subject == "tasks.accepted":
+            out.accepted.append(ev)
+        elif subject == "explore.completed":
+            out.explored.append(ev)
+        elif subject == "experience.stored" and ev.source_group_id.startswith(f"{run_id}."):
+            out.stored.append(ev)
+        elif subject == "policy.updated" and ev.policy.run_id == run_id:
+            out.policies.append(ev)
     return out

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from evolver.bus import Bus
 from evolver.config import load_settings
-from evolver.stack import _processes as proc
+from evolver.stack import processes as proc
 from tests.conftest_models_fixtures import tiny_model_dir, tokenizer, tokenizer_dir  # noqa: F401
 
 # One provider per process: set_tracer_provider can only be called once.

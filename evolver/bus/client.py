@@ -34,6 +34,33 @@ def message_id(subject: str, key: str) -> str:
 
 
 @dataclass(slots=True)
+class Event:
+    """One message as a reader sees it: decoded into its declared type, or, when it cannot be,
+    `message` None and `error` saying why (a reader skips or shows it; it never stops)."""
+
+    subject: str
+    message: Message | None
+    error: str
+    seq: int  # stream sequence; 0 for a live core delivery
+    headers: dict[str, str]
+    pending: int = 0  # messages after this one in the stream, when read from a stream
+    stored_at: float = 0.0  # when the stream stored it (epoch seconds); 0 for a live core delivery
+
+
+class Subscription:
+    """What subscribe() returns: close() it when done."""
+
+    def __init__(self, sub):
+        self._sub = sub
+
+    async def close(self) -> None:
+        try:
+            await self._sub.unsubscribe()
+        except Exception:  # the connection may be gone already
+            pass
+
+
+@dataclass(slots=True)
 class Published:
     stream: str
     seq: int
@@ -271,6 +298,70 @@ class Bus:
         if want and want != "sha256:" + hashlib.sha256(body).hexdigest():
             raise PoisonMessage(f"offloaded payload {ref} does not match its digest")
         return body
+
+    # --- reading -----------------------------------------------------------------------------
+
+    async def event(self, msg) -> Event:
+        """A nats-py message as an Event (dead letters decode as their original subject)."""
+        headers = msg.headers or {}
+        base = msg.subject[len("dead."):] if msg.subject.startswith("dead.") else msg.subject
+        try:
+            message, error = await self.decode(base, msg.data, headers), ""
+        except PoisonMessage as e:
+            message, error = None, str(e)
+        try:
+            md = msg.metadata
+            seq, pending = md.sequence.stream, md.num_pending
+            stored_at = md.timestamp.timestamp() if md.timestamp else 0.0
+        except Exception:  # a core delivery carries no stream metadata
+            seq, pending, stored_at = 0, 0, 0.0
+        return Event(msg.subject, message, error, seq, headers, pending, stored_at)
+
+    async def subscribe(self, subject: str, handler, *, stream: topology.StreamSpec | None = None,
+                        from_start: bool = False) -> Subscription:
+        """handler(Event) for each message on `subject`. Without a stream: a live core
+        subscription (it takes nothing from any consumer: how work queues are watched). With a
+        stream: an ordered ephemeral consumer, from the start or from now; it changes nothing
+        either."""
+        async def on_msg(msg) -> None:
+            await handler(await self.event(msg))
+        if stream is None:
+            return Subscription(await self.nc.subscribe(subject, cb=on_msg))
+        policy = api.DeliverPolicy.ALL if from_start else api.DeliverPolicy.NEW
+        return Subscription(await self.js.subscribe(subject, stream=stream.name, cb=on_msg, ordered_consumer=True,
+                                                    deliver_policy=policy))
+
+    async def replay(self, subject: str, stream: topology.StreamSpec, *, idle_s: float = 1.0):
+        """Every stored message on `subject`, oldest first, until caught up (or idle_s without
+        one); an async iterator of Events."""
+        sub = await self.js.subscribe(subject, stream=stream.name, ordered_consumer=True,
+                                      deliver_policy=api.DeliverPolicy.ALL)
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=idle_s)
+                except (TimeoutError, asyncio.TimeoutError):
+                    return
+                event = await self.event(msg)
+                yield event
+                if event.pending == 0:
+                    return
+        finally:
+            await sub.unsubscribe()
+
+    async def read_event(self, stream: topology.StreamSpec, seq: int) -> Event:
+        """The message stored at `seq` in `stream`; NotFound when it is gone."""
+        from evolver.errors import NotFound
+        try:
+            raw = await self.js.get_msg(stream.name, seq)
+        except NotFoundError:
+            raise NotFound(f"no message {seq} in stream {stream.name}") from None
+        headers = raw.headers or {}
+        try:
+            message, error = await self.decode(raw.subject, raw.data or b"", headers), ""
+        except PoisonMessage as e:
+            message, error = None, str(e)
+        return Event(raw.subject, message, error, seq, headers)
 
     async def decode(self, subject: str, data: bytes, headers: dict[str, str] | None) -> Message:
         """Parses a payload into its declared type; PoisonMessage when it cannot be."""

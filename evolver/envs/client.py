@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import grpc
 
-from evolver.envs import _convert
+from evolver.envs import convert
 from evolver.envs.arguments import schema_problems
 from evolver.envs.base import Call, Score, SeedTask, StepOutcome, Tool
 from evolver.errors import (DeadlineExceeded, EnvironmentFailure, EvolverError, FailedPrecondition, InvalidArgument,
@@ -49,8 +49,8 @@ class RemoteEpisode:
 
     async def step(self, calls: Sequence[Call], assistant_text: str = "") -> StepOutcome:
         r = await self.env.stub.Step(pb.StepRequest(instance_id=self.instance_id, assistant_text=assistant_text,
-                                                    tool_calls=[_convert.call_to_pb(c) for c in calls]))
-        return StepOutcome([_convert.result_from_pb(o) for o in r.observations], r.next_user_message, r.done)
+                                                    tool_calls=[convert.call_to_pb(c) for c in calls]))
+        return StepOutcome([convert.result_from_pb(o) for o in r.observations], r.next_user_message, r.done)
 
     async def step_raw(self, tool_calls: list, assistant_text: str = "") -> pb.StepResponse:
         """Step with already-built protobuf calls (e.g. straight from a parsed model turn)."""
@@ -86,13 +86,13 @@ class RemoteEnvironment:
 
     async def tools(self, toolsets: Sequence[str] = ()) -> tuple[list[Tool], bool]:
         r = await self.stub.ListTools(pb.ListToolsRequest(toolsets=list(toolsets)))
-        return [_convert.tool_from_pb(t) for t in r.tools], r.state_visible
+        return [convert.tool_from_pb(t) for t in r.tools], r.state_visible
 
     async def seed_tasks(self, split: str = "") -> list[SeedTask]:
         out, token = [], ""
         while True:
             r = await self.stub.ListSeedTasks(pb.ListSeedTasksRequest(split=split, page_size=500, page_token=token))
-            out.extend(_convert.seed_from_pb(s) for s in r.tasks)
+            out.extend(convert.seed_from_pb(s) for s in r.tasks)
             token = r.next_page_token
             if not token:
                 return out
@@ -105,7 +105,7 @@ class RemoteEnvironment:
         elif initial_state is not None:
             req.initial_state_json = json.dumps(initial_state)
         r = await self.stub.Create(req)
-        return RemoteEpisode(self, r.instance_id, r.user_message, [_convert.tool_from_pb(t) for t in r.tools])
+        return RemoteEpisode(self, r.instance_id, r.user_message, [convert.tool_from_pb(t) for t in r.tools])
 
 
 async def check_conformance(address: str, *, timeout_s: float = 5.0) -> tuple[list[Tool], bool]:

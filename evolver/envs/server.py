@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from evolver.envs import _convert
+from evolver.envs import convert
 from evolver.envs.base import CallResult, Environment, StepOutcome
 from evolver.envs.caps import EnvironmentCaps, clip_text, parse_arguments
 from evolver.envs.sandbox import InstanceProcess, ProcessPool
@@ -122,7 +122,7 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
 
     async def ListTools(self, request: pb.ListToolsRequest, context) -> pb.ListToolsResponse:
         tools = await self._run("ListTools", lambda: self.env.tools(list(request.toolsets)))
-        return pb.ListToolsResponse(tools=[_convert.tool_to_pb(t) for t in tools], state_visible=self.env.state_visible)
+        return pb.ListToolsResponse(tools=[convert.tool_to_pb(t) for t in tools], state_visible=self.env.state_visible)
 
     async def ListSeedTasks(self, request: pb.ListSeedTasksRequest, context) -> pb.ListSeedTasksResponse:
         if request.page_size < 0 or request.page_size > MAX_PAGE:
@@ -137,7 +137,7 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
         size = request.page_size or 100
         page = tasks[offset:offset + size]
         nxt = str(offset + size) if offset + size < len(tasks) else ""
-        return pb.ListSeedTasksResponse(tasks=[_convert.seed_to_pb(s) for s in page], next_page_token=nxt)
+        return pb.ListSeedTasksResponse(tasks=[convert.seed_to_pb(s) for s in page], next_page_token=nxt)
 
     async def Create(self, request: pb.CreateRequest, context) -> pb.CreateResponse:
         if len(self.instances) >= self.max_instances:
@@ -170,7 +170,7 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
                 self.processes.give_back(process)
             raise
         return pb.CreateResponse(instance_id=instance_id, user_message=created.user_message,
-                                 tools=[_convert.tool_to_pb(t) for t in created.tools])
+                                 tools=[convert.tool_to_pb(t) for t in created.tools])
 
     async def Step(self, request: pb.StepRequest, context) -> pb.StepResponse:
         cap = self.caps.max_calls_per_step
@@ -187,7 +187,7 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
             outcome = StepOutcome([CallResult(*r) for r in results_], next_message, done)
         results = iter(outcome.results if outcome else [])
         # Malformed calls answer in place; the others in the order they ran.
-        observations = [_convert.result_to_pb(p if isinstance(p, CallResult) else next(results)) for p in parsed]
+        observations = [convert.result_to_pb(p if isinstance(p, CallResult) else next(results)) for p in parsed]
         if outcome is None:
             return pb.StepResponse(observations=observations)
         return pb.StepResponse(observations=observations, next_user_message=outcome.next_user_message, done=outcome.done)

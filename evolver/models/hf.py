@@ -114,8 +114,9 @@ class HFBackend:
             self.load_adapter(unpack_adapter(blob, Path(d)), version)
 
     async def load_adapter_from_object_store(self, bus, bucket: str, name: str, version: int) -> None:
-        store = await bus.js.object_store(bucket)
-        blob = (await store.get(name)).data
+        blob = await bus.get_blob(bucket, name)
+        if blob is None:
+            raise FileNotFoundError(f"no adapter {name!r} in object store bucket {bucket!r}")
         await asyncio.to_thread(self.load_adapter_blob, blob, version)
 
     # --- generation ----------------------------------------------------------------------------

@@ -33,15 +33,15 @@ async def ping(settings: Settings, services: tuple[str, ...], timeout_s: float =
         all_in = asyncio.Event()
         start = 0.0
 
-        async def on_pong(msg) -> None:
-            pong = await bus.decode(msg.subject, msg.data, msg.headers)
-            if pong.ping_id == ping_id and pong.service not in latencies:
+        async def on_pong(event) -> None:
+            pong = event.message
+            if pong is not None and pong.ping_id == ping_id and pong.service not in latencies:
                 latencies[pong.service] = (time.perf_counter() - start) * 1000
                 if set(services) <= set(latencies):
                     all_in.set()
 
         # Core subscription before publishing: JetStream-stored pongs reach it live.
-        sub = await bus.nc.subscribe("diag.pong.*", cb=on_pong)
+        sub = await bus.subscribe("diag.pong.*", on_pong)
         with telemetry.tracer().start_as_current_span("evolver ping") as span:
             trace_id = format_trace_id(span.get_span_context().trace_id)
             now = timestamp_pb2.Timestamp()
@@ -52,7 +52,7 @@ async def ping(settings: Settings, services: tuple[str, ...], timeout_s: float =
             await asyncio.wait_for(all_in.wait(), timeout_s)
         except asyncio.TimeoutError:
             pass
-        await sub.unsubscribe()
+        await sub.close()
         return PingResult(ping_id, trace_id, latencies, [s for s in services if s not in latencies])
     finally:
         await bus.close()

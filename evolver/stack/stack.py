@@ -16,7 +16,7 @@ from pathlib import Path
 
 from evolver.bus import topology
 from evolver.rpc import health_status
-from evolver.stack import _processes as proc
+from evolver.stack import processes as proc
 
 SERVICE_START_TIMEOUT_S = 90.0
 BUILTIN_ENVIRONMENTS = ("bfcl",)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Awaitable, Callable, Protocol
 
-from evolver.envs._convert import tool_to_pb
+from evolver.envs.convert import tool_to_pb
 from evolver.envs.base import Tool
 from evolver.envs.registry import environment_spec
 from evolver.errors import FailedPrecondition, NotFound, Validator

@@ -26,13 +26,12 @@ from opentelemetry.trace import Link, SpanKind
 
 from evolver import telemetry
 from evolver.algorithms import curriculum
-from evolver.bus import _trace_context
 from evolver.algorithms.adca import alpha_at
-from evolver.bus import topology
+from evolver.bus import topology, trace_parent
 from evolver.envs.client import RemoteEnvironment
 from evolver.envs.registry import environment_spec
 from evolver.envs.harness import TaskResult, summarize
-from evolver.errors import FailedPrecondition
+from evolver.errors import FailedPrecondition, PoisonMessage
 from evolver.policy_store import publish_policy
 from evolver.rpc import channel, is_transient, retry_transient, stub
 from evolver.run_config import RunSpec
@@ -155,10 +154,10 @@ class RunLoop:
         await self.progress("questioning", 0, pool=len(tasks))
         finished: set[str] = set()
 
-        async def on_accepted(msg) -> None:
-            ev = await self.bus.decode(msg.subject, msg.data, msg.headers)
-            finished.add(ev.explore_request_id)
-        sub = await self.bus.nc.subscribe("tasks.accepted", cb=on_accepted)
+        async def on_accepted(event) -> None:
+            if event.message is not None:
+                finished.add(event.message.explore_request_id)
+        sub = await self.bus.subscribe("tasks.accepted", on_accepted)
         started = time.monotonic()
         try:
             async def generate():
@@ -185,7 +184,7 @@ class RunLoop:
                     break
                 await asyncio.sleep(2.0)
         finally:
-            await sub.unsubscribe()
+            await sub.close()
         if len(tasks) >= q.min_train_tasks:
             return
         done = len(finished & set(r.explore_request_ids))
@@ -269,8 +268,10 @@ class RunLoop:
                 raw = await index.get(gid)
                 if raw is not None:
                     entry = json.loads(raw)
-                    msg = await self.bus.js.get_msg(topology.EVENTS.name, int(entry["seq"]))
-                    found[gid] = await self.bus.decode(msg.subject, msg.data, msg.headers)
+                    event = await self.bus.read_event(topology.EVENTS, int(entry["seq"]))
+                    if event.message is None:  # the index points at what the worker decoded once
+                        raise PoisonMessage(f"rollout.attributed #{event.seq} no longer decodes: {event.error}")
+                    found[gid] = event.message
                     self._trace_parents[gid] = entry.get("trace", {})
             if len(found) != last_reported:
                 last_reported = len(found)
@@ -393,7 +394,7 @@ class RunLoop:
         # Each consumed group's own trace ends in the step that trained on it (linked to the
         # step's span, which spans several rollouts' traces).
         for g in groups:
-            parent = _trace_context.extract(self._trace_parents.get(g.group.group_id, {}))
+            parent = trace_parent(self._trace_parents.get(g.group.group_id, {}))
             span = telemetry.tracer().start_span(
                 f"train on {g.group.group_id}", context=parent, kind=SpanKind.CONSUMER,
                 links=[Link(update_span.get_span_context())],

@@ -11,11 +11,9 @@ import json
 import logging
 import uuid
 
-from nats.js import api
-
 from evolver.bus import Bus, Delivery, topology
 from evolver.envs.registry import environment_spec
-from evolver.errors import FailedPrecondition, InvalidArgument, NotFound, PoisonMessage
+from evolver.errors import FailedPrecondition, InvalidArgument, NotFound
 from evolver.rpc import Registration
 from evolver.run_config import RunConfigError, from_run_config
 from evolver.service import ServiceContext, ServiceParts, endpoint
@@ -139,27 +137,21 @@ class TrainerServicer(pb_grpc.TrainerServiceServicer):
         not this watcher's end)."""
         await self._existing(request.run_id)  # NOT_FOUND rather than waiting forever
         queue: asyncio.Queue = asyncio.Queue()
-
-        async def on_msg(msg) -> None:
-            await queue.put(msg)
-
-        sub = await self.bus.js.subscribe("run.progress", stream="EVENTS", cb=on_msg, ordered_consumer=True,
-                                          deliver_policy=api.DeliverPolicy.ALL)
+        sub = await self.bus.subscribe("run.progress", queue.put, stream=topology.EVENTS, from_start=True)
         try:
             while True:
-                msg = await queue.get()
-                try:
-                    progress = await self.bus.decode(msg.subject, msg.data, msg.headers)
-                except PoisonMessage as e:
-                    log.warning("WatchRun: skipping an undecodable run.progress message (%s)", str(e)[:200])
+                event = await queue.get()
+                if event.message is None:
+                    log.warning("WatchRun: skipping an undecodable run.progress message (%s)", event.error[:200])
                     continue
+                progress = event.message
                 if progress.run_id != request.run_id:
                     continue
                 yield pb.WatchRunResponse(progress=progress)
                 if is_terminal(progress.phase):
                     return
         finally:  # also on client cancellation
-            await sub.unsubscribe()
+            await sub.close()
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:

@@ -251,7 +251,7 @@ async def test_nats_credentials_are_honoured(tmp_path):
     import subprocess
     from evolver.config import load_settings
     from evolver.errors import Unavailable
-    from evolver.stack import _processes as proc
+    from evolver.stack import processes as proc
     port = proc.free_port()
     server = subprocess.Popen([proc.nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd",
                                str(tmp_path), "--user", "evolver", "--pass", "s3cret"],
@@ -276,7 +276,7 @@ async def test_publish_and_consume_survive_a_nats_restart(tmp_path):
     """The reply subscription behind PubAcks and acks, and the worker's pull subscription, come
     back after the server restarts on the same port and store."""
     import subprocess
-    from evolver.stack import _processes as proc
+    from evolver.stack import processes as proc
     from tests.conftest import make_settings
     port = proc.free_port()
     cmd = [proc.nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(tmp_path)]
@@ -335,3 +335,36 @@ async def test_a_slow_job_does_not_hold_back_the_others(bus: Bus):
     await run_until(Worker(bus, JOBS, handle, concurrency=2), lambda: len(done) == 5, timeout=20)
     assert all(done[f"r{i}"] < 2.0 for i in range(1, 5)), done
     assert done["r0"] >= 4.0
+
+
+async def test_readers_get_events_decoded_or_explained_without_touching_nats(bus: Bus):
+    """subscribe (live, or an ordered replay from the start), replay (until caught up) and
+    read_event: a bad message arrives as an Event with its error, never as an exception."""
+    from evolver.errors import NotFound
+    first = await bus.publish("run.progress", ev.RunProgress(run_id="r", phase="starting"), key="p1")
+    await bus.js.publish("run.progress", b"\xff\xfe", headers={"Nats-Msg-Id": "bad"})
+    replayed = [e async for e in bus.replay("run.progress", topology.EVENTS, idle_s=0.5)]
+    assert [(e.message.phase if e.message else None) for e in replayed] == ["starting", None]
+    assert "not a valid evolver.v1.RunProgress" in replayed[1].error and replayed[0].stored_at > 0
+    stored = await bus.read_event(topology.EVENTS, first.seq)
+    assert stored.message.phase == "starting" and stored.seq == first.seq
+    with pytest.raises(NotFound):
+        await bus.read_event(topology.EVENTS, 999)
+    live, from_start = [], []
+
+    async def on_live(e):
+        live.append(e)
+
+    async def on_all(e):
+        from_start.append(e)
+    sub_live = await bus.subscribe("run.progress", on_live)  # core, live only
+    sub_all = await bus.subscribe("run.progress", on_all, stream=topology.EVENTS, from_start=True)
+    await asyncio.sleep(0.3)
+    await bus.publish("run.progress", ev.RunProgress(run_id="r", phase="finished"), key="p2")
+    deadline = time.monotonic() + 5
+    while (len(from_start) < 3 or not live) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await sub_live.close()
+    await sub_all.close()
+    assert [e.message.phase for e in live] == ["finished"] and live[0].seq == 0
+    assert [e.message.phase if e.message else None for e in from_start] == ["starting", None, "finished"]

@@ -18,7 +18,7 @@ from evolver.models.conversation import Conversation
 from evolver.models.hf import HFBackend
 from evolver.models.local_chat import LocalChat
 from evolver.models.openai_compat import AuxChatClient, EndpointSettings, OpenAIBackend
-from evolver.stack._processes import free_port
+from evolver.stack.processes import free_port
 
 pytestmark = pytest.mark.integration
 

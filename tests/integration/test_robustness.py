@@ -36,7 +36,7 @@ from evolver.config import load_settings
 from evolver.rpc import channel, health_status, stub
 from evolver.run_config import RunSpec, to_run_config
 from evolver.stack import Stack
-from evolver.stack import _processes as proc
+from evolver.stack import processes as proc
 from evolver.v1 import run_pb2
 from evolver.v1 import trainer_service_pb2 as tr_pb
 from evolver.v1 import trainer_service_pb2_grpc as tr_grpc

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from evolver.bus import topology
-from evolver.stack import _processes as proc
+from evolver.stack import processes as proc
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -82,7 +82,7 @@ async def test_user_environment_round_trips_end_to_end(inventory_process, task_g
 
 
 async def test_unreachable_and_nonconforming_servers_get_clear_errors(task_gen):
-    from evolver.stack._processes import free_port
+    from evolver.stack.processes import free_port
     with pytest.raises(grpc.aio.AioRpcError) as unreachable:
         await task_gen.RegisterEnvironment(tg.RegisterEnvironmentRequest(env_id="gone", address=f"127.0.0.1:{free_port()}"))
     assert unreachable.value.code() == grpc.StatusCode.UNAVAILABLE and "no Environment server answers" in unreachable.value.details()

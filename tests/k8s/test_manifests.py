@@ -193,7 +193,7 @@ def test_tls_overlay_switches_nats_and_grpc_to_tls_with_plaintext_health_for_pro
         return
     # The NATS configuration the overlay builds is one nats-server accepts (certificates made here).
     import subprocess
-    from evolver.stack import _processes as proc
+    from evolver.stack import processes as proc
     cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "nats-config")["data"]
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "tls.key"),
                     "-out", str(tmp_path / "tls.crt"), "-days", "1", "-subj", "/CN=nats",
