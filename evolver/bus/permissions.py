@@ -28,7 +28,8 @@ EMITS: dict[str, tuple[str, ...]] = {
 SUBSCRIBES: dict[str, tuple[str, ...]] = {"trainer": ("tasks.accepted",)}
 WRITES_KV: dict[str, tuple[str, ...]] = {
     "task_gen": (topology.ENVIRONMENTS_BUCKET, topology.TASKS_BUCKET, topology.TASK_STATS_BUCKET),
-    "trainer": (topology.RUNS_BUCKET, topology.ROLLOUT_INDEX_BUCKET, topology.POLICIES_BUCKET),
+    "trainer": (topology.RUNS_BUCKET, topology.RUN_CHECKPOINTS_BUCKET, topology.ROLLOUT_INDEX_BUCKET,
+                topology.POLICIES_BUCKET),
 }
 WRITES_OBJECTS: dict[str, tuple[str, ...]] = {
     "trainer": (topology.ADAPTERS_BUCKET, topology.CHECKPOINTS_BUCKET),

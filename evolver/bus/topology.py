@@ -145,14 +145,15 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
 # Key-value buckets: small durable state that must survive a service restart.
 ENVIRONMENTS_BUCKET = "environments"  # env_id -> EnvironmentSpec
 TASKS_BUCKET = "tasks"  # task_id -> Task (the verified pool)
-TASK_STATS_BUCKET = "task-stats"  # task_id -> TaskStats (curriculum counters)
+TASK_STATS_BUCKET = "task-stats"  # group_id -> TaskStats of that group (summed per task on read)
 SERVICES_BUCKET = "services"  # service name -> gRPC address it serves on
-RUNS_BUCKET = "runs"  # run_id -> Run; "ckpt.<run_id>" -> trainer checkpoint (JSON)
+RUNS_BUCKET = "runs"  # run_id -> Run
+RUN_CHECKPOINTS_BUCKET = "run-checkpoints"  # run_id -> the trainer's checkpoint record (JSON; weights in the Object Store)
 POLICIES_BUCKET = "policies"  # run_id -> latest PolicyVersion
 ROLLOUT_INDEX_BUCKET = "rollout-index"  # group_id -> EVENTS stream sequence of its rollout.attributed
-KV_BUCKETS = (ENVIRONMENTS_BUCKET, TASKS_BUCKET, TASK_STATS_BUCKET, SERVICES_BUCKET, RUNS_BUCKET, POLICIES_BUCKET,
-              ROLLOUT_INDEX_BUCKET)
-# Object Store buckets: adapters (one object per policy version) and trainer checkpoints.
+KV_BUCKETS = (ENVIRONMENTS_BUCKET, TASKS_BUCKET, TASK_STATS_BUCKET, SERVICES_BUCKET, RUNS_BUCKET, RUN_CHECKPOINTS_BUCKET,
+              POLICIES_BUCKET, ROLLOUT_INDEX_BUCKET)
+# Object Store buckets: adapters (one object per policy version) and trainer checkpoint weights.
 ADAPTERS_BUCKET = "evolver-adapters"
 CHECKPOINTS_BUCKET = "evolver-checkpoints"
 

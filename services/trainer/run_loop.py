@@ -100,13 +100,15 @@ class RunLoop:
         await (await self._kv(topology.RUNS_BUCKET)).put(self.run_id, self.run_pb.SerializeToString())
 
     async def load_checkpoint(self) -> Checkpoint:
-        raw = await (await self._kv(topology.RUNS_BUCKET)).get(f"ckpt.{self.run_id}")
+        raw = await (await self._kv(topology.RUN_CHECKPOINTS_BUCKET)).get(self.run_id)
+        if raw is None:  # a run checkpointed before checkpoints had their own bucket
+            raw = await (await self._kv(topology.RUNS_BUCKET)).get(f"ckpt.{self.run_id}")
         return Checkpoint(**json.loads(raw)) if raw else Checkpoint()
 
     async def save_checkpoint(self, ckpt: Checkpoint, weights: bytes | None) -> None:
         if weights is not None:  # weights first: the pointer never names weights that are not there
             await self.bus.put_blob(topology.CHECKPOINTS_BUCKET, self.run_id, weights)
-        await (await self._kv(topology.RUNS_BUCKET)).put(f"ckpt.{self.run_id}", json.dumps(asdict(ckpt)).encode())
+        await (await self._kv(topology.RUN_CHECKPOINTS_BUCKET)).put(self.run_id, json.dumps(asdict(ckpt)).encode())
 
     async def progress(self, phase: str, step: int, **metrics: float) -> None:
         self._progress_seq += 1

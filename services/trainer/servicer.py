@@ -52,7 +52,7 @@ class Runs:
     async def resume_all(self) -> None:
         kv = await self.kv()
         for key in await kv.keys():
-            if key.startswith("ckpt."):
+            if key.startswith("ckpt."):  # checkpoints of runs from before the run-checkpoints bucket
                 continue
             run = await self.get(key)
             if run and run.state in (run_pb2.RUN_STATE_RUNNING, run_pb2.RUN_STATE_PENDING) and key not in self.tasks:

@@ -199,7 +199,7 @@ def test_sigkilled_services_lose_no_group_and_none_is_trained_twice(stack_dir):
     async def checkpoint():
         bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": stack.read_state().nats_url}), name="t")
         try:
-            return json.loads(await (await bus.kv(topology.RUNS_BUCKET)).get(f"ckpt.{run_id}"))
+            return json.loads(await (await bus.kv(topology.RUN_CHECKPOINTS_BUCKET)).get(run_id))
         finally:
             await bus.close()
     ckpt = asyncio.run(checkpoint())

@@ -377,7 +377,7 @@ def _chaos_round(stack_dir: Path, run_id: str, steps: int) -> None:
     async def checkpoint():
         bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": stack.read_state().nats_url}), name="t")
         try:
-            return json.loads(await (await bus.kv(topology.RUNS_BUCKET)).get(f"ckpt.{run_id}"))
+            return json.loads(await (await bus.kv(topology.RUN_CHECKPOINTS_BUCKET)).get(run_id))
         finally:
             await bus.close()
     ckpt = asyncio.run(checkpoint())

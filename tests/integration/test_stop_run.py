@@ -98,3 +98,18 @@ async def test_a_transient_failure_resumes_the_run_and_a_real_one_fails_it(bus: 
         else:
             assert len(calls) == 1 and record.state == run_pb2.RUN_STATE_FAILED
             assert "checkpoint weights missing" in record.message
+
+
+async def test_checkpoints_live_in_their_own_bucket_and_old_ones_are_still_read(bus: Bus):
+    import json
+
+    from services.trainer.run_loop import Checkpoint, RunLoop
+    spec = RunSpec.model_validate({"steps": 1})
+    ctx = SimpleNamespace(bus=bus, settings=None)
+    new = RunLoop(ctx, run_pb2.Run(run_id="new-run"), spec, None, None)
+    await new.save_checkpoint(Checkpoint(step=1, version=1, consumed=["new-run.s0.t0"]), None)
+    assert json.loads(await (await bus.kv(topology.RUN_CHECKPOINTS_BUCKET)).get("new-run"))["step"] == 1
+    assert await (await bus.kv(topology.RUNS_BUCKET)).get("ckpt.new-run") is None  # runs holds runs only
+    old = RunLoop(ctx, run_pb2.Run(run_id="old-run"), spec, None, None)
+    await (await bus.kv(topology.RUNS_BUCKET)).put("ckpt.old-run", json.dumps({"step": 2, "version": 2}).encode())
+    assert (await old.load_checkpoint()).step == 2
