@@ -79,8 +79,7 @@ def canonical_state(state: Any, caps: EnvironmentCaps) -> tuple[str, str]:
 
 
 def safe_details(details: Any, caps: EnvironmentCaps) -> dict[str, Any]:
-    value = sanitize(details if isinstance(details, dict) else {"details": details}, caps)
-    return value
+    return sanitize(details if isinstance(details, dict) else {"details": details}, caps)
 
 
 def parse_arguments(call_id: str, name: str, arguments_json: str, caps: EnvironmentCaps) -> Call | CallResult:
@@ -100,26 +99,29 @@ def parse_arguments(call_id: str, name: str, arguments_json: str, caps: Environm
         return CallResult(call_id, f"Error: arguments of {label} are not usable: {str(e)[:100]}", True)
     if not isinstance(args, dict):
         return CallResult(call_id, f"Error: arguments of {label} must be a JSON object, got {type(args).__name__}", True)
-    if _depth(args, caps.max_argument_depth + 1) > caps.max_argument_depth:
-        return CallResult(call_id, f"Error: arguments of {label} are nested deeper than "
-                                   f"{caps.max_argument_depth} levels", True)
-    if _has_non_finite(args):
-        return CallResult(call_id, f"Error: arguments of {label} hold NaN or Infinity", True)
+    problem = arguments_problem(args, caps.max_argument_depth)
+    if problem:
+        return CallResult(call_id, f"Error: arguments of {label} {problem}", True)
     return Call(name, args, call_id)
 
 
-def _depth(value: Any, stop: int, depth: int = 0) -> int:
-    if depth >= stop or not isinstance(value, (dict, list)):
-        return depth
-    children = value.values() if isinstance(value, dict) else value
-    return max([depth + 1] + [_depth(v, stop, depth + 1) for v in children])
-
-
-def _has_non_finite(value: Any) -> bool:
+def arguments_problem(value: Any, max_depth: int, depth: int = 0) -> str | None:
+    """Why a parsed arguments object cannot travel as JSON and protobuf text (nested deeper than
+    max_depth, NaN or Infinity, text that is not UTF-8), or None. The model-output parser and the
+    environment server both check with this."""
+    if depth > max_depth:
+        return f"are nested deeper than {max_depth} levels"
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no protobuf string or JSON document can carry it
+            return "hold text that is not valid UTF-8"
+        return None
     if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, dict):
-        return any(_has_non_finite(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_non_finite(v) for v in value)
-    return False
+        return None if math.isfinite(value) else "hold NaN or Infinity, which JSON does not allow"
+    children = [*value.keys(), *value.values()] if isinstance(value, dict) else value if isinstance(value, list) else []
+    for child in children:
+        problem = arguments_problem(child, max_depth, depth + 1)
+        if problem:
+            return problem
+    return None

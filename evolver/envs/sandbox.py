@@ -30,8 +30,8 @@ from typing import Any
 
 from evolver.envs.base import Call, Environment, Score, Tool
 from evolver.envs.caps import EnvironmentCaps, canonical_state, clip_text, safe_details
-from evolver.errors import (DeadlineExceeded, EnvironmentFailure, EvolverError, FailedPrecondition, InvalidArgument,
-                            NotFound, Unavailable)
+from evolver.errors import (DeadlineExceeded, EnvironmentFailure, EvolverError, FailedPrecondition, FieldViolation,
+                            InvalidArgument, NotFound, Unavailable)
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ class InstanceProcess:
         if kind == "ok":
             return reply[1]
         if kind == "invalid":
-            raise InvalidArgument(violations=[_violation(f, d) for f, d in reply[1]])
+            raise InvalidArgument(violations=[FieldViolation(f, d) for f, d in reply[1]])
         if kind == "error":
             raise _ERRORS.get(reply[1], EnvironmentFailure)(reply[2])
         raise EnvironmentFailure(f"{what} crashed: {reply[1]}: {reply[2]}")
@@ -237,11 +237,6 @@ class InstanceProcess:
 def _expire(future: asyncio.Future) -> None:
     if not future.done():
         future.set_exception(asyncio.TimeoutError())
-
-
-def _violation(field: str, description: str):
-    from evolver.errors import FieldViolation
-    return FieldViolation(field, description)
 
 
 class ProcessPool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from evolver.envs.base import Call, Tool
+from evolver.envs.caps import arguments_problem
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
@@ -132,7 +133,7 @@ def _parse_call(body: str, index: int, errors: list[ParseError]) -> Call | None:
     if not isinstance(name, str) or not name.strip():
         errors.append(ParseError("missing_name", f"call {index} needs a non-empty string \"name\"", index))
         return None
-    if len(name) > MAX_NAME_CHARS or not _encodable(name):
+    if len(name) > MAX_NAME_CHARS or arguments_problem(name, 0):
         errors.append(ParseError("bad_name", f"call {index} \"name\" is not a tool name", index))
         return None
     args = obj.get("arguments", {})
@@ -144,40 +145,11 @@ def _parse_call(body: str, index: int, errors: list[ParseError]) -> Call | None:
     if not isinstance(args, dict):
         errors.append(ParseError("bad_arguments", f"call {index} \"arguments\" must be a JSON object", index))
         return None
-    problem = _value_problem(args, 0)
+    problem = arguments_problem(args, MAX_ARGUMENT_DEPTH)
     if problem:
         errors.append(ParseError("bad_arguments", f"call {index} \"arguments\" {problem}", index))
         return None
     return Call(name, args, f"call_{index}")
-
-
-def _encodable(s: str) -> bool:
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: no protobuf string or JSON document can carry it
-        return False
-    return True
-
-
-def _value_problem(value, depth: int) -> str | None:
-    """Why parsed arguments cannot travel (too deep, text that is not UTF-8), or None."""
-    if depth > MAX_ARGUMENT_DEPTH:
-        return f"are nested deeper than {MAX_ARGUMENT_DEPTH} levels"
-    if isinstance(value, str):
-        return None if _encodable(value) else "hold text that is not valid UTF-8"
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return "hold NaN or Infinity, which JSON does not allow"
-    if isinstance(value, dict):
-        for k, v in value.items():
-            problem = _value_problem(k, depth + 1) or _value_problem(v, depth + 1)
-            if problem:
-                return problem
-    elif isinstance(value, list):
-        for v in value:
-            problem = _value_problem(v, depth + 1)
-            if problem:
-                return problem
-    return None
 
 
 def render_tool_results(results: Sequence[tuple[str, str]]) -> str:

@@ -60,6 +60,16 @@ async def _events(stack_dir: Path, run_id: str):
         await bus.close()
 
 
+async def _checkpoint(stack_dir: Path, run_id: str) -> dict:
+    """The trainer's checkpoint record of a run on the stack."""
+    state = Stack(stack_dir).read_state()
+    bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": state.nats_url}), name="test")
+    try:
+        return json.loads(await (await bus.kv(topology.RUN_CHECKPOINTS_BUCKET)).get(run_id))
+    finally:
+        await bus.close()
+
+
 async def _seed_memory(stack_dir: Path) -> None:
     """One successful training group so memory has an experience to retrieve: the tiny random
     policy never succeeds by itself, and self-navigating needs something to navigate by."""
@@ -196,13 +206,7 @@ def test_sigkilled_services_lose_no_group_and_none_is_trained_twice(stack_dir):
     assert run.state == run_pb2.RUN_STATE_SUCCEEDED, run.message
     assert run.train_step == 3 and run.policy_version == 3
 
-    async def checkpoint():
-        bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": stack.read_state().nats_url}), name="t")
-        try:
-            return json.loads(await (await bus.kv(topology.RUN_CHECKPOINTS_BUCKET)).get(run_id))
-        finally:
-            await bus.close()
-    ckpt = asyncio.run(checkpoint())
+    ckpt = asyncio.run(_checkpoint(stack_dir, run_id))
     expected = [f"{run_id}.s{s}.t{i}" for s in range(3) for i in range(2)]
     assert sorted(ckpt["consumed"]) == expected  # every group trained on, each exactly once
     ev = asyncio.run(_events(stack_dir, run_id))

@@ -41,7 +41,7 @@ from evolver.v1 import run_pb2
 from evolver.v1 import trainer_service_pb2 as tr_pb
 from evolver.v1 import trainer_service_pb2_grpc as tr_grpc
 from tests.integration._helpers import embedded_stack, robustness_line
-from tests.integration.test_loop import SMALL, _events, cli
+from tests.integration.test_loop import SMALL, _checkpoint, _events, cli
 
 pytestmark = pytest.mark.integration
 
@@ -374,13 +374,7 @@ def _chaos_round(stack_dir: Path, run_id: str, steps: int) -> None:
     assert run.state == run_pb2.RUN_STATE_SUCCEEDED, run.message
     assert run.train_step == steps and run.policy_version == steps
 
-    async def checkpoint():
-        bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": stack.read_state().nats_url}), name="t")
-        try:
-            return json.loads(await (await bus.kv(topology.RUN_CHECKPOINTS_BUCKET)).get(run_id))
-        finally:
-            await bus.close()
-    ckpt = asyncio.run(checkpoint())
+    ckpt = asyncio.run(_checkpoint(stack_dir, run_id))
     expected = [f"{run_id}.s{s}.t{i}" for s in range(steps) for i in range(spec.tasks_per_step)]
     ev = asyncio.run(_events(stack_dir, run_id))
     completed = {c.group.group_id for c in ev.completed}
