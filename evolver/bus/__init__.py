@@ -10,9 +10,9 @@ is the trace context a message carries. Nothing outside this package touches nat
 """
 
 from evolver.bus import topology
-from evolver.bus._trace_context import extract as trace_parent
-from evolver.bus.client import Bus, Event, Published, Subscription, message_id
+from evolver.bus.trace_context import extract as trace_parent
+from evolver.bus.client import Bus, Event, Published, Subscription, is_bus_failure, message_id
 from evolver.bus.worker import DeadLetterSweeper, Delivery, Handler, Worker, dead_letter, retry_delay
 
 __all__ = ["Bus", "DeadLetterSweeper", "Delivery", "Event", "Handler", "Published", "Subscription", "Worker",
-           "dead_letter", "message_id", "retry_delay", "topology", "trace_parent"]
+           "dead_letter", "is_bus_failure", "message_id", "retry_delay", "topology", "trace_parent"]

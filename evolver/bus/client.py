@@ -8,12 +8,13 @@ import logging
 from dataclasses import dataclass
 
 import nats
+import nats.errors
 from google.protobuf.message import DecodeError, Message
 from nats.js import api
 from nats.js.errors import BadRequestError, NotFoundError, ObjectNotFoundError
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from evolver.bus import _spans, _trace_context, topology
+from evolver.bus import spans, topology, trace_context
 from evolver.bus._replies import Replies
 from evolver.bus.kv import KvStore
 from evolver.config import Settings
@@ -24,6 +25,12 @@ log = logging.getLogger(__name__)
 MSG_ID = "Nats-Msg-Id"
 PAYLOAD_REF = "Evolver-Payload-Ref"
 PAYLOAD_DIGEST = "Evolver-Payload-Digest"
+
+
+def is_bus_failure(e: BaseException) -> bool:
+    """A NATS client error (no connection, a timeout, a JetStream API error): the bus failed,
+    not the caller's logic. Lets callers ride out outages without importing nats-py."""
+    return isinstance(e, nats.errors.Error)
 
 
 def message_id(subject: str, key: str) -> str:
@@ -253,13 +260,13 @@ class Bus:
         hdrs[MSG_ID] = msg_id
         # The span is started, not made current: nothing inside needs it current, and attaching
         # a context across the awaited PubAck measurably slows the hot path.
-        span = _spans.start(f"send {spec.subject}", SpanKind.PRODUCER, {
+        span = spans.start(f"send {spec.subject}", SpanKind.PRODUCER, {
             "messaging.system": "nats", "messaging.operation.name": "send",
             "messaging.destination.name": subject, "messaging.message.id": msg_id})
         try:
             if len(data) >= self.settings.bus.inline_payload_limit:
                 data = await self._offload(msg_id, data, hdrs)
-            _trace_context.inject_span(hdrs, span)
+            trace_context.inject_span(hdrs, span)
             # No stream= assertion: its Nats-Expected-Stream header would be stored with every
             # message and parsed by every consumer; the topology already fixes subject -> stream.
             ack = await self.replies.publish(subject, data, headers=hdrs, timeout=timeout)

@@ -25,7 +25,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import NotFoundError
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from evolver.bus import _spans, _trace_context, topology
+from evolver.bus import spans, topology, trace_context
 from evolver.bus.client import MSG_ID, Bus
 from evolver.errors import InvalidArgument, PoisonMessage
 from evolver.limits import check_message
@@ -135,14 +135,14 @@ class Worker:
         headers = msg.headers or {}
         # The publisher's span is this span's parent, which already ties it to its creation
         # context; semconv's link is only needed when the parent is something else.
-        parent = _trace_context.extract(headers)
+        parent = trace_context.extract(headers)
         self._in_flight[id(msg)] = msg
         msg_id = headers.get(MSG_ID, "")
-        span = _spans.start(f"process {msg.subject}", SpanKind.CONSUMER, {
+        span = spans.start(f"process {msg.subject}", SpanKind.CONSUMER, {
             "messaging.system": "nats", "messaging.operation.name": "process",
             "messaging.destination.name": msg.subject, "messaging.consumer.group.name": self.spec.durable,
             "messaging.message.id": msg_id, "messaging.nats.num_delivered": attempt}, parent)
-        token = _spans.attach(span)  # the handler's own spans are its children
+        token = spans.attach(span)  # the handler's own spans are its children
         try:
             message = await self.bus.decode(msg.subject, msg.data, headers)
             try:  # ids become KV keys and subjects: a bad one must never reach NATS
@@ -173,7 +173,7 @@ class Worker:
             await self.bus.replies.ack(msg)
             self.handled += 1
         finally:
-            _spans.detach(token)
+            spans.detach(token)
             span.end()
             self._in_flight.pop(id(msg), None)
 

@@ -10,10 +10,12 @@ from evolver.cli._common import console
 from evolver.cli._envs import cmd_env_add, cmd_env_list, cmd_eval
 from evolver.cli._models import cmd_models_prepare
 from evolver.cli._observe import cmd_events_tail, cmd_trace
-from evolver.cli._run import DEFAULT_CONFIG, cmd_run
+from evolver.cli._run import DEFAULT_CONFIG, cmd_run, load_spec
 from evolver.cli._stack import cmd_down, cmd_ping, cmd_restart, cmd_smoke, cmd_status, cmd_up
 from evolver.config import ConfigError
 from evolver.errors import EvolverError
+
+__all__ = ["DEFAULT_CONFIG", "build_parser", "load_spec", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

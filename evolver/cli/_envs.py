@@ -63,7 +63,7 @@ def cmd_eval(args) -> int:
     address = args.env_address or _running_state(args).address_of(f"env-{args.env}")
     agents = {"reference": reference_agent(), "reference-perturbed": reference_agent(drop_last_call=True)}
     if args.agent == "policy":
-        from evolver.agent import policy_agent
+        from evolver.agent.episode import policy_agent
         from evolver.models import prepare
         from evolver.models.hf import HFBackend
         model_dir = Path(args.model_dir) if args.model_dir else prepare.prepare(on_progress=lambda m: console.print(f"  {m}"))

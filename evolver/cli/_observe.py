@@ -11,7 +11,7 @@ from evolver.cli._common import _nats_settings, _state_dir, console
 
 def cmd_events_tail(args) -> int:
     from evolver.bus import Bus
-    from evolver.observe import tail
+    from evolver.cli.observe import tail
     settings = _nats_settings(args)
 
     async def go():
@@ -29,7 +29,7 @@ def cmd_events_tail(args) -> int:
 
 
 def cmd_trace(args) -> int:
-    from evolver.observe import find_traces, load_spans, render_tree
+    from evolver.cli.observe import find_traces, load_spans, render_tree
     path = Path(args.spans) if args.spans else Path(_state_dir(args)) / "traces" / "spans.jsonl"
     spans = load_spans(path)
     traces = find_traces(spans, args.key)

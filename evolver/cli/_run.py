@@ -15,7 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from evolver.cli._common import _state_dir, console
-from evolver.run_config import RunConfigError, RunSpec, parse_run_spec, to_run_config
+from services.trainer.progress import phase_name
+from services.trainer.run_config import RunConfigError, RunSpec, parse_run_spec, to_run_config
 from evolver.v1 import run_pb2
 from evolver.v1 import trainer_service_pb2 as pb
 from evolver.v1 import trainer_service_pb2_grpc as pb_grpc
@@ -54,7 +55,7 @@ class RunWatcher:
         return self.bars[key]
 
     def on(self, ev) -> None:
-        m, phase = ev.metrics, ev.phase
+        m, phase = ev.metrics, phase_name(ev.phase)
         if phase == "questioning" and "explorations" in m:
             self.p.update(self.bar("questioning", m["explorations"]), total=m["explorations"],
                           completed=m["explorations_done"],
@@ -89,7 +90,7 @@ async def follow(trainer_address, run_id: str, watcher: RunWatcher, metrics_file
                         continue
                     seen = i
                     ev = r.progress
-                    metrics_file.write(json.dumps({"run_id": ev.run_id, "train_step": ev.train_step, "phase": ev.phase,
+                    metrics_file.write(json.dumps({"run_id": ev.run_id, "train_step": ev.train_step, "phase": phase_name(ev.phase),
                                                    "at": ev.at.ToJsonString(), "metrics": dict(ev.metrics)}) + "\n")
                     metrics_file.flush()
                     watcher.on(ev)
@@ -103,9 +104,9 @@ async def follow(trainer_address, run_id: str, watcher: RunWatcher, metrics_file
 async def _run(args, spec: RunSpec, state, run_dir: Path, stack) -> int:
     from evolver.bus import Bus
     from evolver.config import load_settings
-    from evolver.report import read_jsonl, write_report
+    from evolver.cli.report import read_jsonl, write_report
     from evolver.rpc import channel, stub
-    from evolver.run_events import read_run_events
+    from evolver.cli.run_events import read_run_events
 
     started = time.time()
     run_id = args.run_id  # cmd_run names the run (and its folder) before we get here

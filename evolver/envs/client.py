@@ -1,11 +1,16 @@
 """The Environment protocol from the caller's side. The explorer uses this for every
-environment, built-in or a user's, so none is special-cased."""
+environment, built-in or a user's, so none is special-cased.
+
+`EnvironmentClient` and `EpisodeClient` are what the agent runtime (evolver.agent) needs of an
+environment; `RemoteEnvironment` implements them over gRPC and translates every status code into
+a domain error (evolver.errors) here, once, so no caller branches on gRPC codes.
+`evolver.envs.local.InProcessEnvironment` implements them without a transport."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Awaitable, Protocol, Sequence, TypeVar
 
 import grpc
 
@@ -19,6 +24,33 @@ from evolver.v1 import environment_pb2 as pb
 from evolver.v1 import environment_pb2_grpc as pb_grpc
 
 SERVICE_NAME = "evolver.v1.EnvironmentService"
+T = TypeVar("T")
+# What an attempt cannot be blamed for: the environment (or the way to it) failed, not the policy.
+INFRA_ERRORS = (Unavailable, DeadlineExceeded, EnvironmentFailure)
+
+
+class EpisodeClient(Protocol):
+    """One environment instance, from the caller's side (async; errors are evolver.errors)."""
+
+    user_message: str
+    tools: list[Tool]
+
+    async def step(self, calls: Sequence[Call], assistant_text: str = "") -> StepOutcome: ...
+
+    async def state(self) -> tuple[dict[str, Any], str]: ...
+
+    async def evaluate(self) -> Score: ...
+
+    async def release(self) -> None: ...
+
+
+class EnvironmentClient(Protocol):
+    async def tools(self, toolsets: Sequence[str] = ()) -> tuple[list[Tool], bool]: ...
+
+    async def seed_tasks(self, split: str = "") -> list[SeedTask]: ...
+
+    async def create(self, *, seed_task_id: str | None = None, initial_state: dict[str, Any] | None = None,
+                     toolsets: Sequence[str] = (), query_override: str = "") -> EpisodeClient: ...
 
 
 def domain_error(e: grpc.aio.AioRpcError, field: str = "environment") -> EvolverError:
@@ -34,10 +66,18 @@ def domain_error(e: grpc.aio.AioRpcError, field: str = "environment") -> Evolver
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return FailedPrecondition(f"environment: {details}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return DeadlineExceeded(f"environment: {details}")
+        return DeadlineExceeded(f"environment DEADLINE_EXCEEDED: {details}")
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
         return Unavailable(f"environment {code.name}: {details}")
     return EnvironmentFailure(f"environment {code.name}: {details}")
+
+
+async def translated(call: Awaitable[T], field: str) -> T:
+    """Awaits one environment RPC; a failure status comes back as the domain error it stands for."""
+    try:
+        return await call
+    except grpc.aio.AioRpcError as e:
+        raise domain_error(e, field) from None
 
 
 @dataclass
@@ -48,25 +88,28 @@ class RemoteEpisode:
     tools: list[Tool]
 
     async def step(self, calls: Sequence[Call], assistant_text: str = "") -> StepOutcome:
-        r = await self.env.stub.Step(pb.StepRequest(instance_id=self.instance_id, assistant_text=assistant_text,
-                                                    tool_calls=[convert.call_to_pb(c) for c in calls]))
+        r = await translated(self.env.stub.Step(pb.StepRequest(
+            instance_id=self.instance_id, assistant_text=assistant_text,
+            tool_calls=[convert.call_to_pb(c) for c in calls])), "tool_calls")
         return StepOutcome([convert.result_from_pb(o) for o in r.observations], r.next_user_message, r.done)
 
     async def step_raw(self, tool_calls: list, assistant_text: str = "") -> pb.StepResponse:
         """Step with already-built protobuf calls (e.g. straight from a parsed model turn)."""
-        return await self.env.stub.Step(pb.StepRequest(instance_id=self.instance_id, assistant_text=assistant_text,
-                                                       tool_calls=tool_calls))
+        return await translated(self.env.stub.Step(pb.StepRequest(
+            instance_id=self.instance_id, assistant_text=assistant_text, tool_calls=tool_calls)), "tool_calls")
 
     async def state(self) -> tuple[dict[str, Any], str]:
-        r = await self.env.stub.GetState(pb.GetStateRequest(instance_id=self.instance_id))
+        r = await translated(self.env.stub.GetState(pb.GetStateRequest(instance_id=self.instance_id)),
+                             "instance_id")
         return json.loads(r.state_json), r.state_hash
 
     async def evaluate(self) -> Score:
-        r = await self.env.stub.Evaluate(pb.EvaluateRequest(instance_id=self.instance_id))
+        r = await translated(self.env.stub.Evaluate(pb.EvaluateRequest(instance_id=self.instance_id)),
+                             "instance_id")
         return Score(r.score, r.success, json.loads(r.details_json or "{}"))
 
     async def release(self) -> None:
-        await self.env.stub.Release(pb.ReleaseRequest(instance_id=self.instance_id))
+        await translated(self.env.stub.Release(pb.ReleaseRequest(instance_id=self.instance_id)), "instance_id")
 
 
 class RemoteEnvironment:
@@ -85,13 +128,14 @@ class RemoteEnvironment:
         await self.close()
 
     async def tools(self, toolsets: Sequence[str] = ()) -> tuple[list[Tool], bool]:
-        r = await self.stub.ListTools(pb.ListToolsRequest(toolsets=list(toolsets)))
+        r = await translated(self.stub.ListTools(pb.ListToolsRequest(toolsets=list(toolsets))), "toolsets")
         return [convert.tool_from_pb(t) for t in r.tools], r.state_visible
 
     async def seed_tasks(self, split: str = "") -> list[SeedTask]:
         out, token = [], ""
         while True:
-            r = await self.stub.ListSeedTasks(pb.ListSeedTasksRequest(split=split, page_size=500, page_token=token))
+            r = await translated(self.stub.ListSeedTasks(
+                pb.ListSeedTasksRequest(split=split, page_size=500, page_token=token)), "split")
             out.extend(convert.seed_from_pb(s) for s in r.tasks)
             token = r.next_page_token
             if not token:
@@ -104,7 +148,7 @@ class RemoteEnvironment:
             req.seed_task_id = seed_task_id
         elif initial_state is not None:
             req.initial_state_json = json.dumps(initial_state)
-        r = await self.stub.Create(req)
+        r = await translated(self.stub.Create(req), "seed_task_id" if seed_task_id else "initial_state_json")
         return RemoteEpisode(self, r.instance_id, r.user_message, [convert.tool_from_pb(t) for t in r.tools])
 
 
@@ -117,7 +161,9 @@ async def check_conformance(address: str, *, timeout_s: float = 5.0) -> tuple[li
     # Only the protocol's own calls are required (a user's server need not offer gRPC health).
     async with RemoteEnvironment(address, deadline_s=timeout_s) as env:
         try:
-            tools, visible = await env.tools()
+            # Raw stub calls: conformance is judged on the status codes themselves.
+            listing = await env.stub.ListTools(pb.ListToolsRequest())
+            tools, visible = [convert.tool_from_pb(t) for t in listing.tools], listing.state_visible
             await env.stub.ListSeedTasks(pb.ListSeedTasksRequest(page_size=1))
         except grpc.aio.AioRpcError as e:
             if e.code() == grpc.StatusCode.UNIMPLEMENTED:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from evolver.envs.base import Call, CallResult, SeedTask, Tool
 from evolver.v1 import environment_pb2 as env_pb

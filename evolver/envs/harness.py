@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Awaitable, Callable, Sequence
 
 from evolver.envs.base import SeedTask
-from evolver.envs.client import RemoteEnvironment, RemoteEpisode
+from evolver.envs.client import EnvironmentClient, EpisodeClient
 
-Agent = Callable[[RemoteEpisode, SeedTask, float, int], Awaitable[None]]
+Agent = Callable[[EpisodeClient, SeedTask, float, int], Awaitable[None]]
 
 
 @dataclass
@@ -72,7 +72,7 @@ def summarize(results: Sequence[TaskResult], k: int, temperature: float) -> Eval
                        mean(r.passed for r in results))
 
 
-async def evaluate(env: RemoteEnvironment, agent: Agent, tasks: Sequence[SeedTask], *, k: int, temperature: float,
+async def evaluate(env: EnvironmentClient, agent: Agent, tasks: Sequence[SeedTask], *, k: int, temperature: float,
                    out_jsonl: Path | None = None, on_task: Callable[[TaskResult], None] = lambda r: None) -> EvalSummary:
     results = []
     sink = open(out_jsonl, "w") if out_jsonl else None
@@ -108,7 +108,7 @@ def reference_agent(drop_last_call: bool = False) -> Agent:
     With drop_last_call it omits the final call of the last non-empty turn: a perturbed answer."""
     from evolver.envs.bfcl import tasks as bfcl_tasks
 
-    async def run(episode: RemoteEpisode, task: SeedTask, temperature: float, attempt: int) -> None:
+    async def run(episode: EpisodeClient, task: SeedTask, temperature: float, attempt: int) -> None:
         turns = [list(t) for t in bfcl_tasks.by_id()[task.seed_task_id].ground_truth]
         if drop_last_call:
             last = max(i for i, t in enumerate(turns) if t)

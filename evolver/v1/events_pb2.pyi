@@ -7,12 +7,38 @@ from evolver.v1 import policy_pb2 as _policy_pb2
 from evolver.v1 import task_pb2 as _task_pb2
 from evolver.v1 import trajectory_pb2 as _trajectory_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class RunPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RUN_PHASE_UNSPECIFIED: _ClassVar[RunPhase]
+    RUN_PHASE_STARTING: _ClassVar[RunPhase]
+    RUN_PHASE_QUESTIONING: _ClassVar[RunPhase]
+    RUN_PHASE_EVAL: _ClassVar[RunPhase]
+    RUN_PHASE_EVALUATED: _ClassVar[RunPhase]
+    RUN_PHASE_ROLLOUT: _ClassVar[RunPhase]
+    RUN_PHASE_UPDATE: _ClassVar[RunPhase]
+    RUN_PHASE_TRAINED: _ClassVar[RunPhase]
+    RUN_PHASE_FINISHED: _ClassVar[RunPhase]
+    RUN_PHASE_FAILED: _ClassVar[RunPhase]
+    RUN_PHASE_STOPPED: _ClassVar[RunPhase]
+RUN_PHASE_UNSPECIFIED: RunPhase
+RUN_PHASE_STARTING: RunPhase
+RUN_PHASE_QUESTIONING: RunPhase
+RUN_PHASE_EVAL: RunPhase
+RUN_PHASE_EVALUATED: RunPhase
+RUN_PHASE_ROLLOUT: RunPhase
+RUN_PHASE_UPDATE: RunPhase
+RUN_PHASE_TRAINED: RunPhase
+RUN_PHASE_FINISHED: RunPhase
+RUN_PHASE_FAILED: RunPhase
+RUN_PHASE_STOPPED: RunPhase
 
 class ExploreRequested(_message.Message):
     __slots__ = ("request_id", "env_id", "seed_task_id", "initial_state_json", "toolsets", "walks", "max_steps_per_walk", "seed", "max_calls_per_task")
@@ -166,10 +192,10 @@ class RunProgress(_message.Message):
     AT_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     train_step: int
-    phase: str
+    phase: RunPhase
     metrics: _containers.ScalarMap[str, float]
     at: _timestamp_pb2.Timestamp
-    def __init__(self, run_id: _Optional[str] = ..., train_step: _Optional[int] = ..., phase: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, run_id: _Optional[str] = ..., train_step: _Optional[int] = ..., phase: _Optional[_Union[RunPhase, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class DiagPing(_message.Message):
     __slots__ = ("ping_id", "sent_at")

@@ -1,7 +1,7 @@
 """python -m services.attributor"""
 
 from evolver.service import main
-from services.attributor.servicer import build
+from services.attributor.app import build
 
 if __name__ == "__main__":
     main("attributor", build)

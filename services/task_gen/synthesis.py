@@ -12,7 +12,7 @@ from evolver.algorithms.dedup import Candidate as DedupCandidate
 from evolver.algorithms.dedup import lexical_filter
 from evolver.algorithms.questioning import GENERATOR_VERSION, candidates_from_walk, check_replay
 from evolver.envs.client import RemoteEnvironment
-from evolver.exploration import walk_from_pb
+from evolver.agent.exploration import walk_from_pb
 from evolver.v1 import events_pb2, task_pb2, trajectory_pb2
 
 

@@ -18,7 +18,6 @@ import logging
 import threading
 import time
 
-import nats.errors
 from dataclasses import asdict, dataclass, field
 
 from opentelemetry import context as otel_context
@@ -27,15 +26,16 @@ from opentelemetry.trace import Link, SpanKind
 from evolver import telemetry
 from evolver.algorithms import curriculum
 from evolver.algorithms.adca import alpha_at
-from evolver.bus import topology, trace_parent
+from evolver.bus import is_bus_failure, topology, trace_parent
 from evolver.envs.client import RemoteEnvironment
 from evolver.envs.registry import environment_spec
 from evolver.envs.harness import TaskResult, summarize
 from evolver.errors import FailedPrecondition, PoisonMessage
-from evolver.policy_store import publish_policy
+from evolver.models.policy_store import publish_policy
 from evolver.rpc import channel, is_transient, retry_transient, stub
-from evolver.run_config import RunSpec
-from evolver.training.advantages import group_samples
+from services.trainer.progress import phase_name
+from services.trainer.run_config import RunSpec
+from services.trainer.advantages import group_samples
 from evolver.v1 import events_pb2, run_pb2, task_pb2
 from evolver.v1 import task_gen_service_pb2 as tg_pb
 from evolver.v1 import task_gen_service_pb2_grpc as tg_grpc
@@ -57,7 +57,7 @@ class RolloutsMissing(FailedPrecondition):
 def transient_failure(e: BaseException) -> bool:
     """An outage worth riding out (NATS unreachable or timing out, a service unavailable), as
     opposed to a run that cannot succeed as configured."""
-    return is_transient(e) or isinstance(e, (nats.errors.Error, ConnectionError))
+    return is_transient(e) or is_bus_failure(e) or isinstance(e, ConnectionError)
 
 
 @dataclass
@@ -110,12 +110,12 @@ class RunLoop:
             await self.bus.put_blob(topology.CHECKPOINTS_BUCKET, self.run_id, weights)
         await (await self._kv(topology.RUN_CHECKPOINTS_BUCKET)).put(self.run_id, json.dumps(asdict(ckpt)).encode())
 
-    async def progress(self, phase: str, step: int, **metrics: float) -> None:
+    async def progress(self, phase: int, step: int, **metrics: float) -> None:
         self._progress_seq += 1
         ev = events_pb2.RunProgress(run_id=self.run_id, train_step=step, phase=phase,
                                     metrics={k: float(v) for k, v in metrics.items()})
         ev.at.GetCurrentTime()
-        await self.bus.publish("run.progress", ev, key=f"{self.run_id}.{phase}.{step}.{time.time_ns()}")
+        await self.bus.publish("run.progress", ev, key=f"{self.run_id}.{phase_name(phase)}.{step}.{time.time_ns()}")
 
     # --- tasks ---------------------------------------------------------------------------------
 
@@ -153,7 +153,7 @@ class RunLoop:
         tasks, _ = await self._pool("train")
         if len(tasks) >= q.min_train_tasks:
             return
-        await self.progress("questioning", 0, pool=len(tasks))
+        await self.progress(events_pb2.RUN_PHASE_QUESTIONING, 0, pool=len(tasks))
         finished: set[str] = set()
 
         async def on_accepted(event) -> None:
@@ -179,7 +179,7 @@ class RunLoop:
                 self.check_stop()
                 tasks, _ = await self._pool("train")
                 heldout, _ = await self._pool("heldout")
-                await self.progress("questioning", 0, pool=len(tasks), heldout=len(heldout),
+                await self.progress(events_pb2.RUN_PHASE_QUESTIONING, 0, pool=len(tasks), heldout=len(heldout),
                                     explorations_done=len(finished & set(r.explore_request_ids)),
                                     explorations=len(r.explore_request_ids))
                 if set(r.explore_request_ids) <= finished:
@@ -258,7 +258,7 @@ class RunLoop:
             first_turn_prefix=r.first_turn_prefix, allow_text_around_calls=r.allow_text_around_calls,
             attribute=s.mechanisms.attributing and not evaluation), key=job_id)
 
-    async def collect(self, group_ids: list[str], phase: str, step: int) -> list[events_pb2.RolloutAttributed]:
+    async def collect(self, group_ids: list[str], phase: int, step: int) -> list[events_pb2.RolloutAttributed]:
         index = await self._kv(topology.ROLLOUT_INDEX_BUCKET)
         found: dict[str, events_pb2.RolloutAttributed] = {}
         deadline = time.monotonic() + self.spec.rollout.timeout_s
@@ -293,7 +293,7 @@ class RunLoop:
         if not tasks:
             return {}
         ids = await self.request_groups("eval", step, tasks, version, evaluation=True)
-        groups = await self.collect(ids, "eval", step)
+        groups = await self.collect(ids, events_pb2.RUN_PHASE_EVAL, step)
         out: dict[str, float] = {}
         for label, source in (("synthetic", task_pb2.TASK_SOURCE_SYNTHETIC), ("seed", task_pb2.TASK_SOURCE_SEED)):
             results = []
@@ -322,7 +322,7 @@ class RunLoop:
                 return
             except RunStopped:
                 await self.save_run(run_pb2.RUN_STATE_STOPPED, "stopped by request")
-                await self.progress("stopped", self.run_pb.train_step, policy_version=self.run_pb.policy_version)
+                await self.progress(events_pb2.RUN_PHASE_STOPPED, self.run_pb.train_step, policy_version=self.run_pb.policy_version)
                 return
             except asyncio.CancelledError:
                 raise  # process shutdown: the run stays RUNNING and resumes when the trainer restarts
@@ -337,7 +337,7 @@ class RunLoop:
                 log.exception("run %s failed", self.run_id)
                 try:
                     await self.save_run(run_pb2.RUN_STATE_FAILED, f"{type(e).__name__}: {str(e)[:2000]}")
-                    await self.progress("failed", self.run_pb.train_step)
+                    await self.progress(events_pb2.RUN_PHASE_FAILED, self.run_pb.train_step)
                 except Exception:  # NATS itself is gone: the run stays RUNNING and resumes on restart
                     log.exception("run %s: could not record the failure", self.run_id)
                 return
@@ -346,7 +346,7 @@ class RunLoop:
         spec = self.spec
         await self.save_run(run_pb2.RUN_STATE_RUNNING)
         ckpt = await self.load_checkpoint()
-        await self.progress("starting", ckpt.step, resumed=float(ckpt.step > 0 or ckpt.version > 0))
+        await self.progress(events_pb2.RUN_PHASE_STARTING, ckpt.step, resumed=float(ckpt.step > 0 or ckpt.version > 0))
         if spec.mechanisms.questioning:
             await self.ensure_synthetic_tasks()
         updater = await asyncio.to_thread(self._updater_factory, spec)
@@ -359,7 +359,7 @@ class RunLoop:
             due = ckpt.step == spec.steps or (ckpt.step == 0) or (spec.eval_every and ckpt.step % spec.eval_every == 0)
             if due and ckpt.step not in ckpt.evaluated:
                 metrics = await self.evaluate(ckpt.step, ckpt.version, ckpt)
-                await self.progress("evaluated", ckpt.step, policy_version=ckpt.version, **metrics)
+                await self.progress(events_pb2.RUN_PHASE_EVALUATED, ckpt.step, policy_version=ckpt.version, **metrics)
                 ckpt.evaluated.append(ckpt.step)
                 await self.save_checkpoint(ckpt, None)
             if ckpt.step == spec.steps or self.stop_requested:
@@ -367,15 +367,15 @@ class RunLoop:
             await self.train_step(ckpt, updater)
         final = run_pb2.RUN_STATE_STOPPED if self.stop_requested and ckpt.step < spec.steps else run_pb2.RUN_STATE_SUCCEEDED
         await self.save_run(final, "stopped by request" if final == run_pb2.RUN_STATE_STOPPED else "done")
-        await self.progress("stopped" if final == run_pb2.RUN_STATE_STOPPED else "finished", ckpt.step,
+        await self.progress(events_pb2.RUN_PHASE_STOPPED if final == run_pb2.RUN_STATE_STOPPED else events_pb2.RUN_PHASE_FINISHED, ckpt.step,
                             policy_version=ckpt.version)
 
     async def train_step(self, ckpt: Checkpoint, updater) -> None:
         spec, step = self.spec, ckpt.step
         tasks = await self.sample_train_tasks(step)
-        await self.progress("rollout", step, tasks=len(tasks))
+        await self.progress(events_pb2.RUN_PHASE_ROLLOUT, step, tasks=len(tasks))
         ids = await self.request_groups("s", step, tasks, ckpt.version, evaluation=False)
-        groups = [g for g in await self.collect(ids, "rollout", step) if g.group.group_id not in ckpt.consumed]
+        groups = [g for g in await self.collect(ids, events_pb2.RUN_PHASE_ROLLOUT, step) if g.group.group_id not in ckpt.consumed]
         cfg = spec.attributing.adca()
         alpha = alpha_at(cfg, step, spec.steps)
         samples, good, bad, infra, guided, rewards, successes = [], 0, 0, 0, 0, [], []
@@ -388,7 +388,7 @@ class RunLoop:
                     rewards.append(t.reward.score)
                     successes.append(1.0 if t.reward.success else 0.0)
                     guided += bool(t.experience_ids)
-        await self.progress("update", step, samples=len(samples))
+        await self.progress(events_pb2.RUN_PHASE_UPDATE, step, samples=len(samples))
         with telemetry.tracer().start_as_current_span(
                 f"train step {step}", attributes={"evolver.run_id": self.run_id, "evolver.train_step": step,
                                                   "evolver.groups": len(groups)}) as update_span:
@@ -413,7 +413,7 @@ class RunLoop:
         await self.save_run()
         n = len(rewards) or 1
         labelled = good + bad
-        await self.progress("trained", step + 1, policy_version=version, reward_mean=sum(rewards) / n,
+        await self.progress(events_pb2.RUN_PHASE_TRAINED, step + 1, policy_version=version, reward_mean=sum(rewards) / n,
                             success_rate=sum(successes) / n, trajectories=len(rewards), infra_failed=infra,
                             guided_trajectories=guided, good_steps=good, bad_steps=bad,
                             good_rate=good / labelled if labelled else 0.0, alpha=alpha, groups=len(groups),
@@ -441,7 +441,7 @@ def default_updater_factory(settings):
 
     def _build(spec: RunSpec):
         from evolver.models.prepare import resolve_model_dir
-        from evolver.training.updater import PolicyUpdater
+        from services.trainer.updater import PolicyUpdater
         model_dir = resolve_model_dir(spec.model, settings.policy.model_dir)
         t = spec.training
         return PolicyUpdater(model_dir, learning_rate=t.learning_rate, lora_r=t.lora_r, lora_alpha=t.lora_alpha,

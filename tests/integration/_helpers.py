@@ -62,3 +62,45 @@ def robustness_line(kind: str, **counts) -> None:
     if out := os.environ.get("ROBUSTNESS_JSONL"):
         with open(out, "a") as f:
             f.write(line + "\n")
+
+
+def no_updates(spec):
+    """An updater factory for tests whose run loops never reach a policy update."""
+    raise AssertionError("this test's run loop was not meant to update the policy")
+
+
+async def task_gen_on(bus):
+    """task_gen's domain on a test bus: KV-backed registry, pool and counters, and a task index in
+    an in-memory Qdrant with the real embedder (loaded only if a task is ever indexed)."""
+    from evolver.bus import topology
+    from evolver.envs.client import check_conformance
+    from evolver.memory.embeddings import MiniLMEmbedder
+    from evolver.memory.store import ClientStore
+    from services.task_gen.embedding_dedup import TaskVectorIndex
+    from services.task_gen.pool import TaskPool, TaskStatsBook
+    from services.task_gen.registry import EnvironmentRegistry
+    from services.task_gen.task_gen import TaskGen
+
+    async def publish(subject, message, key):
+        return await bus.publish(subject, message, key=key)
+    return TaskGen(EnvironmentRegistry(await bus.kv(topology.ENVIRONMENTS_BUCKET), check_conformance),
+                   TaskPool(await bus.kv(topology.TASKS_BUCKET)), TaskStatsBook(await bus.kv(topology.TASK_STATS_BUCKET)),
+                   TaskVectorIndex(ClientStore(MiniLMEmbedder.dim, location=":memory:", collection="task_queries"),
+                                   MiniLMEmbedder), publish)
+
+
+def empty_memory():
+    """Memory's domain on an empty in-memory Qdrant with the real embedder (loaded on first use)."""
+    from evolver.memory.embeddings import MiniLMEmbedder
+    from evolver.memory.store import ClientStore
+    from services.memory.memory import Memory
+    return Memory(ClientStore(MiniLMEmbedder.dim, location=":memory:"), MiniLMEmbedder)
+
+
+def status_code(e: BaseException):
+    """The gRPC status an environment answered: RemoteEnvironment translates statuses into domain
+    errors (evolver.envs.client.domain_error); this maps one back through the server's own table."""
+    import grpc
+
+    from evolver.rpc import to_status
+    return e.code() if isinstance(e, grpc.aio.AioRpcError) else to_status(e).code

@@ -11,6 +11,7 @@ from evolver.bus import Bus, DeadLetterSweeper, Delivery, Worker, topology
 from evolver.bus.client import PAYLOAD_REF
 from evolver.errors import PoisonMessage
 from evolver.v1 import events_pb2 as ev
+from services.trainer.progress import phase_name
 
 pytestmark = pytest.mark.integration
 
@@ -341,13 +342,13 @@ async def test_readers_get_events_decoded_or_explained_without_touching_nats(bus
     """subscribe (live, or an ordered replay from the start), replay (until caught up) and
     read_event: a bad message arrives as an Event with its error, never as an exception."""
     from evolver.errors import NotFound
-    first = await bus.publish("run.progress", ev.RunProgress(run_id="r", phase="starting"), key="p1")
+    first = await bus.publish("run.progress", ev.RunProgress(run_id="r", phase=ev.RUN_PHASE_STARTING), key="p1")
     await bus.js.publish("run.progress", b"\xff\xfe", headers={"Nats-Msg-Id": "bad"})
     replayed = [e async for e in bus.replay("run.progress", topology.EVENTS, idle_s=0.5)]
-    assert [(e.message.phase if e.message else None) for e in replayed] == ["starting", None]
+    assert [(phase_name(e.message.phase) if e.message else None) for e in replayed] == ["starting", None]
     assert "not a valid evolver.v1.RunProgress" in replayed[1].error and replayed[0].stored_at > 0
     stored = await bus.read_event(topology.EVENTS, first.seq)
-    assert stored.message.phase == "starting" and stored.seq == first.seq
+    assert phase_name(stored.message.phase) == "starting" and stored.seq == first.seq
     with pytest.raises(NotFound):
         await bus.read_event(topology.EVENTS, 999)
     live, from_start = [], []
@@ -360,11 +361,11 @@ async def test_readers_get_events_decoded_or_explained_without_touching_nats(bus
     sub_live = await bus.subscribe("run.progress", on_live)  # core, live only
     sub_all = await bus.subscribe("run.progress", on_all, stream=topology.EVENTS, from_start=True)
     await asyncio.sleep(0.3)
-    await bus.publish("run.progress", ev.RunProgress(run_id="r", phase="finished"), key="p2")
+    await bus.publish("run.progress", ev.RunProgress(run_id="r", phase=ev.RUN_PHASE_FINISHED), key="p2")
     deadline = time.monotonic() + 5
     while (len(from_start) < 3 or not live) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     await sub_live.close()
     await sub_all.close()
-    assert [e.message.phase for e in live] == ["finished"] and live[0].seq == 0
-    assert [e.message.phase if e.message else None for e in from_start] == ["starting", None, "finished"]
+    assert [phase_name(e.message.phase) for e in live] == ["finished"] and live[0].seq == 0
+    assert [phase_name(e.message.phase) if e.message else None for e in from_start] == ["starting", None, "finished"]

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from evolver.bus import Bus
-from evolver.observe import tail
+from evolver.cli.observe import tail
 from evolver.v1 import events_pb2 as ev
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from evolver.rpc import health_status
 from evolver.service import ServiceRunner
 from evolver.v1 import events_pb2 as ev
 from evolver.v1 import trajectory_pb2 as tpb
-from services.memory.servicer import build as build_memory
+from services.memory.app import build as build_memory
 from tests.integration._helpers import wait_until
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,8 @@ from evolver.rpc import GrpcServer, Registration
 from evolver.v1 import environment_pb2 as pb
 from evolver.v1 import environment_pb2_grpc as pb_grpc
 from evolver.v1 import trajectory_pb2 as traj
-from tests.integration._helpers import robustness_line
+from tests.integration._helpers import robustness_line, status_code
+from evolver.errors import EvolverError
 
 pytestmark = pytest.mark.integration
 
@@ -55,8 +56,8 @@ async def math(env: RemoteEnvironment):
 async def code_of(coro) -> grpc.StatusCode | None:
     try:
         await coro
-    except grpc.aio.AioRpcError as e:
-        return e.code()
+    except (grpc.aio.AioRpcError, EvolverError) as e:
+        return status_code(e)
     return None
 
 

@@ -17,8 +17,8 @@ import yaml
 from evolver.bus import Bus, topology
 from evolver.config import load_settings
 from evolver.rpc import channel, stub
-from evolver.run_config import RunSpec, to_run_config
-from evolver.run_events import read_run_events
+from services.trainer.run_config import RunSpec, to_run_config
+from evolver.cli.run_events import read_run_events
 from evolver.stack import Stack
 from evolver.v1 import events_pb2, run_pb2, task_pb2
 from evolver.v1 import trainer_service_pb2 as tr_pb
@@ -218,7 +218,7 @@ def test_sigkilled_services_lose_no_group_and_none_is_trained_twice(stack_dir):
 def _check_one_trace_per_rollout(stack_dir: Path) -> None:
     """One trace per rollout, from the trainer's request through explorer, environment, memory
     and attributor to the training step that consumed it; `evolver trace` prints it."""
-    from evolver.observe import find_traces, load_spans
+    from evolver.cli.observe import find_traces, load_spans
     spans_path = Path(Stack(stack_dir).read_state().spans_path)
     rollout = "e2e.s1.t0"
     deadline = time.monotonic() + 20  # spans are exported in batches

@@ -15,7 +15,7 @@ from evolver.v1 import events_pb2 as ev
 from evolver.v1 import memory_service_pb2 as pb
 from evolver.v1 import memory_service_pb2_grpc as pb_grpc
 from evolver.v1 import task_pb2, trajectory_pb2 as tr
-from services.memory.servicer import build
+from services.memory.app import build
 from tests.integration._helpers import collect, service_settings, wait_until
 
 pytestmark = pytest.mark.integration

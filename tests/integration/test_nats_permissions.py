@@ -79,11 +79,11 @@ async def test_no_service_can_forge_another_services_events_or_state(secured_nat
 
 
 async def test_every_service_runs_under_its_own_user(secured_nats, tmp_path):
-    from services.attributor.servicer import build as attributor
-    from services.explorer.servicer import build as explorer
-    from services.memory.servicer import build as memory
-    from services.task_gen.servicer import build as task_gen
-    from services.trainer.servicer import build as trainer
+    from services.attributor.app import build as attributor
+    from services.explorer.app import build as explorer
+    from services.memory.app import build as memory
+    from services.task_gen.app import build as task_gen
+    from services.trainer.app import build as trainer
     builds = {"explorer": explorer, "task_gen": task_gen, "memory": memory, "attributor": attributor,
               "trainer": trainer}
     runners = {n: ServiceRunner(n, b, settings_as(secured_nats, n, tmp_path / n)) for n, b in builds.items()}

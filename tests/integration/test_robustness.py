@@ -15,7 +15,6 @@ environment server as separate processes):
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 import signal
@@ -33,8 +32,8 @@ from hypothesis import strategies as st
 
 from evolver.bus import Bus, topology
 from evolver.config import load_settings
-from evolver.rpc import channel, health_status, stub
-from evolver.run_config import RunSpec, to_run_config
+from evolver.rpc import channel, stub
+from services.trainer.run_config import RunSpec, to_run_config
 from evolver.stack import Stack
 from evolver.stack import processes as proc
 from evolver.v1 import run_pb2

@@ -3,55 +3,18 @@ behind gRPC), with scripted policies (FakeBackend: a named fake, it runs no mode
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
-from evolver.agent import run_episode
-from evolver.envs.client import RemoteEnvironment
 from evolver.models.backend import FakeBackend
-from evolver.rollout import RolloutOptions, run_group, shown_tools
+from evolver.agent.rollout import RolloutOptions, run_group
 from evolver.v1 import attribution_pb2 as apb
 from evolver.v1 import task_pb2
 from evolver.v1 import trajectory_pb2 as tpb
-from services.attributor.servicer import attribute_group
+from services.attributor.attribution import attribute_group
+from tests.bfcl_tasks import call, mkdir_task
 
 pytestmark = pytest.mark.integration
-
-
-def call(name, **args):
-    return f'<tool_call>{{"name": "{name}", "arguments": {json.dumps(args)}}}</tool_call>'
-
-
-async def mkdir_task(env: RemoteEnvironment) -> task_pb2.Task:
-    """A synthetic task built the way task_gen builds them: replay the reference in a fresh
-    instance started from the seed, record initial and end states."""
-    seed = "multi_turn_base_0"
-    query = 'Please create a new directory (mkdir with dir_name "reports").'
-    ep = await env.create(seed_task_id=seed, query_override=query)
-    initial, _ = await ep.state()
-    from evolver.envs.base import Call
-    await ep.step([Call("mkdir", {"dir_name": "reports"}, "c0")])
-    end, _ = await ep.state()
-    await ep.release()
-    return task_pb2.Task(task_id="syn-test-mkdir", env_id="bfcl", source=task_pb2.TASK_SOURCE_SYNTHETIC, split="train",
-                         query=query, initial_state_json=json.dumps(initial), reference_end_state_json=json.dumps(end),
-                         reference_solution=[tpb.ToolCall(call_id="c0", name="mkdir",
-                                                          arguments_json='{"dir_name": "reports"}')],
-                         provenance=task_pb2.TaskProvenance(env_id="bfcl", seed_task_id=seed))
-
-
-async def test_first_turn_prefix_is_scaffolding_not_policy_output(bfcl, tokenizer):
-    prefix = '<tool_call>\n{"name": "'
-    episode = await bfcl.create(seed_task_id="multi_turn_base_0")
-    backend = FakeBackend(tokenizer, ['ls", "arguments": {}}\n</tool_call>', "Listed."])
-    record = await run_episode(backend, episode, episode.tools, max_steps=2, first_turn_prefix=prefix)
-    assert record.steps[0].calls[0].name == "ls" and not record.steps[0].results[0].is_error
-    seq = record.conversation.training_sequence()
-    trained = tokenizer.decode([t for t, m in zip(seq.token_ids, seq.loss_mask) if m])
-    assert prefix not in trained and trained.startswith('ls"')  # the policy's own tokens only
-    assert tokenizer.decode(backend.requests[0].prompt_token_ids).endswith(prefix)
-    assert not tokenizer.decode(backend.requests[1].prompt_token_ids).endswith(prefix)  # first turn only
 
 
 async def test_group_rewards_guidance_and_state_progress_labels(bfcl, tokenizer):
@@ -92,35 +55,13 @@ async def test_group_rewards_guidance_and_state_progress_labels(bfcl, tokenizer)
     assert labels["g1.r3"] == [False]
 
 
-async def test_shown_tools_keep_the_reference_tools(bfcl):
-    task = await mkdir_task(bfcl)
-    ep = await bfcl.create(seed_task_id="multi_turn_base_0")
-    shown = shown_tools(ep.tools, task, 3, seed=1)
-    await ep.release()
-    assert len(shown) == 3 and "mkdir" in {t.name for t in shown}
-    assert shown_tools(ep.tools, task, 0, seed=1) == ep.tools
-
-
-async def test_concurrent_attempts_share_generation_batches(bfcl, tiny_model_dir):
-    from evolver.models.batching import BatchingBackend
-    from evolver.models.hf import HFBackend
-    task = await mkdir_task(bfcl)
-    backend = BatchingBackend(HFBackend(tiny_model_dir))
-    opts = RolloutOptions(group_size=4, guided_share=0.0, temperature=1.0, max_steps=2, max_new_tokens=8)
-    trajs = await run_group(backend, bfcl, task, opts, group_id="g2")
-    assert [t.trajectory_id for t in trajs] == [f"g2.r{i}" for i in range(4)]
-    assert all(not t.infra_failure.reason and len(t.tokens.token_ids) == len(t.tokens.behaviour_logprobs)
-               for t in trajs)
-    assert max(backend.batches) > 1  # the four attempts' turns were generated together
-    assert sum(backend.batches) == sum(len(t.steps) for t in trajs)  # one request per turn
-    await backend.aclose()
-
-
 async def test_attribute_rpc_labels_one_trajectory_and_names_bad_fields(bfcl, bus, tokenizer):
     from evolver.bus import topology
     from evolver.errors import InvalidArgument, NotFound
     from evolver.v1 import attributor_service_pb2 as at_pb
     from evolver.v1 import environment_pb2 as env_pb
+    from evolver.envs.registry import environment_spec
+    from services.attributor.attribution import Attributor
     from services.attributor.servicer import AttributorServicer
     registry = await bus.kv(topology.ENVIRONMENTS_BUCKET)
     await registry.put("bfcl", env_pb.EnvironmentSpec(env_id="bfcl", address=bfcl.address).SerializeToString())
@@ -128,7 +69,9 @@ async def test_attribute_rpc_labels_one_trajectory_and_names_bad_fields(bfcl, bu
     (traj,) = await run_group(FakeBackend(tokenizer, [call("mkdir", dir_name="reports"), "Done."]), bfcl, task,
                               RolloutOptions(group_size=1, guided_share=0.0, max_steps=2), group_id="g3",
                               concurrent=False)
-    servicer = AttributorServicer(registry)
+    async def locate(env_id):
+        return (await environment_spec(registry, env_id)).address
+    servicer = AttributorServicer(Attributor(locate))
     r = await servicer.Attribute(at_pb.AttributeRequest(task=task, trajectory=traj), None)
     assert r.attribution.trajectory_id == "g3.r0" and list(r.attribution.labels) == [apb.STEP_LABEL_GOOD] * 2
     with pytest.raises(InvalidArgument) as bad:
@@ -151,20 +94,28 @@ async def test_attribute_rpc_labels_one_trajectory_and_names_bad_fields(bfcl, bu
     assert {v.field for v in ref.value.violations} == {"task.reference_end_state_json"}
 
 
-async def test_explorer_rpcs_map_environment_refusals_to_caller_errors():
+async def test_explorer_rpcs_map_environment_refusals_to_caller_errors(bfcl, tokenizer):
     """An unknown seed task is NOT_FOUND for the caller (it was INTERNAL); a job without an id is
     refused before any work runs."""
-    import grpc
-
     from evolver.errors import InvalidArgument, NotFound
+    from evolver.models.policy_store import PolicySwitcher
     from evolver.v1 import events_pb2
     from evolver.v1 import explorer_service_pb2 as ex_pb
-    from services.explorer.servicer import ExplorerServicer, rollout_options
+    from services.explorer.explorer import Explorer, rollout_options
+    from services.explorer.servicer import ExplorerServicer
 
-    async def refused(req):
-        raise grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(), grpc.aio.Metadata(),
-                                   "no BFCL seed task 'nope'")
-    servicer = ExplorerServicer(rollout=refused, walks=refused)
+    class ScriptedPolicy:
+        """Stands in for LazyPolicy: a scripted FakeBackend instead of loading a model."""
+        async def get(self):
+            return FakeBackend(tokenizer, ["Done."])
+
+    async def locate(env_id):
+        return bfcl.address
+
+    async def no_experiences(query, k, env_id):
+        return []
+    servicer = ExplorerServicer(Explorer(ScriptedPolicy(), locate, no_experiences,
+                                         switcher_factory=lambda backend: PolicySwitcher(None, backend)))
     task = task_pb2.Task(task_id="nope", env_id="bfcl", source=task_pb2.TASK_SOURCE_SEED)
     with pytest.raises(NotFound, match="no BFCL seed task"):
         await servicer.Rollout(ex_pb.RolloutRequest(task=task, group_size=2), None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import grpc
 import pytest
@@ -16,18 +17,25 @@ from evolver.v1 import memory_service_pb2_grpc as mem_grpc
 from evolver.v1 import trainer_service_pb2 as tr
 from evolver.v1 import trainer_service_pb2_grpc as tr_grpc
 from services.memory.servicer import MemoryServicer
-from services.memory.servicer import build as build_memory
+from services.memory.app import build as build_memory
 from evolver.v1 import explorer_service_pb2 as ex
 from evolver.v1 import explorer_service_pb2_grpc as ex_grpc
+from services.trainer.runs import Runs
 from services.trainer.servicer import TrainerServicer
+from tests.integration._helpers import empty_memory, no_updates
 
 pytestmark = pytest.mark.integration
 
 
+def trainer(bus) -> TrainerServicer:
+    return TrainerServicer(Runs(SimpleNamespace(bus=bus), no_updates))
+
+
 @pytest.fixture
-async def server():
-    s = GrpcServer([Registration("evolver.v1.MemoryService", MemoryServicer(), mem_grpc.add_MemoryServiceServicer_to_server),
-                    Registration("evolver.v1.TrainerService", TrainerServicer(), tr_grpc.add_TrainerServiceServicer_to_server),
+async def server(bus):
+    s = GrpcServer([Registration("evolver.v1.MemoryService", MemoryServicer(empty_memory()),
+                                 mem_grpc.add_MemoryServiceServicer_to_server),
+                    Registration("evolver.v1.TrainerService", trainer(bus), tr_grpc.add_TrainerServiceServicer_to_server),
                     # the generated base class: every method answers UNIMPLEMENTED
                     Registration("evolver.v1.ExplorerService", ex_grpc.ExplorerServiceServicer(),
                                  ex_grpc.add_ExplorerServiceServicer_to_server)])
@@ -136,7 +144,8 @@ async def test_grpc_tls_from_settings(tmp_path):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
                     "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
                    check=True, capture_output=True)
-    s = GrpcServer([Registration("evolver.v1.MemoryService", MemoryServicer(), mem_grpc.add_MemoryServiceServicer_to_server)],
+    s = GrpcServer([Registration("evolver.v1.MemoryService", MemoryServicer(empty_memory()),
+                                 mem_grpc.add_MemoryServiceServicer_to_server)],
                    host="localhost", tls_cert_file=str(cert), tls_key_file=str(key), health_port=0)
     await s.start()
     await s.set_serving()
@@ -154,12 +163,12 @@ async def test_grpc_tls_from_settings(tmp_path):
         await s.stop(0)
 
 
-async def test_bearer_token_is_required_beyond_health_and_sent_by_configured_clients(tmp_path):
+async def test_bearer_token_is_required_beyond_health_and_sent_by_configured_clients(tmp_path, bus):
     from evolver.rpc import configure_clients, read_token
     token_file = tmp_path / "token"
     token_file.write_text("s3cret-token-0123456789\n")
     token = read_token(str(token_file))
-    server = GrpcServer([Registration("evolver.v1.TrainerService", TrainerServicer(),
+    server = GrpcServer([Registration("evolver.v1.TrainerService", trainer(bus),
                                       tr_grpc.add_TrainerServiceServicer_to_server)], auth_token=token)
     await server.start()
     await server.set_serving()
@@ -181,7 +190,7 @@ async def test_bearer_token_is_required_beyond_health_and_sent_by_configured_cli
             async with channel(server.address) as ch:
                 with pytest.raises(grpc.aio.AioRpcError) as through:
                     await stub(tr_grpc.TrainerServiceStub, ch, 5).GetRun(tr.GetRunRequest(run_id="r"))
-            # Past authentication: the servicer answered (no runs store here -> NOT_FOUND).
+            # Past authentication: the servicer answered (no such run -> NOT_FOUND).
             assert through.value.code() == grpc.StatusCode.NOT_FOUND
         finally:
             configure_clients()

@@ -24,8 +24,8 @@ from evolver.v1 import explorer_service_pb2_grpc as ex_grpc
 from evolver.v1 import task_gen_service_pb2 as tg
 from evolver.v1 import task_gen_service_pb2_grpc as tg_grpc
 from evolver.v1 import task_pb2
-from services.explorer.servicer import build as build_explorer
-from services.task_gen.servicer import build as build_task_gen
+from services.explorer.app import build as build_explorer
+from services.task_gen.app import build as build_task_gen
 from services.task_gen.synthesis import split_for
 from tests.integration._helpers import collect, service_settings, wait_until
 

@@ -9,11 +9,13 @@ from types import SimpleNamespace
 import pytest
 
 from evolver.bus import Bus, topology
-from evolver.run_config import RunSpec, to_run_config
+from services.trainer.run_config import RunSpec, to_run_config
 from evolver.v1 import run_pb2, task_pb2
 from evolver.v1 import trainer_service_pb2 as pb
-from services.trainer.servicer import Runs, TrainerServicer
-from tests.integration._helpers import collect, wait_until
+from services.trainer.progress import phase_name
+from services.trainer.runs import Runs
+from services.trainer.servicer import TrainerServicer
+from tests.integration._helpers import collect, no_updates, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +24,7 @@ async def test_stop_run_ends_a_run_waiting_for_rollouts_and_it_is_not_resumed(bu
     progress, sub = await collect(bus, "run.progress")
     ctx = SimpleNamespace(bus=bus, settings=None)
     runs = Runs(ctx, updater_factory=lambda spec: object())
-    servicer = TrainerServicer(bus, runs)
+    servicer = TrainerServicer(runs)
     spec = RunSpec.model_validate({"steps": 2, "tasks_per_step": 1, "group_size": 2,
                                    "mechanisms": {"questioning": False, "navigating": False, "attributing": False}})
     run = run_pb2.Run(run_id="stop-me", config=to_run_config(spec), state=run_pb2.RUN_STATE_PENDING)
@@ -39,14 +41,14 @@ async def test_stop_run_ends_a_run_waiting_for_rollouts_and_it_is_not_resumed(bu
     loop.evaluate, loop.sample_train_tasks = no_eval, one_task  # no other service runs here
     try:
         # The loop requests its groups, then waits for them (no explorer answers).
-        assert await wait_until(lambda: any(p.phase == "rollout" for p in progress), 20)
+        assert await wait_until(lambda: any(phase_name(p.phase) == "rollout" for p in progress), 20)
         await asyncio.sleep(1.0)
         assert (await runs.get("stop-me")).state == run_pb2.RUN_STATE_RUNNING
         await servicer.StopRun(pb.StopRunRequest(run_id="stop-me"), None)
         assert await wait_until(lambda: runs.tasks["stop-me"].done(), 10)
         record = await runs.get("stop-me")
         assert record.state == run_pb2.RUN_STATE_STOPPED and record.stop_requested
-        assert await wait_until(lambda: any(p.phase == "stopped" and p.run_id == "stop-me" for p in progress), 5)
+        assert await wait_until(lambda: any(phase_name(p.phase) == "stopped" and p.run_id == "stop-me" for p in progress), 5)
         # A restarted trainer does not resume it.
         fresh = Runs(ctx, updater_factory=lambda spec: object())
         await fresh.resume_all()
@@ -58,8 +60,8 @@ async def test_stop_run_ends_a_run_waiting_for_rollouts_and_it_is_not_resumed(bu
 
 
 async def test_stop_run_of_a_run_no_loop_holds_ends_it_at_once(bus: Bus):
-    runs = Runs(SimpleNamespace(bus=bus, settings=None))
-    servicer = TrainerServicer(bus, runs)
+    runs = Runs(SimpleNamespace(bus=bus, settings=None), no_updates)
+    servicer = TrainerServicer(runs)
     kv = await bus.kv(topology.RUNS_BUCKET)
     await kv.put("orphan", run_pb2.Run(run_id="orphan", state=run_pb2.RUN_STATE_RUNNING).SerializeToString())
     await servicer.StopRun(pb.StopRunRequest(run_id="orphan"), None)

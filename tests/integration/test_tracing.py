@@ -74,7 +74,7 @@ async def test_one_trace_across_grpc_publish_and_consume(bus: Bus, spans):
 
 
 def test_trace_context_is_found_whatever_the_header_case():
-    from evolver.bus import _trace_context
+    from evolver.bus import trace_context as _trace_context
     with telemetry.tracer().start_as_current_span("x") as span:
         headers: dict[str, str] = {}
         _trace_context.inject_span(headers, span)

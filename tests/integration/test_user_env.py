@@ -14,14 +14,14 @@ import pytest
 
 from evolver.bus import Bus, topology
 from evolver.envs.base import Call
-from evolver.envs.client import RemoteEnvironment, check_conformance
+from evolver.envs.client import RemoteEnvironment
 from evolver.rpc import GrpcServer, Registration, bad_request_fields, channel, stub
 from evolver.v1 import environment_pb2 as env_pb
 from evolver.v1 import task_gen_service_pb2 as tg
 from evolver.v1 import task_gen_service_pb2_grpc as tg_grpc
 from services.memory.servicer import MemoryServicer
-from services.task_gen.registry import EnvironmentRegistry
 from services.task_gen.servicer import TaskGenServicer
+from tests.integration._helpers import empty_memory, task_gen_on
 from evolver.v1 import memory_service_pb2_grpc as mem_grpc
 
 pytestmark = pytest.mark.integration
@@ -43,8 +43,7 @@ def inventory_process():
 
 @pytest.fixture
 async def task_gen(bus: Bus):
-    registry = EnvironmentRegistry(await bus.kv(topology.ENVIRONMENTS_BUCKET), check_conformance)
-    server = GrpcServer([Registration("evolver.v1.TaskGenService", TaskGenServicer(registry),
+    server = GrpcServer([Registration("evolver.v1.TaskGenService", TaskGenServicer(await task_gen_on(bus)),
                                       tg_grpc.add_TaskGenServiceServicer_to_server)])
     await server.start()
     async with channel(server.address) as ch:
@@ -87,7 +86,7 @@ async def test_unreachable_and_nonconforming_servers_get_clear_errors(task_gen):
         await task_gen.RegisterEnvironment(tg.RegisterEnvironmentRequest(env_id="gone", address=f"127.0.0.1:{free_port()}"))
     assert unreachable.value.code() == grpc.StatusCode.UNAVAILABLE and "no Environment server answers" in unreachable.value.details()
 
-    other = GrpcServer([Registration("evolver.v1.MemoryService", MemoryServicer(), mem_grpc.add_MemoryServiceServicer_to_server)])
+    other = GrpcServer([Registration("evolver.v1.MemoryService", MemoryServicer(empty_memory()), mem_grpc.add_MemoryServiceServicer_to_server)])
     await other.start()
     try:
         with pytest.raises(grpc.aio.AioRpcError) as wrong:

@@ -10,17 +10,20 @@ from types import SimpleNamespace
 from evolver.bus import Bus
 from evolver.rpc import GrpcServer, Registration, channel, stub
 from evolver.v1 import events_pb2 as ev
+from services.trainer.progress import phase_name
 from evolver.v1 import trainer_service_pb2 as pb
 from evolver.v1 import trainer_service_pb2_grpc as pb_grpc
 from evolver.bus import topology
 from evolver.v1 import run_pb2
-from services.trainer.servicer import Runs, TrainerServicer
+from services.trainer.runs import Runs
+from services.trainer.servicer import TrainerServicer
+from tests.integration._helpers import no_updates
 
 pytestmark = pytest.mark.integration
 
 
 async def runs_with(bus: Bus, *run_ids: str) -> Runs:
-    runs = Runs(SimpleNamespace(bus=bus))
+    runs = Runs(SimpleNamespace(bus=bus), no_updates)
     kv = await bus.kv(topology.RUNS_BUCKET)
     for run_id in run_ids:
         await kv.put(run_id, run_pb2.Run(run_id=run_id, state=run_pb2.RUN_STATE_RUNNING).SerializeToString())
@@ -28,25 +31,25 @@ async def runs_with(bus: Bus, *run_ids: str) -> Runs:
 
 
 async def test_watch_run_replays_then_follows_until_the_run_ends(bus: Bus):
-    servicer = TrainerServicer(bus, await runs_with(bus, "r1", "never-ends"))
+    servicer = TrainerServicer(await runs_with(bus, "r1", "never-ends"))
     server = GrpcServer([Registration("evolver.v1.TrainerService", servicer, pb_grpc.add_TrainerServiceServicer_to_server)])
     await server.start()
     try:
-        await bus.publish("run.progress", ev.RunProgress(run_id="r1", train_step=1, phase="rollout",
+        await bus.publish("run.progress", ev.RunProgress(run_id="r1", train_step=1, phase=ev.RUN_PHASE_ROLLOUT,
                                                          metrics={"reward": 0.25}), key="r1:1")
-        await bus.publish("run.progress", ev.RunProgress(run_id="other", train_step=1, phase="rollout"), key="o:1")
+        await bus.publish("run.progress", ev.RunProgress(run_id="other", train_step=1, phase=ev.RUN_PHASE_ROLLOUT), key="o:1")
         async with channel(server.address) as ch:
             trainer = stub(pb_grpc.TrainerServiceStub, ch, 20)
             seen = []
 
             async def watch():
                 async for r in trainer.WatchRun(pb.WatchRunRequest(run_id="r1")):
-                    seen.append((r.progress.train_step, r.progress.phase, dict(r.progress.metrics)))
+                    seen.append((r.progress.train_step, phase_name(r.progress.phase), dict(r.progress.metrics)))
 
             task = asyncio.create_task(watch())
             await asyncio.sleep(0.3)
-            await bus.publish("run.progress", ev.RunProgress(run_id="r1", train_step=2, phase="update"), key="r1:2")
-            await bus.publish("run.progress", ev.RunProgress(run_id="r1", train_step=2, phase="finished"), key="r1:3")
+            await bus.publish("run.progress", ev.RunProgress(run_id="r1", train_step=2, phase=ev.RUN_PHASE_UPDATE), key="r1:2")
+            await bus.publish("run.progress", ev.RunProgress(run_id="r1", train_step=2, phase=ev.RUN_PHASE_FINISHED), key="r1:3")
             await asyncio.wait_for(task, 10)
             assert seen == [(1, "rollout", {"reward": 0.25}), (2, "update", {}), (2, "finished", {})]
 
@@ -70,17 +73,17 @@ async def test_watch_run_replays_then_follows_until_the_run_ends(bus: Bus):
 
 
 async def test_an_undecodable_progress_message_is_skipped_by_every_watcher(bus: Bus):
-    servicer = TrainerServicer(bus, await runs_with(bus, "r2"))
+    servicer = TrainerServicer(await runs_with(bus, "r2"))
     server = GrpcServer([Registration("evolver.v1.TrainerService", servicer, pb_grpc.add_TrainerServiceServicer_to_server)])
     await server.start()
     try:
-        await bus.publish("run.progress", ev.RunProgress(run_id="r2", train_step=0, phase="starting"), key="r2:0")
+        await bus.publish("run.progress", ev.RunProgress(run_id="r2", train_step=0, phase=ev.RUN_PHASE_STARTING), key="r2:0")
         await bus.js.publish("run.progress", b"\xff\xfe not protobuf", headers={"Nats-Msg-Id": "bad-progress"})
-        await bus.publish("run.progress", ev.RunProgress(run_id="r2", train_step=1, phase="finished"), key="r2:1")
+        await bus.publish("run.progress", ev.RunProgress(run_id="r2", train_step=1, phase=ev.RUN_PHASE_FINISHED), key="r2:1")
         async with channel(server.address) as ch:
             trainer = stub(pb_grpc.TrainerServiceStub, ch, 20)
             for _ in range(2):  # every later watch too, not only the first
-                phases = [r.progress.phase async for r in trainer.WatchRun(pb.WatchRunRequest(run_id="r2"))]
+                phases = [phase_name(r.progress.phase) async for r in trainer.WatchRun(pb.WatchRunRequest(run_id="r2"))]
                 assert phases == ["starting", "finished"]
     finally:
         await server.stop(0)

@@ -13,7 +13,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from evolver import telemetry
-from evolver.bus import _spans, _trace_context
+from evolver.bus import spans as _spans
+from evolver.bus import trace_context as _trace_context
 
 ATTRS = {"messaging.system": "nats", "messaging.operation.name": "send",
          "messaging.destination.name": "diag.ping", "messaging.message.id": "diag.ping:k", "n": 3}

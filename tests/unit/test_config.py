@@ -77,7 +77,7 @@ def test_run_config_bounds_what_the_explorer_can_run():
     import pytest as _pytest
 
     from evolver.limits import GROUP_SIZE_MAX
-    from evolver.run_config import RunConfigError, parse_run_spec
+    from services.trainer.run_config import RunConfigError, parse_run_spec
     assert parse_run_spec(f"group_size: {GROUP_SIZE_MAX}").group_size == GROUP_SIZE_MAX
     with _pytest.raises(RunConfigError) as e:
         parse_run_spec(f"group_size: {GROUP_SIZE_MAX + 1}")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from evolver.cli._run import DEFAULT_CONFIG, load_spec
-from evolver.report import write_report
-from evolver.run_config import RunConfigError, from_run_config, parse_run_spec, to_run_config
+from evolver.cli import DEFAULT_CONFIG, load_spec
+from evolver.cli.report import write_report
+from services.trainer.run_config import RunConfigError, from_run_config, parse_run_spec, to_run_config
 
 
 def test_default_config_is_valid_and_round_trips_through_the_proto():

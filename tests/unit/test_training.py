@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from evolver.algorithms.adca import AdcaConfig, grpo_outcome_advantages
-from evolver.training.advantages import Sample, group_samples
-from evolver.training.updater import PolicyUpdater, build_inputs
+from services.trainer.advantages import Sample, group_samples
+from services.trainer.updater import PolicyUpdater, build_inputs
 from evolver.v1 import attribution_pb2 as apb
 from evolver.v1 import events_pb2
 from evolver.v1 import trajectory_pb2 as tpb

@@ -9,7 +9,7 @@ from typing import Any
 from evolver.algorithms.questioning import Walk, WalkPlanner, WalkStep
 from evolver.algorithms.state import scalar_values
 from evolver.envs.base import Call, state_hash
-from evolver.envs.client import RemoteEnvironment
+from evolver.envs.client import EnvironmentClient
 from evolver.limits import STEPS_PER_WALK_MAX, WALKS_MAX
 from evolver.v1 import events_pb2, trajectory_pb2
 
@@ -18,7 +18,7 @@ from evolver.v1 import events_pb2, trajectory_pb2
 MAX_WALKS, MAX_STEPS_PER_WALK = WALKS_MAX, STEPS_PER_WALK_MAX
 
 
-async def run_walk(env: RemoteEnvironment, *, walk_id: str, seed: int, max_steps: int,
+async def run_walk(env: EnvironmentClient, *, walk_id: str, seed: int, max_steps: int,
                    seed_task_id: str = "", initial_state: dict[str, Any] | None = None,
                    toolsets: list[str] | None = None) -> Walk:
     episode = await env.create(seed_task_id=seed_task_id or None, initial_state=initial_state,

@@ -1,20 +1,15 @@
-"""The agent loop over the real Environment protocol (BFCL behind gRPC) with real backends."""
+"""The agent loop on BFCL in this process (the client surface a remote environment has too) with real backends."""
 
 from __future__ import annotations
 
 import pytest
 
-from evolver.agent import policy_agent, run_episode
+from evolver.agent.episode import policy_agent, run_episode
 from evolver.envs.harness import evaluate
+from evolver.errors import Unavailable
 from evolver.models.backend import FakeBackend, SamplingParams
 from evolver.models.hf import HFBackend
-
-pytestmark = pytest.mark.integration
-
-
-def call(name, **args):
-    import json
-    return f'<tool_call>{{"name": "{name}", "arguments": {json.dumps(args)}}}</tool_call>'
+from tests.bfcl_tasks import call
 
 
 async def test_scripted_agent_solves_a_bfcl_task_through_the_protocol(bfcl, tokenizer):
@@ -67,16 +62,12 @@ async def test_an_environment_failure_marks_an_infrastructure_failure(bfcl, toke
     with pytest.raises(Exception):
         await run_episode(FakeBackend(tokenizer, [call("ls")]), episode, episode.tools, max_steps=1)
 
-    class DeadEpisode:
+    class FakeUnavailableEpisode:
+        """A fake: an episode whose environment server has gone away."""
         user_message, tools = "hi", episode.tools
 
         async def step(self, calls, assistant_text=""):
-            import grpc
-            raise _rpc_error(grpc.StatusCode.UNAVAILABLE, "connection refused")
-    record = await run_episode(FakeBackend(tokenizer, [call("ls")]), DeadEpisode(), episode.tools, max_steps=2)
+            raise Unavailable("environment UNAVAILABLE: connection refused")
+    record = await run_episode(FakeBackend(tokenizer, [call("ls")]), FakeUnavailableEpisode(), episode.tools,
+                               max_steps=2)
     assert record.infra_failure.startswith("environment UNAVAILABLE") and not record.done
-
-
-def _rpc_error(code, details):
-    import grpc
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)

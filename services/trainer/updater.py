@@ -25,7 +25,7 @@ from typing import Sequence
 
 import torch
 
-from evolver.training.advantages import Sample
+from services.trainer.advantages import Sample
 
 
 def _trl():

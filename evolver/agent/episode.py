@@ -4,24 +4,20 @@ Each assistant turn is generated from the exact token record, parsed strictly, a
   - malformed output       -> an error observation for the model (the environment is not called)
   - tool calls             -> stepped in the environment; results come back as <tool_response>
   - plain text (no calls)  -> the answer; the environment moves to its next user turn or ends
-An environment or server failure (gRPC UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL) stops the
-episode and marks it an infrastructure failure: it is left out of training statistics, never
-scored as zero."""
+An environment or server failure (Unavailable, DeadlineExceeded, EnvironmentFailure: the client
+translated the transport's codes) stops the episode and marks it an infrastructure failure: it
+is left out of training statistics, never scored as zero."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import grpc
-
 from evolver.envs.base import Call, CallResult, Tool
+from evolver.envs.client import INFRA_ERRORS, EpisodeClient
 from evolver.models.backend import GenerationRequest, SamplingParams
 from evolver.models.conversation import Conversation
 from evolver.models.toolcall import parse_turn, render_tool_results, system_prompt
-
-INFRA_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL,
-               grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
 @dataclass
@@ -46,7 +42,7 @@ class EpisodeRecord:
         return self.answers[-1] if self.answers else ""
 
 
-async def run_episode(backend, episode, tools: Sequence[Tool], *, sampling: SamplingParams = SamplingParams(),
+async def run_episode(backend, episode: EpisodeClient, tools: Sequence[Tool], *, sampling: SamplingParams = SamplingParams(),
                       max_steps: int = 12, experience: str = "", first_turn_prefix: str = "",
                       allow_text_around_calls: bool = False) -> EpisodeRecord:
     """first_turn_prefix: scaffolding that opens the first assistant turn (the policy continues
@@ -69,11 +65,9 @@ async def run_episode(backend, episode, tools: Sequence[Tool], *, sampling: Samp
             continue
         try:
             out = await episode.step(parsed.calls, assistant_text=text)
-        except grpc.aio.AioRpcError as e:
-            if e.code() in INFRA_CODES:
-                record.infra_failure = f"environment {e.code().name}: {e.details()}"
-                return record
-            raise
+        except INFRA_ERRORS as e:
+            record.infra_failure = str(e)[:500]  # "environment UNAVAILABLE: ..."
+            return record
         record.steps.append(AgentStep(text, list(parsed.calls), list(out.results)))
         if parsed.calls:
             conv.add_user(render_tool_results([(call.name, r.content) for call, r in zip(parsed.calls, out.results)]))

@@ -17,12 +17,12 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
-import grpc
-
 from evolver import telemetry
-from evolver.agent import INFRA_CODES, EpisodeRecord, run_episode
+from evolver.agent.episode import EpisodeRecord, run_episode
 from evolver.algorithms.rewards import synthetic_reward
 from evolver.envs.base import Tool
+from evolver.envs.client import INFRA_ERRORS, EnvironmentClient, EpisodeClient
+from evolver.errors import EvolverError
 from evolver.models.backend import SamplingParams
 from evolver.v1 import task_pb2
 from evolver.v1 import trajectory_pb2 as tpb
@@ -64,7 +64,7 @@ def experience_block(experiences: Sequence[tuple[str, str]]) -> str:
     return "\n".join(f"- {text}" for _, text in experiences)
 
 
-async def create_episode(env, task: task_pb2.Task):
+async def create_episode(env: EnvironmentClient, task: task_pb2.Task) -> EpisodeClient:
     """Synthetic tasks start from their seed's state with the synthetic query (the same way the
     task was verified); seed tasks start from themselves."""
     if task.source == task_pb2.TASK_SOURCE_SYNTHETIC:
@@ -98,7 +98,7 @@ def token_record(record: EpisodeRecord, keep_experience: bool) -> tpb.TokenRecor
                            step_ids=seq.step_ids, behaviour_logprobs=seq.behaviour_logprobs, logprobs_exact=exact)
 
 
-async def score(episode, task: task_pb2.Task, record: EpisodeRecord) -> tpb.Reward:
+async def score(episode: EpisodeClient, task: task_pb2.Task, record: EpisodeRecord) -> tpb.Reward:
     if task.source == task_pb2.TASK_SOURCE_SYNTHETIC:
         end, _ = await episode.state()
         r = synthetic_reward(json.loads(task.initial_state_json or "{}"),
@@ -110,7 +110,7 @@ async def score(episode, task: task_pb2.Task, record: EpisodeRecord) -> tpb.Rewa
     return tpb.Reward(score=s.score, success=s.success, details_json=json.dumps(s.details, default=str))
 
 
-async def run_trajectory(backend, env, task: task_pb2.Task, opts: RolloutOptions, *, trajectory_id: str,
+async def run_trajectory(backend, env: EnvironmentClient, task: task_pb2.Task, opts: RolloutOptions, *, trajectory_id: str,
                          group_id: str, experiences: Sequence[tuple[str, str]] = (), seed: int = 0) -> tpb.Trajectory:
     traj = tpb.Trajectory(trajectory_id=trajectory_id, task_id=task.task_id, group_id=group_id,
                           policy_version=backend.policy_version)
@@ -133,20 +133,18 @@ async def run_trajectory(backend, env, task: task_pb2.Task, opts: RolloutOptions
             traj.infra_failure.CopyFrom(tpb.InfraFailure(reason=record.infra_failure, component="environment"))
         else:
             traj.reward.CopyFrom(await score(episode, task, record))
-    except grpc.aio.AioRpcError as e:
-        if e.code() not in INFRA_CODES:
-            raise
-        traj.infra_failure.CopyFrom(tpb.InfraFailure(reason=f"{e.code().name}: {e.details()}", component="environment"))
+    except INFRA_ERRORS as e:
+        traj.infra_failure.CopyFrom(tpb.InfraFailure(reason=str(e)[:500], component="environment"))
     finally:
         if episode is not None:
             try:
                 await episode.release()
-            except grpc.aio.AioRpcError:
+            except EvolverError:
                 pass  # the instance expires on the server by itself
     return traj
 
 
-async def run_group(backend, env, task: task_pb2.Task, opts: RolloutOptions, *, group_id: str,
+async def run_group(backend, env: EnvironmentClient, task: task_pb2.Task, opts: RolloutOptions, *, group_id: str,
                     experiences: Sequence[tuple[str, str]] = (), concurrent: bool = True) -> list[tpb.Trajectory]:
     n_guided = guided_count(opts.group_size, opts.guided_share, bool(experiences))
 

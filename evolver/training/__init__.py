@@ -1,1 +1,0 @@
-"""Policy training: per-token advantages for attributed groups (pure) and the LoRA GRPO update."""

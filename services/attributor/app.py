@@ -1,0 +1,24 @@
+"""Wiring: the attributor's registry lookup, its servicer and handler."""
+
+from __future__ import annotations
+
+from evolver.bus import topology
+from evolver.envs.registry import environment_spec
+from evolver.rpc import Registration
+from evolver.service import ServiceContext, ServiceParts
+from evolver.v1 import attributor_service_pb2_grpc as pb_grpc
+from services.attributor.attribution import Attributor
+from services.attributor.handlers import handlers
+from services.attributor.servicer import AttributorServicer
+
+
+async def build(ctx: ServiceContext) -> ServiceParts:
+    registry = await ctx.bus.kv(topology.ENVIRONMENTS_BUCKET)
+
+    async def locate(env_id: str) -> str:
+        return (await environment_spec(registry, env_id)).address
+
+    attributor = Attributor(locate)
+    return ServiceParts([Registration("evolver.v1.AttributorService", AttributorServicer(attributor),
+                                      pb_grpc.add_AttributorServiceServicer_to_server)],
+                        handlers=handlers(attributor, ctx.bus))

@@ -1,0 +1,25 @@
+"""The attributor's bus handler: rollout.completed -> rollout.attributed. Evaluation groups and
+runs with attribution off pass through unlabelled, so the trainer has one input stream."""
+
+from __future__ import annotations
+
+from evolver.bus import Bus, Delivery, Handler
+from evolver.errors import FailedPrecondition, InvalidArgument, NotFound, PoisonMessage
+from evolver.v1 import events_pb2
+from services.attributor.attribution import Attributor
+
+
+def handlers(attributor: Attributor, bus: Bus) -> dict[str, Handler]:
+    async def on_rollout_completed(d: Delivery) -> None:
+        event: events_pb2.RolloutCompleted = d.message  # type: ignore[assignment]
+        attributions = []
+        if event.attribute and not event.evaluation:
+            try:
+                attributions = await attributor.attribute(event.task, event.group)
+            except (InvalidArgument, NotFound, FailedPrecondition) as e:  # can never succeed
+                raise PoisonMessage(str(e)) from None
+        await bus.publish("rollout.attributed", events_pb2.RolloutAttributed(
+            group=event.group, attributions=attributions, evaluation=event.evaluation, task=event.task),
+            key=event.group.group_id)
+
+    return {"attributor-rollout-completed": on_rollout_completed}

@@ -1,0 +1,36 @@
+"""Wiring: the explorer's collaborators from settings and the bus, its servicer and handlers."""
+
+from __future__ import annotations
+
+from evolver.bus import topology
+from evolver.envs.registry import environment_spec
+from evolver.models.policy_store import PolicySwitcher
+from evolver.rpc import Registration, channel, stub
+from evolver.service import ServiceContext, ServiceParts, endpoint
+from evolver.v1 import explorer_service_pb2_grpc as pb_grpc
+from evolver.v1 import memory_service_pb2 as mem_pb
+from evolver.v1 import memory_service_pb2_grpc as mem_grpc
+from services.explorer.explorer import Explorer
+from services.explorer.handlers import handlers
+from services.explorer.policy import LazyPolicy
+from services.explorer.servicer import ExplorerServicer
+
+
+async def build(ctx: ServiceContext) -> ServiceParts:
+    registry = await ctx.bus.kv(topology.ENVIRONMENTS_BUCKET)
+
+    async def locate(env_id: str) -> str:
+        return (await environment_spec(registry, env_id)).address
+
+    async def retrieve(query: str, k: int, env_id: str) -> list[tuple[str, str]]:
+        async with channel(await endpoint(ctx, "memory")) as ch:
+            r = await stub(mem_grpc.MemoryServiceStub, ch, 30.0).Retrieve(
+                mem_pb.RetrieveRequest(query=query, k=k, env_id=env_id))
+        return [(x.experience.experience_id, f"{x.experience.when_to_use}: {x.experience.content}")
+                for x in r.experiences]
+
+    explorer = Explorer(LazyPolicy(ctx.settings), locate, retrieve,
+                        switcher_factory=lambda backend: PolicySwitcher(ctx.bus, backend))
+    return ServiceParts([Registration("evolver.v1.ExplorerService", ExplorerServicer(explorer),
+                                      pb_grpc.add_ExplorerServiceServicer_to_server)],
+                        handlers=handlers(explorer, ctx.bus))

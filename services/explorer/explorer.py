@@ -1,0 +1,101 @@
+"""The explorer's domain: one GRPO group of the policy on a task (self-navigating: a share of
+the group gets experiences from memory), and exploration walks (self-questioning's raw
+material). Every environment, built-in or a user's, is reached the same way: by its registered
+address. Environment refusals arrive as domain errors (evolver.envs.client translates them)."""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable
+
+from evolver.agent.exploration import MAX_STEPS_PER_WALK, MAX_WALKS, run_walk, walk_to_pb
+from evolver.agent.rollout import RolloutOptions, run_group
+from evolver.envs.client import RemoteEnvironment
+from evolver.errors import InvalidArgument, Validator
+from evolver.limits import GROUP_SIZE_MAX
+from evolver.models.policy_store import PolicySwitcher
+from evolver.v1 import events_pb2
+from evolver.v1 import trajectory_pb2 as tpb
+from services.explorer.policy import LazyPolicy
+
+MAX_GROUP = GROUP_SIZE_MAX
+# (query, k, env_id) -> [(experience id, text)]: memory's Retrieve, wired in app.py.
+Retrieve = Callable[[str, int, str], Awaitable[list[tuple[str, str]]]]
+# env_id -> the environment server's address (the registry).
+Locate = Callable[[str], Awaitable[str]]
+
+
+def rollout_options(req: events_pb2.RolloutRequested) -> RolloutOptions:
+    v = Validator()
+    # The job id becomes the group id, the rollout.completed message id and a KV key: without
+    # one a whole group would run and then fail at publish, again on every retry.
+    v.check(bool(req.job_id), "job_id", "must be non-empty")
+    v.check(1 <= req.group_size <= MAX_GROUP, "group_size", f"must be between 1 and {MAX_GROUP}")
+    v.check(0.0 <= req.guided_share <= 1.0, "guided_share", "must be between 0 and 1")
+    v.check(req.temperature >= 0.0, "temperature", "must be >= 0")
+    v.check(req.max_steps >= 0 and req.max_new_tokens >= 0, "max_steps", "bounds must be >= 0")
+    v.check(bool(req.task.task_id and req.task.env_id), "task", "must carry task_id and env_id")
+    v.raise_if_any()
+    return RolloutOptions(group_size=req.group_size, guided_share=req.guided_share, temperature=req.temperature,
+                          max_steps=req.max_steps or 6, max_new_tokens=req.max_new_tokens or 96,
+                          keep_experience=req.keep_experience, max_tools_shown=req.max_tools_shown,
+                          first_turn_prefix=req.first_turn_prefix,
+                          allow_text_around_calls=req.allow_text_around_calls, seed=req.train_step)
+
+
+def check_explore(req: events_pb2.ExploreRequested) -> None:
+    """The bounds an exploration request must meet, whether it came by RPC or on the bus."""
+    v = Validator()
+    v.check(bool(req.env_id), "env_id", "must name a registered environment")
+    v.check(1 <= req.walks <= MAX_WALKS, "walks", f"must be between 1 and {MAX_WALKS}")
+    v.check(1 <= req.max_steps_per_walk <= MAX_STEPS_PER_WALK, "max_steps_per_walk",
+            f"must be between 1 and {MAX_STEPS_PER_WALK}")
+    v.raise_if_any()
+
+
+def refused_as(field: str, e: InvalidArgument) -> InvalidArgument:
+    """An environment's INVALID_ARGUMENT, named by the field of *this* request that led to it."""
+    return InvalidArgument(field, str(e)[:300])
+
+
+class Explorer:
+    def __init__(self, policy: LazyPolicy, locate: Locate, retrieve: Retrieve,
+                 switcher_factory: Callable[[object], PolicySwitcher]):
+        self.policy, self.locate, self.retrieve = policy, locate, retrieve
+        self._switcher_factory = switcher_factory
+        self._switcher: PolicySwitcher | None = None
+
+    async def experiences_for(self, req: events_pb2.RolloutRequested) -> list[tuple[str, str]]:
+        if req.guided_share <= 0 or req.evaluation or req.experience_top_k <= 0:
+            return []
+        return await self.retrieve(req.task.query, req.experience_top_k, req.task.env_id)
+
+    async def rollout(self, req: events_pb2.RolloutRequested) -> tpb.RolloutGroup:
+        """One group with the policy version the job names."""
+        opts = rollout_options(req)
+        backend = await self.policy.get()
+        if self._switcher is None:
+            self._switcher = self._switcher_factory(backend)
+        await self._switcher.ensure(req.run_id, req.policy_version)
+        experiences = await self.experiences_for(req)
+        try:
+            async with RemoteEnvironment(await self.locate(req.task.env_id)) as env:
+                trajectories = await run_group(backend, env, req.task, opts, group_id=req.job_id,
+                                               experiences=experiences)
+        except InvalidArgument as e:
+            raise refused_as("task", e) from None
+        return tpb.RolloutGroup(group_id=req.job_id, run_id=req.run_id, train_step=req.train_step,
+                                task_id=req.task.task_id, trajectories=trajectories)
+
+    async def walks(self, req: events_pb2.ExploreRequested) -> list[events_pb2.Walk]:
+        """Exploration walks from one seed task (or the default initial state)."""
+        check_explore(req)
+        walks = []
+        try:
+            async with RemoteEnvironment(await self.locate(req.env_id)) as env:
+                for i in range(req.walks):
+                    walk = await run_walk(env, walk_id=f"{req.request_id}/w{i}", seed=req.seed * 1000 + i,
+                                          max_steps=req.max_steps_per_walk, seed_task_id=req.seed_task_id)
+                    walks.append(walk_to_pb(walk))
+        except InvalidArgument as e:
+            raise refused_as("seed_task_id", e) from None
+        return walks

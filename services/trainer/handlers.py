@@ -1,0 +1,18 @@
+"""The trainer's bus handler: it indexes each rollout.attributed event by group id (stream
+sequence and trace context in the `rollout-index` bucket); run loops read their groups from
+there (evolver.bus's read_event), so no loop holds a consumer of its own."""
+
+from __future__ import annotations
+
+import json
+
+from evolver.bus import Delivery, Handler
+
+
+def handlers(index) -> dict[str, Handler]:
+    async def on_attributed(d: Delivery) -> None:
+        trace_headers = {k: v for k, v in d.headers.items() if k.lower() in ("traceparent", "tracestate")}
+        await index.put(d.message.group.group_id,  # type: ignore[attr-defined]
+                        json.dumps({"seq": d.stream_seq, "trace": trace_headers}).encode())
+
+    return {"trainer-rollout-attributed": on_attributed}
