@@ -1,8 +1,12 @@
-"""Generation speed of the `hf` backend on SmolLM2-135M-Instruct (CPU), against plain
-`model.generate` on the same model, prompts and settings in the same run.
+"""Generation speed of the `hf` backend on SmolLM2-135M-Instruct (CPU), in the same run against
+plain `model.generate` and against the backend's previous path (`generate_sync_hf`: transformers'
+generate per sampling setting), on the same model, prompts and settings.
 
-- tokens/s at batch 1 and batch 8, greedy: both sides produce the same tokens, so the work is
-  identical; ours also returns per-token log-probs and exact ids. Medians of REPEATS runs.
+- tokens/s at batch 1 and batch 8 greedy (every side produces the same tokens, so the work is
+  identical; the backend also returns per-token log-probs and exact ids), and batch 8 sampled at
+  temperature 0.4 with a seed per request (a rollout group). Medians of REPEATS runs, sides
+  interleaved.
+- the compute dtype the backend measured (decode.fast_dtype) and the matmul rates behind it.
 - time to first token (batch 1: prefill plus one token).
 - load time: first `models prepare` (GGUF dequantise + convert + save) vs loading the cache.
 - the memory-bandwidth floor: a decode step at batch 1 reads every weight once, so tokens/s
@@ -84,20 +88,30 @@ def main(new_tokens: int, repeats: int, cache: Path | None) -> dict:
         new = out[:, width:]
         return int(sum(_until_end(row.tolist(), backend.end_ids) for row in new))
 
-    def ours(batch: list[list[int]]) -> int:
-        return sum(len(c.token_ids) for c in backend.generate_sync([GenerationRequest(p, sampling) for p in batch]))
+    def requests(batch, sampled: bool):
+        return [GenerationRequest(p, SamplingParams(max_new_tokens=new_tokens, temperature=0.4, seed=i)
+                                  if sampled else sampling) for i, p in enumerate(batch)]
+
+    def today(batch, sampled=False) -> int:
+        return sum(len(c.token_ids) for c in backend.generate_sync_hf(requests(batch, sampled)))
+
+    def ours(batch, sampled=False) -> int:
+        return sum(len(c.token_ids) for c in backend.generate_sync(requests(batch, sampled)))
 
     results = {}
-    for bs in (1, 8):
+    for case, bs, sampled in (("1", 1, False), ("8", 8, False), ("8 sampled", 8, True)):
         batch = prompts[:bs]
-        plain(batch), ours(batch)  # warm-up
-        rates = {"plain": [], "ours": []}
+        sides = {"today": today, "ours": ours} if sampled else {"plain": plain, "today": today, "ours": ours}
+        for f in sides.values():  # warm-up
+            f(batch, sampled) if f is not plain else f(batch)
+        rates: dict[str, list[float]] = {k: [] for k in sides}
         for r in range(repeats):
-            for side in (("plain", "ours") if r % 2 == 0 else ("ours", "plain")):
+            order = list(sides) if r % 2 == 0 else list(reversed(sides))
+            for side in order:
                 t = time.perf_counter()
-                n = plain(batch) if side == "plain" else ours(batch)
+                n = plain(batch) if side == "plain" else sides[side](batch, sampled)
                 rates[side].append(n / (time.perf_counter() - t))
-        results[bs] = {k: statistics.median(v) for k, v in rates.items()}
+        results[case] = {k: statistics.median(v) for k, v in rates.items()}
     ttft = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -106,7 +120,17 @@ def main(new_tokens: int, repeats: int, cache: Path | None) -> dict:
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     bw = copy_bandwidth_gbs()
     floor = bw * 1e9 / weight_bytes
+    matmul = {}
+    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        a = torch.randn(1024, 1024).to(dtype)
+        a @ a
+        t = time.perf_counter()
+        for _ in range(5):
+            a @ a
+        matmul[name] = 5 * 2 * 1024 ** 3 / (time.perf_counter() - t) / 1e9
     return {"new_tokens": new_tokens, "repeats": repeats, "threads": torch.get_num_threads(),
+            "compute_dtype": str(backend.compute_dtype).removeprefix("torch."), "matmul_gflops": matmul,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "first_prepare_s": first_prepare, "cached_load_s": cached_load,
             "tokens_per_s": {str(k): v for k, v in results.items()}, "ttft_ms": statistics.median(ttft) * 1e3,
             "weight_bytes": weight_bytes, "copy_bandwidth_gbs": bw, "floor_tokens_per_s_batch1": floor}
@@ -128,13 +152,17 @@ if __name__ == "__main__":
     a = ap.parse_args()
     with console.status("measuring (prepare, load, generate)..."):
         res = main(a.new_tokens, a.repeats, a.cache)
-    t = Table(title=f"SmolLM2-135M fp32, CPU, {res['threads']} threads, greedy, up to {a.new_tokens} new tokens, "
-                    f"median of {a.repeats} (baseline: model.generate, same run)")
-    for c in ("batch", "model.generate tok/s", "hf backend tok/s", "ratio"):
+    t = Table(title=f"SmolLM2-135M, CPU ({res['cpu_capability']}), {res['threads']} threads, up to {a.new_tokens} "
+                    f"new tokens, median of {a.repeats} (baselines: model.generate and the previous path, same run)")
+    for c in ("batch", "model.generate tok/s", "previous path tok/s", "decode loop tok/s", "vs previous"):
         t.add_column(c, justify="right")
     for bs, v in res["tokens_per_s"].items():
-        t.add_row(bs, f"{v['plain']:.1f}", f"{v['ours']:.1f}", f"{v['ours'] / v['plain']:.2f}x")
+        t.add_row(bs, f"{v['plain']:.1f}" if "plain" in v else "-", f"{v['today']:.1f}", f"{v['ours']:.1f}",
+                  f"{v['ours'] / v['today']:.2f}x")
     console.print(t)
+    mm = res["matmul_gflops"]
+    console.print(f"compute dtype chosen by measurement: {res['compute_dtype']} (1024² matmul: float32 "
+                  f"{mm['float32']:.0f} GFLOP/s, bfloat16 {mm['bfloat16']:.0f} GFLOP/s)")
     b1 = res["tokens_per_s"]["1"]["ours"]
     console.print(f"time to first token (batch 1): {res['ttft_ms']:.0f} ms")
     console.print(f"load: first prepare {res['first_prepare_s']:.1f} s vs cached load {res['cached_load_s']:.2f} s")

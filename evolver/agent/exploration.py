@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from evolver.algorithms.questioning import Walk, WalkPlanner, WalkStep
-from evolver.algorithms.state import scalar_values
+from evolver.algorithms.state import field_values, scalar_values
 from evolver.envs.base import Call, state_hash
 from evolver.envs.client import EnvironmentClient
 from evolver.limits import STEPS_PER_WALK_MAX, WALKS_MAX
@@ -20,12 +20,12 @@ MAX_WALKS, MAX_STEPS_PER_WALK = WALKS_MAX, STEPS_PER_WALK_MAX
 
 async def run_walk(env: EnvironmentClient, *, walk_id: str, seed: int, max_steps: int,
                    seed_task_id: str = "", initial_state: dict[str, Any] | None = None,
-                   toolsets: list[str] | None = None) -> Walk:
+                   toolsets: list[str] | None = None, use_returned_fields: bool = True) -> Walk:
     episode = await env.create(seed_task_id=seed_task_id or None, initial_state=initial_state,
                                toolsets=toolsets or [])
     try:
         state, h = await episode.state()
-        planner = WalkPlanner(episode.tools, state, seed=seed)
+        planner = WalkPlanner(episode.tools, state, seed=seed, use_returned_fields=use_returned_fields)
         walk = Walk(walk_id, state)
         planner.seen_states.add(h)
         for i in range(max_steps):
@@ -34,9 +34,11 @@ async def run_walk(env: EnvironmentClient, *, walk_id: str, seed: int, max_steps
             if not out.results:  # the episode ended without running the call
                 break
             result = out.results[0]
-            _, new_hash = await episode.state()
+            new_state, new_hash = await episode.state()
+            planner.observe_state(new_state)  # ids the call created (a new loan) become arguments
             step = WalkStep(call, result.content, result.is_error, new_hash, new_hash != h,
-                            [] if result.is_error else scalar_values(result.content))
+                            [] if result.is_error else scalar_values(result.content),
+                            [] if result.is_error else field_values(result.content))
             planner.observe(step)
             walk.steps.append(step)
             h = new_hash
@@ -67,6 +69,7 @@ def walk_from_pb(w: events_pb2.Walk) -> Walk:
         is_error = obs.kind != trajectory_pb2.OBSERVATION_KIND_RESULT
         walk.steps.append(WalkStep(Call(call.name, json.loads(call.arguments_json or "{}"), call.call_id), obs.content,
                                    is_error, s.state_hash_after, s.state_hash_after != previous,
-                                   [] if is_error else scalar_values(obs.content)))
+                                   [] if is_error else scalar_values(obs.content),
+                                   [] if is_error else field_values(obs.content)))
         previous = s.state_hash_after
     return walk

@@ -12,8 +12,10 @@ seed tasks by the environment's own evaluator."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -42,18 +44,35 @@ class RolloutOptions:
     seed: int = 0
 
 
+MIN_DISTRACTORS = 2
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z]{3,}", text.lower())}
+
+
 def shown_tools(tools: Sequence[Tool], task: task_pb2.Task, limit: int, seed: int) -> list[Tool]:
     """The tools the prompt lists: every tool when limit is 0 or the task has no reference
     solution (seed tasks are evaluated as their benchmark defines them); else the reference
-    solution's tools first, then others in a seeded order, up to limit."""
+    solution's tools plus the other tools ranked by how much their description shares with the
+    query (the hardest distractors first, ties in a seeded order), up to limit but never fewer
+    than MIN_DISTRACTORS of them: the reference tools are never shown alone."""
     if limit <= 0 or len(tools) <= limit or not task.reference_solution:
         return list(tools)
     needed = {c.name for c in task.reference_solution}
     first = [t for t in tools if t.name in needed]
     rest = [t for t in tools if t.name not in needed]
     random.Random(seed).shuffle(rest)
-    chosen = {t.name for t in (first + rest)[:max(limit, len(first))]}
+    query = _words(task.query)
+    rest.sort(key=lambda t: -len(query & _words(t.description)))  # stable: the shuffle breaks ties
+    chosen = {t.name for t in first + rest[:max(limit - len(first), MIN_DISTRACTORS)]}
     return [t for t in tools if t.name in chosen]  # keep the environment's order
+
+
+def attempt_seed(sampling_seed: int, task_id: str, attempt: int) -> int:
+    """The sampling seed of one attempt: from (sampling seed, task id, attempt index) alone."""
+    digest = hashlib.sha256(f"{sampling_seed}/{task_id}/{attempt}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1  # a non-negative int64
 
 
 def guided_count(group_size: int, share: float, have_experiences: bool) -> int:
@@ -154,7 +173,8 @@ async def run_group(backend, env: EnvironmentClient, task: task_pb2.Task, opts: 
                 f"trajectory {tid}", attributes={"evolver.rollout_id": group_id, "evolver.trajectory_id": tid,
                                                  "evolver.guided": i < n_guided}) as span:
             traj = await run_trajectory(backend, env, task, opts, trajectory_id=tid, group_id=group_id,
-                                        experiences=experiences if i < n_guided else (), seed=opts.seed * 1000 + i)
+                                        experiences=experiences if i < n_guided else (),
+                                        seed=attempt_seed(opts.seed, task.task_id, i))
             span.set_attribute("evolver.steps", len(traj.steps))
             span.set_attribute("evolver.reward", traj.reward.score)
             if traj.infra_failure.reason:

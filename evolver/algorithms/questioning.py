@@ -1,10 +1,11 @@
 """Self-questioning without an LLM: schema-guided exploration walks, candidate tasks cut from
-walks, template queries, unique task ids with provenance, and feasibility by replay.
+walks, natural-language queries (no tool names, keys or JSON), unique task ids with provenance,
+and feasibility by replay.
 
 The walk planner fills tool arguments from the JSON schema's types and from values seen in
 earlier observations and in the initial state, and prefers tools whose calls have reached
-unseen states (a per-tool novelty bandit over state hashes). The template writer is the seam
-where the LLM task writer plugs in (TaskWriter)."""
+unseen states (a per-tool novelty bandit over state hashes). NaturalWriter is the LLM-free
+default of the TaskWriter seam, where the LLM task writer plugs in."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
-from evolver.algorithms.state import changes, scalar_values
+from evolver.algorithms.state import KEY_FIELD, changes, field_values, scalar_values
 from evolver.envs.base import Call, Tool
 
-GENERATOR_VERSION = "schema-walk/1"
+GENERATOR_VERSION = "schema-walk/2"  # /2: natural-language queries
 
 
 @dataclass
@@ -29,6 +30,7 @@ class WalkStep:
     state_hash: str
     changed_state: bool
     new_values: list[Any] = field(default_factory=list)
+    new_fields: list[tuple[str, Any]] = field(default_factory=list)  # (field name, value) returned
 
 
 @dataclass
@@ -39,11 +41,17 @@ class Walk:
 
 
 class WalkPlanner:
-    def __init__(self, tools: Sequence[Tool], initial_state: Any, seed: int, optional_arg_p: float = 0.3):
+    def __init__(self, tools: Sequence[Tool], initial_state: Any, seed: int, optional_arg_p: float = 0.3,
+                 use_returned_fields: bool = True):
         self.tools = list(tools)
         self.rng = random.Random(seed)
         self.optional_arg_p = optional_arg_p
+        self.use_returned_fields = use_returned_fields  # False: the earlier planner (bench baseline)
         self.pool: list[Any] = [v for v in scalar_values(initial_state, limit=500) if not isinstance(v, float)]
+        # Values by the field name they came under, from the state and from results: an id
+        # argument is filled with an id the environment has shown, not a guess.
+        self.fields: dict[str, list[Any]] = {}
+        self._add_fields(field_values(initial_state))
         self.calls: dict[str, int] = {}
         self.novel: dict[str, int] = {}
         self.seen_states: set[str] = set()
@@ -58,6 +66,29 @@ class WalkPlanner:
             for v in step.new_values:
                 if v not in self.pool:
                     self.pool.append(v)
+            self._add_fields(step.new_fields)
+
+    def observe_state(self, state: Any) -> None:
+        self._add_fields(field_values(state))
+
+    def _add_fields(self, pairs) -> None:
+        for name, v in pairs:
+            seen = self.fields.setdefault(name.lower(), [])
+            if v not in seen and len(seen) < 200:
+                seen.append(v)
+
+    def _by_field(self, name: str, kind: str | None) -> list[Any]:
+        """Values returned under this field name (or, for x_id, under id inside an x map)."""
+        ok = {"string": lambda v: isinstance(v, str), "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+              "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)}.get(kind or "", lambda v: True)
+        names = [name.lower()]
+        if name.lower().endswith("_id"):
+            names.append("id")
+        found = [v for n in names for v in self.fields.get(n, []) if ok(v)]
+        # No field of that name: the keys of id-keyed maps the environment showed (an item's
+        # SKU, a user's handle) are what a string argument most often refers to.
+        return found or ([v for v in self.fields.get(KEY_FIELD, []) if ok(v)] if kind == "string" and self.rng.random() < 0.6
+                         else [])
 
     def _score(self, tool: Tool) -> float:
         # Optimistic novelty: untried tools first, then tools that keep finding new states.
@@ -81,13 +112,20 @@ class WalkPlanner:
         kind = schema.get("type")
         if "enum" in schema:
             return self.rng.choice(schema["enum"])
+        returned = self._by_field(name, kind) if self.use_returned_fields and kind in ("string", "integer", "number") \
+            else []
+        if returned and self.rng.random() < 0.85:
+            return self.rng.choice(returned)
         strings = [v for v in self.pool if isinstance(v, str) and 0 < len(v) <= 80]
         numbers = [v for v in self.pool if isinstance(v, (int, float)) and not isinstance(v, bool)]
         if kind == "string":
             related = [s for s in strings if _related(name, s)]
             if related and self.rng.random() < 0.7:
                 return self.rng.choice(related)
-            return self.rng.choice(strings) if strings and self.rng.random() < 0.8 else f"{name}_{self.rng.randint(1, 99)}"
+            # A made-up value is a plain word: never the parameter's own name (it would leak into
+            # the task text).
+            return self.rng.choice(strings) if strings and self.rng.random() < 0.8 else \
+                f"{self.rng.choice(_FILLER_WORDS)}{self.rng.randint(1, 99)}"
         if kind == "integer":
             ints = [int(v) for v in numbers if float(v).is_integer()]
             return self.rng.choice(ints) if ints and self.rng.random() < 0.6 else self.rng.randint(0, 10)
@@ -101,6 +139,9 @@ class WalkPlanner:
         if kind == "object":
             return {}
         return self.rng.choice(strings) if strings else name
+
+
+_FILLER_WORDS = ["notes", "draft", "alpha", "summary", "plan", "memo", "report", "sample"]
 
 
 def _related(param: str, value: str) -> bool:
@@ -121,23 +162,102 @@ def _short_description(tool: Tool) -> str:
 
 
 class TaskWriter(Protocol):
-    """Turns a call sequence into a natural-language request. The template writer below is the
+    """Turns a call sequence into a natural-language request. NaturalWriter below is the
     LLM-free default; an LLM task writer implements the same method."""
 
     def write(self, calls: Sequence[Call], tools: dict[str, Tool], expected_facts: Sequence[str]) -> str: ...
 
 
-class TemplateWriter:
+_OPENERS = ["Please {x}.", "Could you {x}?", "I need you to {x}.", "Can you {x}?", "{X}."]
+_THEN = [" Then {x}.", " After that, {x}.", " Next, {x}.", " Once that is done, {x}."]
+_FACTS = [" Tell me what you find.", " Let me know the result.", " Tell me what it says.", " What do you get?"]
+_WITH = ["with {v} as the {r}", "using {v} as the {r}", "where the {r} is {v}"]
+_SNAKE = re.compile(r"\b\w+_\w+\b")
+
+
+def _clause(text: str, words: int = 10) -> str:
+    """The first clause of a description, lower-cased, without identifiers or defaults."""
+    text = re.split(r"(?<=[.!?])\s|\. |; |\(", text.strip(), maxsplit=1)[0].rstrip(". ")
+    text = re.sub(r"(?i)defaults? to .*$", "", text)
+    text = _SNAKE.sub("", text)
+    text = re.sub(r"^(?i:the|a|an) ", "", " ".join(text.split()))
+    text = " ".join(text.split()[:words]).strip(" ,:")
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text  # "Source name" -> "source name", not "ID"
+
+
+def _say(value: Any) -> str:
+    """A value as a person would write it: no JSON quoting or brackets."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        items = [_say(v) for v in value]
+        return " and ".join(items) if len(items) <= 2 else ", ".join(items[:-1]) + " and " + items[-1]
+    text = str(value)
+    return f"'{text}'" if (" " in text or not text) else text
+
+
+class NaturalWriter:
+    """Requests as a user would write them: the action in the words of the tool's description,
+    each value with the role its parameter's description gives it, never a tool name, an
+    argument key or JSON. Varied (openers, connectors, phrasings) by a seed from the calls, so
+    the same calls always read the same."""
+
     def write(self, calls: Sequence[Call], tools: dict[str, Tool], expected_facts: Sequence[str]) -> str:
-        parts = []
-        for c in calls:
-            desc = _short_description(tools[c.name]) if c.name in tools else c.name
-            args = ", ".join(f"{k} {json.dumps(v)}" for k, v in c.arguments.items())
-            parts.append(f"{desc} ({c.name}{' with ' + args if args else ''})")
-        text = "Please " + "; then ".join(parts) + "."
+        rng = random.Random(hashlib.sha256(json.dumps([(c.name, c.arguments) for c in calls], sort_keys=True,
+                                                      default=str).encode()).hexdigest())
+        phrases = [self._phrase(c, tools.get(c.name), rng) for c in calls]
+        first = rng.choice(_OPENERS)
+        text = first.format(x=phrases[0], X=phrases[0][:1].upper() + phrases[0][1:])
+        for p in phrases[1:]:
+            text += rng.choice(_THEN).format(x=p)
         if expected_facts:
-            text += " Tell me what you find."
+            text += rng.choice(_FACTS)
         return text
+
+    @staticmethod
+    def _phrase(call: Call, tool: Tool | None, rng: random.Random) -> str:
+        action = _clause(_short_description(tool), 14) if tool else "do it"
+        action = action[:1].lower() + action[1:]
+        props = tool.parameters.get("properties", {}) if tool else {}
+        withs, flags = [], []
+        for key, value in call.arguments.items():
+            sub = props.get(key, {})
+            role = _clause(str(sub.get("description", "")))
+            if isinstance(value, bool):
+                if value != sub.get("default", False) and role:
+                    flags.append(role[:1].lower() + role[1:] if value else f"do not {role[:1].lower() + role[1:]}")
+                continue
+            if value in ({}, [], None):
+                continue
+            withs.append(rng.choice(_WITH).format(v=_say(value), r=role) if role else f"with {_say(value)}")
+        text = action
+        if withs:
+            text += ", " + (withs[0] if len(withs) == 1 else ", ".join(withs[:-1]) + " and " + withs[-1])
+        if flags:
+            text += ", and " + " and ".join(flags)
+        return text
+
+
+def names_code(query: str, tools: Sequence[Tool]) -> list[str]:
+    """The tool names and argument keys a query writes as code (so it would give the answer
+    away): any snake_case name anywhere; a one-word name followed by '(' '=' ':' or in quotes;
+    a one-word tool name that is not an ordinary word of the tools' own descriptions (ls, mkdir).
+    JSON braces count too."""
+    found = ["JSON braces"] if ("{" in query or "}" in query) else []
+    words = set(re.findall(r"[a-z]+", " ".join(t.description.lower() for t in tools)))
+    low = query.lower()
+    names = {t.name for t in tools} | {k for t in tools for k in t.parameters.get("properties", {})}
+    for name in sorted(names):
+        n = name.lower()
+        if "_" in n:
+            hit = n in low
+        else:
+            hit = bool(re.search(rf"\b{re.escape(n)}\s*[(=:]|[`'\"]{re.escape(n)}[`'\"]", low))
+            if not hit and name in {t.name for t in tools} and n not in words:
+                hit = bool(re.search(rf"\b{re.escape(n)}\b", low))
+        if hit:
+            found.append(name)
+    return found
 
 
 @dataclass
@@ -160,7 +280,7 @@ def candidates_from_walk(walk: Walk, tools: Sequence[Tool], env_id: str, origin:
                          writer: TaskWriter | None = None) -> list[Candidate]:
     """Contiguous runs of successful calls that end in a call that changed state or read
     information; every run start, up to max_len calls."""
-    writer = writer or TemplateWriter()
+    writer = writer or NaturalWriter()
     by_name = {t.name: t for t in tools}
     out, seen = [], set()
     steps = walk.steps
@@ -173,6 +293,8 @@ def candidates_from_walk(walk: Walk, tools: Sequence[Tool], env_id: str, origin:
             if not (last.changed_state or reads):
                 continue
             calls = [s.call for s in steps[start:end + 1]]
+            if any((a.name, a.arguments) == (b.name, b.arguments) for a, b in zip(calls, calls[1:])):
+                break  # the same call twice in a row: no one asks for that
             facts = [] if last.changed_state else [str(v) for v in reads[:2]]
             key = json.dumps([(c.name, c.arguments) for c in calls], sort_keys=True)
             if key in seen:

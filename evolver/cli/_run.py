@@ -147,6 +147,11 @@ async def _run(args, spec: RunSpec, state, run_dir: Path, stack) -> int:
             if "avg_at_k" in key or "best_at_k" in key:
                 table.add_row(f"{key.removeprefix('eval_')} (before -> after)",
                               f"{evals[0]['metrics'].get(key, 0):.3f} -> {evals[-1]['metrics'][key]:.3f}")
+        from evolver.algorithms.stats import evaluation_points
+        for a, b, deltas in evaluation_points([p["metrics"] for p in evals]):
+            for label, d in deltas.items():
+                table.add_row(f"held-out {label} avg@k, {a} -> {b} (95% CI, {d.tasks} tasks)",
+                              f"{d.delta:+.3f} [{d.low:+.3f}, {d.high:+.3f}]")
     console.print(table)
     console.print(f"run folder: {run_dir} (report: {report})")
     if run.state != run_pb2.RUN_STATE_SUCCEEDED:

@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
+from evolver.algorithms.stats import TASK_METRIC_PREFIX, evaluation_points
+
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
@@ -32,10 +34,16 @@ def _plot(path: Path, title: str, lines: list[tuple[str, list[int], list[float]]
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
-    if kind == "bar":
-        labels = [name for name, _, _ in lines]
-        ax.bar(labels, [ys[-1] if ys else 0 for _, _, ys in lines], color="#4C72B0")
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
+    if kind == "bar":  # horizontal: long labels stay readable
+        labels = [name.replace("_", " ") for name, _, _ in lines]
+        values = [ys[-1] if ys else 0 for _, _, ys in lines]
+        ax.barh(labels, values, color="#4C72B0")
+        for y, v in enumerate(values):
+            ax.annotate(f"{v:g}", (v, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(ylabel)
+        ylabel = ""
     else:
         for name, xs, ys in lines:
             if xs:
@@ -45,6 +53,30 @@ def _plot(path: Path, title: str, lines: list[tuple[str, list[int], list[float]]
     ax.set_title(title)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def _delta_plot(path: Path, points: list) -> bool:
+    """Each change per task set, with its 95% bootstrap interval as an error bar."""
+    rows = [(f"{label} avg@k: {a} -> {b} ({d.tasks} tasks)", d) for a, b, deltas in points for label, d in deltas.items()]
+    if not rows:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.6 * len(rows)), dpi=100)
+    names = [n for n, _ in rows]
+    ds = [d for _, d in rows]
+    ax.errorbar([d.delta for d in ds], range(len(ds)), xerr=[[d.delta - d.low for d in ds], [d.high - d.delta for d in ds]],
+                fmt="o", capsize=4, color="#4C72B0")
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks(range(len(ds)), names)
+    ax.set_ylim(-0.7, len(ds) - 0.3)
+    ax.set_xlabel("change in held-out avg@k (95% paired-bootstrap CI over tasks)")
+    ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -76,11 +108,22 @@ def write_report(run_dir: Path, run: dict[str, Any], progress: list[dict], bus_s
     last_trained = next((p for p in reversed(progress) if p.get("phase") == "trained"), {"metrics": {}})
     first_eval = next((p for p in progress if p.get("phase") == "evaluated"), {"metrics": {}})
     last_eval = next((p for p in reversed(progress) if p.get("phase") == "evaluated"), {"metrics": {}})
+    points = evaluation_points([p["metrics"] for p in progress if p.get("phase") == "evaluated"])
+    if _delta_plot(run_dir / "change.png", points):
+        plots.insert(0, ("Before -> after, with 95% confidence intervals", "change.png"))
     lines = [f"# Evolver run `{run.get('run_id', '?')}`", "",
              f"state **{run.get('state', '?')}**, {run.get('train_step', 0)} training steps, "
              f"policy version {run.get('policy_version', 0)}. {run.get('message', '')}", "",
-             "## Held-out evaluation", "", "| metric | before | after |", "|---|---|---|"]
-    for key in sorted(set(first_eval["metrics"]) | set(last_eval["metrics"])):
+             "## Held-out evaluation", ""]
+    if points:
+        lines += ["| task set | from -> to | before | after | change | 95% CI (paired bootstrap over tasks) | tasks |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {k} avg@k | {a} -> {b} | {d.before:.3f} | {d.after:.3f} | {d.delta:+.3f} | "
+                  f"[{d.low:+.3f}, {d.high:+.3f}]{' (excludes 0)' if d.excludes_zero else ''} | {d.tasks} |"
+                  for a, b, deltas in points for k, d in deltas.items()]
+        lines += [""]
+    lines += ["| metric | before | after |", "|---|---|---|"]
+    for key in sorted(k for k in set(first_eval["metrics"]) | set(last_eval["metrics"]) if not k.startswith(TASK_METRIC_PREFIX)):
         b, a = first_eval["metrics"].get(key), last_eval["metrics"].get(key)
         lines.append(f"| {key} | {'' if b is None else f'{b:.3f}'} | {'' if a is None else f'{a:.3f}'} |")
     lines += ["", "## Pipeline", "", "| count | value |", "|---|---|"]

@@ -20,7 +20,8 @@ class RunEvents:
     undecodable: int = 0  # messages in EVENTS that are not valid for their subject (skipped)
 
     def summary(self) -> dict[str, float]:
-        training = [c for c in self.completed if not c.evaluation]
+        training = [c for c in self.completed if not c.evaluation and not c.demonstration]
+        demonstrations = [c for c in self.completed if c.demonstration]
         trajs = [t for c in training for t in c.group.trajectories]
         return {
             "walks_explored": float(sum(len(e.walks) for e in self.explored)),
@@ -30,7 +31,8 @@ class RunEvents:
             "experiences_injected": float(sum(len(t.experience_ids) for t in trajs)),
             "guided_trajectories": float(sum(1 for t in trajs if t.experience_ids)),
             "training_groups": float(len(training)),
-            "evaluation_groups": float(len(self.completed) - len(training)),
+            "evaluation_groups": float(sum(1 for c in self.completed if c.evaluation)),
+            "demonstrations": float(len(demonstrations)),
             "infra_failed_trajectories": float(sum(1 for t in trajs if t.infra_failure.reason)),
             "policy_versions_published": float(len(self.policies)),
         }

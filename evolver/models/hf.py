@@ -1,5 +1,6 @@
 """The `hf` backend: transformers on CPU (GPU when present), batched generation with the KV
-cache, exact token ids and per-token log-probs, and LoRA adapter hot-swap.
+cache (our decode loop, evolver.models.decode: a generator per request, the compute dtype
+measured), exact token ids and per-token log-probs, and LoRA adapter hot-swap.
 
 Generation and adapter swaps take the same lock, so every batch runs under exactly one policy
 version, and each completion is stamped with it."""
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from evolver.models.backend import Completion, GenerationRequest
+from evolver.models.decode import decode, fast_dtype
 
 
 def pack_adapter(adapter_dir: Path) -> bytes:
@@ -52,9 +54,11 @@ def length_buckets(idxs: Sequence[int], lengths: Sequence[int], max_ratio: float
 
 
 class HFBackend:
-    def __init__(self, model_dir: Path | str, *, device: str | None = None, threads: int | None = None):
+    def __init__(self, model_dir: Path | str, *, device: str | None = None, threads: int | None = None,
+                 compute_dtype=None):
         """model_dir: a safetensors model folder (e.g. the `models prepare` cache), or a .gguf
-        file (dequantised to float32 on load; slower: prefer preparing once)."""
+        file (dequantised to float32 on load; slower: prefer preparing once). compute_dtype:
+        None = measured (decode.fast_dtype); weights stay float32 either way."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -68,6 +72,7 @@ class HFBackend:
         self.tokenizer.padding_side = "left"
         self.model = AutoModelForCausalLM.from_pretrained(**source, dtype=torch.float32).to(self.device)
         self.model.eval()
+        self.compute_dtype = compute_dtype if compute_dtype is not None else fast_dtype(self.device)
         self.end_ids = {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         self._lock = threading.Lock()
@@ -125,9 +130,24 @@ class HFBackend:
         return await asyncio.to_thread(self.generate_sync, requests)
 
     def generate_sync(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
-        # One batch per distinct sampling setting (generate takes one config per call). Seeds do
-        # not split a batch: torch has one generator, so a batch is seeded with its smallest seed
-        # (reproducible for the same batch).
+        """Every request in one decode (per length bucket), each with its own sampling settings
+        and its own seeded generator."""
+        out: list[Completion | None] = [None] * len(requests)
+        with self._lock:
+            version = self._version
+            for chunk in length_buckets(range(len(requests)), [len(r.prompt_token_ids) for r in requests]):
+                prompts = [requests[i].prompt_token_ids for i in chunk]
+                decoded = decode(self.model, prompts, [requests[i].sampling for i in chunk], pad_id=self.pad_id,
+                                 end_ids=self.end_ids, device=self.device, dtype=self.compute_dtype)
+                for i, p, d in zip(chunk, prompts, decoded):
+                    text = self.tokenizer.decode([t for t in d.token_ids if t not in self.end_ids],
+                                                 skip_special_tokens=False)
+                    out[i] = Completion(list(p), d.token_ids, text, d.finish_reason, version, d.logprobs)
+        return out  # type: ignore[return-value]
+
+    def generate_sync_hf(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        """The previous path, kept as the same-run baseline of bench/generation.py: transformers'
+        `generate`, one batch per distinct sampling setting, a batch seeded with its smallest seed."""
         out: list[Completion | None] = [None] * len(requests)
         groups: dict = {}
         for i, r in enumerate(requests):
@@ -139,11 +159,11 @@ class HFBackend:
                 sampling = replace(sampling, seed=min(seeds) if seeds else None)
                 for chunk in length_buckets(idxs, [len(r.prompt_token_ids) for r in requests]):
                     prompts = [requests[i].prompt_token_ids for i in chunk]
-                    for i, c in zip(chunk, self._generate_batch(prompts, sampling, version)):
+                    for i, c in zip(chunk, self._generate_batch_hf(prompts, sampling, version)):
                         out[i] = c
         return out  # type: ignore[return-value]
 
-    def _generate_batch(self, prompts: list[Sequence[int]], sampling, version: int) -> list[Completion]:
+    def _generate_batch_hf(self, prompts: list[Sequence[int]], sampling, version: int) -> list[Completion]:
         import torch
 
         width = max(len(p) for p in prompts)

@@ -13,13 +13,14 @@ def handlers(attributor: Attributor, bus: Bus) -> dict[str, Handler]:
     async def on_rollout_completed(d: Delivery) -> None:
         event: events_pb2.RolloutCompleted = d.message  # type: ignore[assignment]
         attributions = []
-        if event.attribute and not event.evaluation:
+        if event.attribute and not event.evaluation and not event.demonstration:
             try:
                 attributions = await attributor.attribute(event.task, event.group)
             except (InvalidArgument, NotFound, FailedPrecondition) as e:  # can never succeed
                 raise PoisonMessage(str(e)) from None
         await bus.publish("rollout.attributed", events_pb2.RolloutAttributed(
-            group=event.group, attributions=attributions, evaluation=event.evaluation, task=event.task),
+            group=event.group, attributions=attributions, evaluation=event.evaluation, task=event.task,
+            demonstration=event.demonstration),
             key=event.group.group_id)
 
     return {"attributor-rollout-completed": on_rollout_completed}

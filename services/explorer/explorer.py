@@ -39,7 +39,7 @@ def rollout_options(req: events_pb2.RolloutRequested) -> RolloutOptions:
                           max_steps=req.max_steps or 6, max_new_tokens=req.max_new_tokens or 96,
                           keep_experience=req.keep_experience, max_tools_shown=req.max_tools_shown,
                           first_turn_prefix=req.first_turn_prefix,
-                          allow_text_around_calls=req.allow_text_around_calls, seed=req.train_step)
+                          allow_text_around_calls=req.allow_text_around_calls, seed=req.sampling_seed)
 
 
 def check_explore(req: events_pb2.ExploreRequested) -> None:

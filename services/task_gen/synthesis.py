@@ -10,7 +10,7 @@ import time
 
 from evolver.algorithms.dedup import Candidate as DedupCandidate
 from evolver.algorithms.dedup import lexical_filter
-from evolver.algorithms.questioning import GENERATOR_VERSION, candidates_from_walk, check_replay
+from evolver.algorithms.questioning import GENERATOR_VERSION, candidates_from_walk, check_replay, names_code
 from evolver.envs.client import RemoteEnvironment
 from evolver.agent.exploration import walk_from_pb
 from evolver.v1 import events_pb2, task_pb2, trajectory_pb2
@@ -35,9 +35,17 @@ async def synthesize(env: RemoteEnvironment, event: events_pb2.ExploreCompleted,
         walk = walk_from_pb(w)
         candidates += candidates_from_walk(walk, tools, event.env_id, origin=event.seed_task_id,
                                            max_len=event.max_calls_per_task or 4)[:max_per_walk]
-    by_id = {c.task_id: c for c in candidates}
-    kept, rejected = lexical_filter([DedupCandidate(c.task_id, c.query) for c in candidates], pool_queries)
-    reasons = [r for _, r in rejected]
+    reasons = []
+    said = []
+    for c in candidates:  # a query that writes code gives the answer away: never a task
+        leaked = names_code(c.query, tools)
+        if leaked:
+            reasons.append(f"query names a tool or argument key ({', '.join(leaked[:3])})")
+        else:
+            said.append(c)
+    by_id = {c.task_id: c for c in said}
+    kept, rejected = lexical_filter([DedupCandidate(c.task_id, c.query) for c in said], pool_queries)
+    reasons += [r for _, r in rejected]
     accepted = []
     for k in kept:
         c = by_id[k.key]

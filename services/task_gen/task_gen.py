@@ -103,8 +103,8 @@ class TaskGen:
     # --- the pool and the curriculum -----------------------------------------------------------
 
     async def record_group(self, event: events_pb2.RolloutCompleted) -> None:
-        if event.evaluation:
-            return  # evaluation attempts never steer the training curriculum
+        if event.evaluation or event.demonstration:
+            return  # evaluation attempts and demonstrations never steer the training curriculum
         valid = [t for t in event.group.trajectories if not t.infra_failure.reason]
         await self.stats.record(event.group.group_id, event.group.task_id, len(valid),
                                 sum(1 for t in valid if t.reward.success))

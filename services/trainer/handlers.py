@@ -11,6 +11,8 @@ from evolver.bus import Delivery, Handler
 
 def handlers(index) -> dict[str, Handler]:
     async def on_attributed(d: Delivery) -> None:
+        if d.message.demonstration:  # type: ignore[attr-defined]
+            return  # memory's material, not a group any run loop waits for
         trace_headers = {k: v for k, v in d.headers.items() if k.lower() in ("traceparent", "tracestate")}
         await index.put(d.message.group.group_id,  # type: ignore[attr-defined]
                         json.dumps({"seq": d.stream_seq, "trace": trace_headers}).encode())

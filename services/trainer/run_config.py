@@ -23,6 +23,15 @@ class Mechanisms(_Section):
     questioning: bool = True  # synthetic tasks from exploration (off: the environment's seed tasks)
     navigating: bool = True  # experience-guided rollouts
     attributing: bool = True  # ADCA-GRPO step credit (off: plain GRPO)
+    # Self-bootstrapping: before RL, fine-tune on the replayed reference solutions of synthetic
+    # train tasks (a warm start for a base model too weak to find rewards by sampling).
+    bootstrapping: bool = False
+
+
+class BootstrappingSpec(_Section):
+    max_tasks: int = Field(16, ge=1, le=4096)  # demonstrations: synthetic train tasks, by id
+    epochs: int = Field(2, ge=1, le=50)
+    batch: int = Field(4, ge=1, le=256)  # demonstrations per optimizer step
 
 
 class QuestioningSpec(_Section):
@@ -31,6 +40,12 @@ class QuestioningSpec(_Section):
     max_steps_per_walk: int = Field(6, ge=1, le=limits.STEPS_PER_WALK_MAX)
     max_calls_per_task: int = Field(4, ge=1, le=16)  # longest reference solution
     min_train_tasks: int = Field(2, ge=1)  # wait for at least this many accepted train tasks
+    # The training mixture (AgentEvolver spec §3.6, UnifiedMixtureStrategy): with use_seed_tasks
+    # the environment's own train tasks are trained on too, plus int(len(seed tasks) x
+    # synthetic_ratio) synthetic ones (all of them if fewer). Off (the default): synthetic tasks
+    # only, so no human-written task is trained on.
+    use_seed_tasks: bool = False
+    synthetic_ratio: float = Field(1.0, ge=0)
     wait_s: float = Field(600, gt=0)
 
 
@@ -95,6 +110,7 @@ class RunSpec(_Section):
     seed: int = 0
     mechanisms: Mechanisms = Mechanisms()
     questioning: QuestioningSpec = QuestioningSpec()
+    bootstrapping: BootstrappingSpec = BootstrappingSpec()
     navigating: NavigatingSpec = NavigatingSpec()
     attributing: AttributingSpec = AttributingSpec()
     rollout: RolloutSpec = RolloutSpec()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import threading
 import time
 
@@ -26,6 +27,7 @@ from opentelemetry.trace import Link, SpanKind
 from evolver import telemetry
 from evolver.algorithms import curriculum
 from evolver.algorithms.adca import alpha_at
+from evolver.algorithms.stats import TASK_METRIC_PREFIX
 from evolver.bus import is_bus_failure, topology, trace_parent
 from evolver.envs.client import RemoteEnvironment
 from evolver.envs.registry import environment_spec
@@ -33,12 +35,14 @@ from evolver.envs.harness import TaskResult, summarize
 from evolver.errors import FailedPrecondition, PoisonMessage
 from evolver.models.policy_store import publish_policy
 from evolver.rpc import channel, is_transient, retry_transient, stub
-from services.trainer.progress import phase_name
-from services.trainer.run_config import RunSpec
-from services.trainer.advantages import group_samples
+from evolver.agent.demonstration import bootstrap_tasks, demonstration
 from evolver.v1 import events_pb2, run_pb2, task_pb2
+from evolver.v1 import trajectory_pb2 as tpb
 from evolver.v1 import task_gen_service_pb2 as tg_pb
 from evolver.v1 import task_gen_service_pb2_grpc as tg_grpc
+from services.trainer.advantages import Sample, group_samples
+from services.trainer.progress import phase_name
+from services.trainer.run_config import RunSpec
 
 log = logging.getLogger(__name__)
 # How long a run rides out another service being unreachable (a restart, a NATS blip) before it
@@ -68,6 +72,21 @@ class Checkpoint:
     evaluated: list[int] = field(default_factory=list)  # steps whose evaluation is done
     # The evaluation set, fixed at the first evaluation so every evaluation of the run uses it.
     eval_task_ids: list[str] = field(default_factory=list)
+    # Demonstrations prepared before step 0 (and, with bootstrapping, trained on), on which
+    # tasks (synthetic train tasks only).
+    bootstrapped: bool = False
+    bootstrap_task_ids: list[str] = field(default_factory=list)
+    warm_start_evaluated: bool = False
+
+
+def mixture(seed_tasks: list[task_pb2.Task], synthetic: list[task_pb2.Task], synthetic_ratio: float, *,
+            seed: int) -> list[task_pb2.Task]:
+    """Every seed task plus int(len(seed_tasks) x synthetic_ratio) synthetic ones, drawn without
+    replacement (all of them when there are fewer), as AgentEvolver's UnifiedMixtureStrategy."""
+    want = int(len(seed_tasks) * synthetic_ratio)
+    ordered = sorted(synthetic, key=lambda t: t.task_id)  # the draw must not depend on KV order
+    drawn = ordered if want >= len(ordered) else random.Random(seed).sample(ordered, want)
+    return list(seed_tasks) + drawn
 
 
 def seed_task_pb(seed, env_id: str) -> task_pb2.Task:
@@ -205,11 +224,19 @@ class RunLoop:
                 return [seed_task_pb(s, self.spec.env_id) for s in await env.seed_tasks(split)]
         return await self._retrying(f"environment {self.spec.env_id} ListSeedTasks", call)
 
+    async def train_pool(self) -> tuple[list[task_pb2.Task], dict[str, task_pb2.TaskStats]]:
+        """The tasks the curriculum samples from (see QuestioningSpec.use_seed_tasks)."""
+        q = self.spec.questioning
+        if not self.spec.mechanisms.questioning:
+            return await self.seed_tasks("train"), {}
+        synthetic, stats = await self._pool("train")
+        if not q.use_seed_tasks:
+            return synthetic, stats
+        seeds = await self.seed_tasks("train")
+        return mixture(seeds, synthetic, q.synthetic_ratio, seed=self.spec.seed), stats
+
     async def sample_train_tasks(self, step: int) -> list[task_pb2.Task]:
-        if self.spec.mechanisms.questioning:
-            tasks, stats = await self._pool("train")
-        else:
-            tasks, stats = await self.seed_tasks("train"), {}
+        tasks, stats = await self.train_pool()
         by_id = {t.task_id: t for t in tasks}
         records = [curriculum.TaskRecord(t.task_id, stats[t.task_id].attempts if t.task_id in stats else 0,
                                          stats[t.task_id].successes if t.task_id in stats else 0) for t in tasks]
@@ -256,7 +283,8 @@ class RunLoop:
             max_steps=r.max_steps, max_new_tokens=r.max_new_tokens, experience_top_k=s.navigating.top_k,
             keep_experience=s.navigating.keep_experience, max_tools_shown=r.max_tools_shown,
             first_turn_prefix=r.first_turn_prefix, allow_text_around_calls=r.allow_text_around_calls,
-            attribute=s.mechanisms.attributing and not evaluation), key=job_id)
+            attribute=s.mechanisms.attributing and not evaluation,
+            sampling_seed=s.seed if evaluation else s.seed * 1_000_003 + step + 1), key=job_id)
 
     async def collect(self, group_ids: list[str], phase: int, step: int) -> list[events_pb2.RolloutAttributed]:
         index = await self._kv(topology.ROLLOUT_INDEX_BUCKET)
@@ -303,6 +331,8 @@ class RunLoop:
                 valid = [t for t in g.group.trajectories if not t.infra_failure.reason]
                 results.append(TaskResult(task.task_id, [t.reward.score for t in valid],
                                           [t.reward.success for t in valid], self.spec.eval.temperature, 0.0, []))
+                # Per task, so a before -> after change gets a paired-bootstrap interval.
+                out[f"{TASK_METRIC_PREFIX}{label}/{task.task_id}"] = results[-1].avg
             if results:
                 s = summarize(results, self.spec.eval.k, self.spec.eval.temperature)
                 out.update({f"eval_{label}_avg_at_k": s.avg_at_k, f"eval_{label}_best_at_k": s.best_at_k,
@@ -359,16 +389,75 @@ class RunLoop:
             due = ckpt.step == spec.steps or (ckpt.step == 0) or (spec.eval_every and ckpt.step % spec.eval_every == 0)
             if due and ckpt.step not in ckpt.evaluated:
                 metrics = await self.evaluate(ckpt.step, ckpt.version, ckpt)
-                await self.progress(events_pb2.RUN_PHASE_EVALUATED, ckpt.step, policy_version=ckpt.version, **metrics)
+                await self.progress(events_pb2.RUN_PHASE_EVALUATED, ckpt.step, policy_version=ckpt.version,
+                                    stage=0.0 if ckpt.step == 0 else 2.0, **metrics)
                 ckpt.evaluated.append(ckpt.step)
                 await self.save_checkpoint(ckpt, None)
             if ckpt.step == spec.steps or self.stop_requested:
                 break
+            if ckpt.step == 0 and spec.mechanisms.navigating and spec.mechanisms.questioning \
+                    and not spec.mechanisms.bootstrapping and not ckpt.bootstrapped:
+                await self.warm_start(ckpt, updater, fine_tune=False)  # the experience pool only
+            if ckpt.step == 0 and spec.mechanisms.bootstrapping and not ckpt.warm_start_evaluated:
+                if not ckpt.bootstrapped:
+                    await self.warm_start(ckpt, updater)
+                metrics = await self.evaluate(0, ckpt.version, ckpt)
+                await self.progress(events_pb2.RUN_PHASE_EVALUATED, 0, policy_version=ckpt.version, stage=1.0,
+                                    **metrics)
+                ckpt.warm_start_evaluated = True
+                await self.save_checkpoint(ckpt, None)
             await self.train_step(ckpt, updater)
         final = run_pb2.RUN_STATE_STOPPED if self.stop_requested and ckpt.step < spec.steps else run_pb2.RUN_STATE_SUCCEEDED
         await self.save_run(final, "stopped by request" if final == run_pb2.RUN_STATE_STOPPED else "done")
         await self.progress(events_pb2.RUN_PHASE_STOPPED if final == run_pb2.RUN_STATE_STOPPED else events_pb2.RUN_PHASE_FINISHED, ckpt.step,
                             policy_version=ckpt.version)
+
+    async def warm_start(self, ckpt: Checkpoint, updater, fine_tune: bool = True) -> None:
+        """Self-bootstrapping: a few fine-tuning passes over demonstrations (the replayed
+        reference solutions of synthetic train tasks, rendered as the policy's own turns). An
+        advantage of 1 on every policy token with the behaviour log-probs recomputed (ratio 1)
+        makes the GRPO step a supervised step on exactly those tokens. With navigating on, the
+        demonstrations also go to memory, so guided rollouts have experiences from step 0
+        (fine_tune=False: that alone)."""
+        spec, b = self.spec, self.spec.bootstrapping
+        tasks = bootstrap_tasks((await self._pool("train"))[0], b.max_tasks)
+        address = await self._env_address()
+        demos: list[Sample] = []
+        async with RemoteEnvironment(address) as env:
+            for task in tasks:
+                d = await demonstration(updater.tokenizer, env, task, max_tools_shown=spec.rollout.max_tools_shown,
+                                        seed=spec.seed)
+                seq = d.sequence
+                demos.append(Sample(f"demo.{task.task_id}", "bootstrap", seq.token_ids, seq.loss_mask,
+                                    [float(m) for m in seq.loss_mask], seq.behaviour_logprobs, False, False, 1.0))
+                if spec.mechanisms.navigating:  # memory starts with experiences before step 0
+                    await self.bus.publish("rollout.completed", events_pb2.RolloutCompleted(
+                        group=tpb.RolloutGroup(group_id=f"{self.run_id}.demo.{task.task_id}"[:128], run_id=self.run_id,
+                                               task_id=task.task_id, trajectories=[d.trajectory]),
+                        task=task, demonstration=True), key=f"{self.run_id}.demo.{task.task_id}")
+        if not fine_tune:
+            ckpt.bootstrapped = True
+            await self.save_checkpoint(ckpt, None)
+            return
+        await self.progress(events_pb2.RUN_PHASE_WARM_START, 0, demonstrations=len(demos))
+        losses = []
+        for _ in range(b.epochs if demos else 0):
+            for i in range(0, len(demos), b.batch):
+                self.check_stop()
+                m = await asyncio.to_thread(serialized, updater.update, demos[i:i + b.batch])
+                losses.append(m["loss"])
+        version = updater.version
+        if demos:
+            await publish_policy(self.bus, self.run_id, version, spec.model or "SmolLM2-135M-Instruct",
+                                 await asyncio.to_thread(serialized, updater.adapter_blob))
+        ckpt.version, ckpt.bootstrapped = version, True
+        ckpt.bootstrap_task_ids = [t.task_id for t in tasks]
+        await self.save_checkpoint(ckpt, await asyncio.to_thread(serialized, updater.checkpoint_blob))
+        self.run_pb.policy_version = version
+        await self.save_run()
+        await self.progress(events_pb2.RUN_PHASE_WARM_START, 0, demonstrations=len(demos), policy_version=version,
+                            loss_first=losses[0] if losses else 0.0, loss_last=losses[-1] if losses else 0.0,
+                            updates=len(losses))
 
     async def train_step(self, ckpt: Checkpoint, updater) -> None:
         spec, step = self.spec, ckpt.step

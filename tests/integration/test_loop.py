@@ -118,7 +118,7 @@ def test_end_to_end_run_trains_two_steps_and_writes_a_report(stack_dir, tmp_path
     assert (run_dir / "pipeline.png").exists()
 
     ev = asyncio.run(_events(stack_dir, "e2e"))
-    training = [c for c in ev.completed if not c.evaluation]
+    training = [c for c in ev.completed if not c.evaluation and not c.demonstration]
     assert sorted(c.group.group_id for c in training) == ["e2e.s0.t0", "e2e.s0.t1", "e2e.s1.t0", "e2e.s1.t1"]
     # questioning on: trained on synthetic tasks only; policy versions advance and are used
     assert all(c.task.task_id.startswith("syn-") and c.task.split == "train" for c in training)
@@ -133,7 +133,7 @@ def test_end_to_end_run_trains_two_steps_and_writes_a_report(stack_dir, tmp_path
     assert any(t.experience_ids for c in training for t in c.group.trajectories)
     assert all(sum(1 for t in c.group.trajectories if t.experience_ids) <= 1 for c in training)
     # attributing on: every valid trajectory got state-progress labels, one per step
-    for a in [a for a in ev.attributed if not a.evaluation]:
+    for a in [a for a in ev.attributed if not a.evaluation and not a.demonstration]:
         by_id = {x.trajectory_id: x for x in a.attributions}
         for t in a.group.trajectories:
             if not t.infra_failure.reason:
@@ -152,10 +152,10 @@ def test_each_mechanism_switch_changes_what_flows(stack_dir, tmp_path, switch):
             "--run-id", run_id, "--out", str(tmp_path / "runs"))
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     ev = asyncio.run(_events(stack_dir, run_id))
-    training = [c for c in ev.completed if not c.evaluation]
+    training = [c for c in ev.completed if not c.evaluation and not c.demonstration]
     assert len(training) == 2
     trajs = [t for c in training for t in c.group.trajectories]
-    attributed = [a for a in ev.attributed if not a.evaluation]
+    attributed = [a for a in ev.attributed if not a.evaluation and not a.demonstration]
     if switch == "questioning":  # the environment's own seed tasks, never synthetic ones
         assert all(c.task.source == task_pb2.TASK_SOURCE_SEED and not c.task.task_id.startswith("syn-")
                    for c in training)
@@ -169,6 +169,29 @@ def test_each_mechanism_switch_changes_what_flows(stack_dir, tmp_path, switch):
         assert attributed and all(not a.attributions for a in attributed)
     elif switch == "navigating":
         assert attributed and all(a.attributions for a in attributed)
+
+
+def test_self_bootstrapping_warm_starts_on_train_tasks_only_and_is_evaluated_at_three_points(stack_dir, tmp_path):
+    mechanisms = {"questioning": True, "navigating": True, "attributing": True, "bootstrapping": True}
+    r = cli(stack_dir, "run", "--config", str(_write(
+        tmp_path, "boot.yaml", steps=1, mechanisms=mechanisms, bootstrapping={"max_tasks": 3, "epochs": 1, "batch": 2},
+        eval={"synthetic_tasks": 2, "seed_tasks": 1, "k": 1})), "--run-id", "boot", "--out", str(tmp_path / "runs"))
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    run_dir = tmp_path / "runs" / "boot"
+    progress = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    warm = [p for p in progress if p["phase"] == "warm_start"]
+    assert warm and warm[-1]["metrics"]["demonstrations"] > 0 and warm[-1]["metrics"]["updates"] == 2
+    assert [p["metrics"]["stage"] for p in progress if p["phase"] == "evaluated"] == [0, 1, 2]  # base, warm, RL
+    assert json.loads((run_dir / "run.json").read_text())["policy_version"] == 3  # 2 warm-start updates + 1 step
+    ckpt = asyncio.run(_checkpoint(stack_dir, "boot"))
+    ev = asyncio.run(_events(stack_dir, "boot"))
+    train_ids = {t.task_id for a in ev.accepted for t in a.tasks if t.split == "train"}
+    demos = ckpt["bootstrap_task_ids"]
+    assert demos and set(demos) <= train_ids  # synthetic train tasks only
+    assert not set(demos) & set(ckpt["eval_task_ids"])  # never a held-out or test task
+    published = [c for c in ev.completed if c.demonstration]
+    assert sorted(c.task.task_id for c in published) == sorted(demos)  # memory starts with them
+    assert "warm start" in (run_dir / "report.md").read_text() and (run_dir / "change.png").exists()
 
 
 def test_sigkilled_services_lose_no_group_and_none_is_trained_twice(stack_dir):

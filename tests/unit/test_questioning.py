@@ -5,7 +5,7 @@ import pytest
 
 from evolver.algorithms.attribution import StepRecord, attribute, needed_steps
 from evolver.algorithms.questioning import (Walk, WalkPlanner, WalkStep, candidates_from_walk, check_replay,
-                                            task_id_for)
+                                            names_code, task_id_for)
 from evolver.algorithms.rewards import synthetic_reward
 from evolver.algorithms.state import changes, distance, leaves, scalar_values
 from evolver.envs.base import Call, state_hash
@@ -44,7 +44,7 @@ def test_candidates_are_replay_verified_with_unique_ids():
     cands = candidates_from_walk(walk, tools, "bfcl", origin="multi_turn_base_0")
     assert cands and len({c.task_id for c in cands}) == len(cands)
     assert all(c.task_id.startswith("syn-") and c.task_id != "multi_turn_base_0" for c in cands)
-    assert all(c.query.startswith("Please ") for c in cands)
+    assert all(c.query and not names_code(c.query, tools) for c in cands)  # a request, not code
     env = BfclEnvironment()
     accepted = 0
     for c in cands[:10]:

@@ -1,0 +1,61 @@
+"""Self-bootstrapping: demonstrations are the replayed reference solutions of synthetic train
+tasks, rendered exactly as the policy's own turns, and fine-tuning on them moves the policy
+toward them. Held-out and test tasks are never demonstration material."""
+
+from __future__ import annotations
+
+import pytest
+
+from evolver.agent.demonstration import bootstrap_tasks, demonstration
+from evolver.models.toolcall import parse_turn
+from evolver.v1 import task_pb2
+from services.trainer.advantages import Sample
+from services.trainer.updater import PolicyUpdater
+from tests.bfcl_tasks import mkdir_task
+from tests.unit.test_training import _logp
+
+
+def test_only_synthetic_train_tasks_are_demonstrations():
+    ref = [task_pb2.Task().reference_solution.add(name="ls")]
+    pool = [task_pb2.Task(task_id="syn-b", split="train", source=task_pb2.TASK_SOURCE_SYNTHETIC, reference_solution=ref),
+            task_pb2.Task(task_id="syn-a", split="train", source=task_pb2.TASK_SOURCE_SYNTHETIC, reference_solution=ref),
+            task_pb2.Task(task_id="syn-held", split="heldout", source=task_pb2.TASK_SOURCE_SYNTHETIC,
+                          reference_solution=ref),
+            task_pb2.Task(task_id="multi_turn_base_100", split="test", source=task_pb2.TASK_SOURCE_SEED),
+            task_pb2.Task(task_id="multi_turn_base_1", split="train", source=task_pb2.TASK_SOURCE_SEED),
+            task_pb2.Task(task_id="syn-noref", split="train", source=task_pb2.TASK_SOURCE_SYNTHETIC)]
+    assert [t.task_id for t in bootstrap_tasks(pool, 10)] == ["syn-a", "syn-b"]
+    assert [t.task_id for t in bootstrap_tasks(pool, 1)] == ["syn-a"]
+
+
+async def test_a_demonstration_is_the_reference_as_the_policys_own_turns(bfcl, tokenizer):
+    task = await mkdir_task(bfcl)
+    demo = await demonstration(tokenizer, bfcl, task, max_tools_shown=3, seed=0)
+    seq = demo.sequence
+    assert demo.trajectory.reward.success and [s.tool_calls[0].name for s in demo.trajectory.steps[:1]] == ["mkdir"]
+    assert len(seq.token_ids) == len(seq.loss_mask) == len(seq.behaviour_logprobs)
+    trained = [t for t, m in zip(seq.token_ids, seq.loss_mask) if m]
+    turns = tokenizer.decode(trained).split("<|im_end|>")
+    parsed = parse_turn(turns[0])
+    assert parsed.ok and [(c.name, c.arguments) for c in parsed.calls] == [("mkdir", {"dir_name": "reports"})]
+    assert turns[1] == "Done." and turns[2] == ""
+    context = tokenizer.decode(seq.token_ids)
+    assert task.query in context and "<tool_response>" in context  # the environment's real observation
+    assert "<tool_response>" not in tokenizer.decode(trained)  # observations are never trained on
+    held = task_pb2.Task()
+    held.CopyFrom(task)
+    held.split = "heldout"
+    with pytest.raises(ValueError, match="never demonstration material"):
+        await demonstration(tokenizer, bfcl, held, max_tools_shown=3, seed=0)
+
+
+async def test_fine_tuning_on_demonstrations_moves_the_policy_toward_them(bfcl, tokenizer, tiny_model_dir):
+    seq = (await demonstration(tokenizer, bfcl, await mkdir_task(bfcl), max_tools_shown=3, seed=0)).sequence
+    demo = Sample("demo.t", "bootstrap", seq.token_ids, seq.loss_mask, [float(m) for m in seq.loss_mask],
+                  seq.behaviour_logprobs, False, False, 1.0)
+    upd = PolicyUpdater(tiny_model_dir, learning_rate=5e-3, lora_r=4, lora_alpha=8, beta=0.001, epsilon=0.2,
+                        epsilon_high=0.28, off_cliprange_high=0.6, temperature=1.0)
+    before = _logp(upd, demo)
+    for _ in range(3):
+        upd.update([demo])
+    assert _logp(upd, demo) > before + 1.0 and upd.version == 3
