@@ -21,6 +21,8 @@ MAX_WALKS, MAX_STEPS_PER_WALK = WALKS_MAX, STEPS_PER_WALK_MAX
 async def run_walk(env: EnvironmentClient, *, walk_id: str, seed: int, max_steps: int,
                    seed_task_id: str = "", initial_state: dict[str, Any] | None = None,
                    toolsets: list[str] | None = None, use_returned_fields: bool = True) -> Walk:
+    if not seed_task_id and initial_state is None:
+        initial_state = {}  # the environment's default initial state (the proto's contract for "{}")
     episode = await env.create(seed_task_id=seed_task_id or None, initial_state=initial_state,
                                toolsets=toolsets or [])
     try:

@@ -326,3 +326,11 @@ def check_replay(initial: dict[str, Any], end: dict[str, Any], results: Sequence
     if not changed and not has_facts:
         return Verdict(False, "trivial: the replay neither changed state nor returned the requested information")
     return Verdict(True, "replayed", end)
+
+
+def rejection_kind(reason: str) -> str:
+    """A rejection reason without its particulars, for counting: "reference call 2 failed on
+    replay: ..." -> "reference call failed on replay", "lexical near-duplicate (Jaccard 0.91)"
+    -> "lexical near-duplicate"."""
+    head = re.split(r":| \(", reason, maxsplit=1)[0]
+    return " ".join(w for w in head.split() if not w.isdigit()) or "unspecified"

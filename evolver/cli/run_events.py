@@ -35,7 +35,17 @@ class RunEvents:
             "demonstrations": float(len(demonstrations)),
             "infra_failed_trajectories": float(sum(1 for t in trajs if t.infra_failure.reason)),
             "policy_versions_published": float(len(self.policies)),
+            **{f"rejected: {kind}": float(n) for kind, n in sorted(self.rejections().items())},
         }
+
+    def rejections(self) -> dict[str, int]:
+        """Self-questioning's rejected candidates, counted per reason."""
+        from evolver.algorithms.questioning import rejection_kind
+        counts: dict[str, int] = {}
+        for a in self.accepted:
+            for r in a.rejection_reasons:
+                counts[rejection_kind(r)] = counts.get(rejection_kind(r), 0) + 1
+        return counts
 
 
 async def read_run_events(bus: Bus, run_id: str, since_s: float = 0.0, idle_s: float = 1.0) -> RunEvents:

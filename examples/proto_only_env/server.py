@@ -49,6 +49,9 @@ SEEDS = [
 ]
 
 
+NO_SEEDS = False
+
+
 def canonical_hash(state):
     text = json.dumps(state, sort_keys=True, separators=(",", ":"))
     return text, hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -102,6 +105,8 @@ def make_servicer(pb, pb_grpc, tpb):
             return pb.ListToolsResponse(tools=tool_schemas(), state_visible=True)
 
         def ListSeedTasks(self, request, context):
+            if NO_SEEDS:
+                return pb.ListSeedTasksResponse()
             if request.page_token:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "page_token: not a token this server issued")
             return pb.ListSeedTasksResponse(tasks=[
@@ -115,8 +120,9 @@ def make_servicer(pb, pb_grpc, tpb):
                 if seed is None:
                     context.abort(grpc.StatusCode.NOT_FOUND, f"no seed task {request.seed_task_id[:64]!r}")
                 state, turns, check = copy.deepcopy(INITIAL), list(seed[2]), seed[3]
-            elif source == "initial_state_json":
-                state, turns, check = json.loads(request.initial_state_json), ["Explore the library."], None
+            elif source == "initial_state_json":  # "{}": the default initial state
+                state = json.loads(request.initial_state_json) or copy.deepcopy(INITIAL)
+                turns, check = ["Explore the library."], None
             else:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "source: set seed_task_id or initial_state_json")
             if request.query_override:  # a synthetic task: one turn, no ground truth of its own
@@ -170,7 +176,10 @@ def main() -> None:
     p.add_argument("--stubs", required=True, help="the OUT_DIR of generate_stubs.py")
     p.add_argument("--package", default="libenv_stubs")
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--no-seed-tasks", action="store_true", help="offer no seed tasks (explored from the default state)")
     a = p.parse_args()
+    global NO_SEEDS
+    NO_SEEDS = a.no_seed_tasks
     sys.path.insert(0, a.stubs)
     import importlib
     pb = importlib.import_module(f"{a.package}.v1.environment_pb2")

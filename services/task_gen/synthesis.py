@@ -49,7 +49,9 @@ async def synthesize(env: RemoteEnvironment, event: events_pb2.ExploreCompleted,
     accepted = []
     for k in kept:
         c = by_id[k.key]
-        episode = await env.create(seed_task_id=event.seed_task_id, query_override=c.query)
+        # From the seed's state, or (no seed) the default initial state, as the explorer walked.
+        episode = await (env.create(seed_task_id=event.seed_task_id, query_override=c.query) if event.seed_task_id
+                         else env.create(initial_state={}, query_override=c.query))
         try:
             initial, _ = await episode.state()
             out = await episode.step(c.calls)

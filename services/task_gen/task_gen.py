@@ -11,7 +11,7 @@ from typing import Awaitable, Callable
 
 from evolver.agent.exploration import MAX_STEPS_PER_WALK, MAX_WALKS
 from evolver.envs.client import RemoteEnvironment
-from evolver.errors import FailedPrecondition, InvalidArgument, NotFound, Validator
+from evolver.errors import InvalidArgument, NotFound, Validator
 from evolver.limits import EXPLORATIONS_MAX, ID_MAX_CHARS
 from evolver.v1 import environment_pb2 as env_pb
 from evolver.v1 import events_pb2, task_pb2
@@ -63,24 +63,24 @@ class TaskGen:
     async def request_explorations(self, env_id: str, *, explorations: int, walks_per_exploration: int,
                                    max_steps_per_walk: int, max_calls_per_task: int, seed: int,
                                    requester_id: str = "") -> list[str]:
-        """One explore.requested per exploration, from the environment's train seed tasks in turn."""
+        """One explore.requested per exploration, from the environment's train seed tasks in turn;
+        an environment without any is explored from its default initial state (no human-written
+        task is needed)."""
         check_generate(env_id, explorations, walks_per_exploration, max_steps_per_walk, max_calls_per_task)
         spec = await self.registry.get(env_id)
         async with RemoteEnvironment(spec.address) as env:
             seeds = await env.seed_tasks("train")  # never evaluation tasks (spec B3)
-        if not seeds:
-            raise FailedPrecondition(f"environment {env_id} has no train seed tasks to explore from")
         ids = []
         # Ids carry who asked: a second run on the same environment and seed must not be dropped
         # as a duplicate of the first run's requests.
         key = requester_id or f"gen-{uuid.uuid4().hex[:12]}"
         for i in range(explorations):
-            seed_task = seeds[(seed + i) % len(seeds)]
+            seed_task_id = seeds[(seed + i) % len(seeds)].seed_task_id if seeds else ""  # "": the default state
             rid = f"{key}.{env_id}.{seed}.{i}"
             if len(rid) > ID_MAX_CHARS:  # still unique per (requester, env, seed, i)
                 rid = "x" + hashlib.sha256(rid.encode()).hexdigest()[:40]
             await self.publish("explore.requested", events_pb2.ExploreRequested(
-                request_id=rid, env_id=env_id, seed_task_id=seed_task.seed_task_id,
+                request_id=rid, env_id=env_id, seed_task_id=seed_task_id,
                 walks=walks_per_exploration, max_steps_per_walk=max_steps_per_walk,
                 seed=seed + i, max_calls_per_task=max_calls_per_task), rid)
             ids.append(rid)

@@ -27,6 +27,7 @@ from opentelemetry.trace import Link, SpanKind
 from evolver import telemetry
 from evolver.algorithms import curriculum
 from evolver.algorithms.adca import alpha_at
+from evolver.algorithms.questioning import rejection_kind
 from evolver.algorithms.stats import TASK_METRIC_PREFIX
 from evolver.bus import is_bus_failure, topology, trace_parent
 from evolver.envs.client import RemoteEnvironment
@@ -174,10 +175,14 @@ class RunLoop:
             return
         await self.progress(events_pb2.RUN_PHASE_QUESTIONING, 0, pool=len(tasks))
         finished: set[str] = set()
+        rejected: dict[str, int] = {}
 
         async def on_accepted(event) -> None:
-            if event.message is not None:
+            if event.message is not None and event.message.explore_request_id not in finished:
                 finished.add(event.message.explore_request_id)
+                for r in event.message.rejection_reasons:
+                    kind = f"rejected: {rejection_kind(r)}"
+                    rejected[kind] = rejected.get(kind, 0) + 1
         sub = await self.bus.subscribe("tasks.accepted", on_accepted)
         started = time.monotonic()
         try:
@@ -200,7 +205,7 @@ class RunLoop:
                 heldout, _ = await self._pool("heldout")
                 await self.progress(events_pb2.RUN_PHASE_QUESTIONING, 0, pool=len(tasks), heldout=len(heldout),
                                     explorations_done=len(finished & set(r.explore_request_ids)),
-                                    explorations=len(r.explore_request_ids))
+                                    explorations=len(r.explore_request_ids), **rejected)
                 if set(r.explore_request_ids) <= finished:
                     break
                 await asyncio.sleep(2.0)

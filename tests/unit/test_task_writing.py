@@ -81,3 +81,16 @@ def test_ids_come_from_what_the_environment_returned():
     books = [c.arguments["book_id"] for c in calls if c.name == "borrow_book"]
     assert loans and sum(v == "l1" for v in loans) >= 0.7 * len(loans)
     assert books and sum(v in ("b1", "b2") for v in books) >= 0.7 * len(books)
+
+
+def test_rejections_are_counted_per_reason():
+    from evolver.algorithms.questioning import rejection_kind
+    from evolver.cli.run_events import RunEvents
+    from evolver.v1 import events_pb2
+    ev = RunEvents(accepted=[events_pb2.TasksAccepted(rejection_reasons=[
+        "reference call 2 failed on replay: Error: no such file", "reference call 0 failed on replay: x",
+        "lexical near-duplicate (Jaccard 0.91)", "query names a tool or argument key (ls)"])])
+    assert ev.rejections() == {"reference call failed on replay": 2, "lexical near-duplicate": 1,
+                               "query names a tool or argument key": 1}
+    assert ev.summary()["rejected: reference call failed on replay"] == 2
+    assert rejection_kind("trivial: the replay neither changed state") == "trivial"
