@@ -110,6 +110,8 @@ class WalkPlanner:
 
     def _value(self, name: str, schema: dict) -> Any:
         kind = schema.get("type")
+        if isinstance(kind, list):  # a union ("integer" or "string"): its first type
+            kind = kind[0] if kind else None
         if "enum" in schema:
             return self.rng.choice(schema["enum"])
         returned = self._by_field(name, kind) if self.use_returned_fields and kind in ("string", "integer", "number") \

@@ -109,7 +109,7 @@ def reference_agent(drop_last_call: bool = False) -> Agent:
     from evolver.envs.bfcl import tasks as bfcl_tasks
 
     async def run(episode: EpisodeClient, task: SeedTask, temperature: float, attempt: int) -> None:
-        turns = [list(t) for t in bfcl_tasks.by_id()[task.seed_task_id].ground_truth]
+        turns = [list(t) for t in bfcl_tasks.entry_for(task.seed_task_id).ground_truth]
         if drop_last_call:
             last = max(i for i, t in enumerate(turns) if t)
             turns[last] = turns[last][:-1]

@@ -21,11 +21,16 @@ from evolver.rpc import GrpcServer, Registration, read_token
 from evolver.v1 import environment_pb2_grpc as pb_grpc
 
 BUILTIN = {"bfcl": "evolver.envs.bfcl:BfclEnvironment"}
+# bfcl:<category> serves one of BFCL's multi-turn categories (base, miss_param, long_context, miss_func).
 SERVICE_NAME = "evolver.v1.EnvironmentService"
 
 
 def load(spec: str) -> Environment:
-    """`bfcl`, or `package.module:Class` for any importable Environment."""
+    """`bfcl` (or `bfcl:<category>`), or `package.module:Class` for any importable Environment."""
+    name, _, category = spec.partition(":")
+    if name == "bfcl" and category:
+        from evolver.envs.bfcl import BfclEnvironment
+        return BfclEnvironment(category)
     target = BUILTIN.get(spec, spec)
     module, _, name = target.partition(":")
     if not name:

@@ -45,7 +45,9 @@ async def bfcl():
 def sample_args(schema: dict) -> dict:
     fill = {"string": "x", "integer": 1, "number": 1.0, "boolean": True, "array": [], "object": {}}
     props = schema.get("properties", {})
-    return {k: fill.get(props[k].get("type"), "x") for k in schema.get("required", [])}
+    def first(t):  # a type union ["integer", "string"]: its first type
+        return t[0] if isinstance(t, list) else t
+    return {k: fill.get(first(props[k].get("type")), "x") for k in schema.get("required", [])}
 
 
 async def test_every_tool_is_listed_and_callable_through_the_protocol(bfcl):

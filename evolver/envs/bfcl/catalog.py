@@ -36,6 +36,11 @@ def _to_json_schema(node: Any) -> Any:
     return out
 
 
+# Where BFCL's documented type refuses a call BFCL itself runs (its APIs do not check types):
+# multi_turn_base_173's ground truth closes ticket 'ticket_001' with a string id.
+SCHEMA_FIXES: dict[str, dict[str, list[str]]] = {"close_ticket": {"ticket_id": ["integer", "string"]}}
+
+
 @functools.lru_cache(maxsize=None)
 def _docs(class_name: str) -> tuple[Tool, ...]:
     from bfcl_eval.constants.eval_config import MULTI_TURN_FUNC_DOC_PATH
@@ -49,6 +54,8 @@ def _docs(class_name: str) -> tuple[Tool, ...]:
             schema = _to_json_schema(doc.get("parameters") or {"type": "dict", "properties": {}})
             schema.setdefault("type", "object")
             schema.setdefault("properties", {})
+            for param, types in SCHEMA_FIXES.get(doc["name"], {}).items():
+                schema["properties"][param]["type"] = types
             tools.append(Tool(doc["name"], doc.get("description", ""), schema, toolset=class_name))
     return tuple(tools)
 
@@ -72,7 +79,8 @@ def _class(class_name: str) -> type:
     return getattr(importlib.import_module(CLASS_FILE_PATH_MAPPING[class_name]), class_name)
 
 
-def instantiate(classes: list[str] | tuple[str, ...], initial_config: dict[str, Any]) -> dict[str, Any]:
+def instantiate(classes: list[str] | tuple[str, ...], initial_config: dict[str, Any], *,
+                long_context: bool = False) -> dict[str, Any]:
     """Fresh, isolated instances loaded with (a deep copy of) the scenario. Nothing is cached
     between calls: BFCL's own runner keeps instances in module globals, which leaks state
     between concurrent episodes of the same task."""
@@ -82,7 +90,7 @@ def instantiate(classes: list[str] | tuple[str, ...], initial_config: dict[str, 
     for name in classes:
         obj = _class(name)()
         if name not in STATELESS_CLASSES:
-            obj._load_scenario(copy.deepcopy(initial_config.get(name, {})), long_context=False)
+            obj._load_scenario(copy.deepcopy(initial_config.get(name, {})), long_context=long_context)
         instances[name] = obj
     return instances
 

@@ -1,7 +1,9 @@
-"""BFCL multi-turn environments behind the Environment interface."""
+"""BFCL multi-turn environments behind the Environment interface, one category per
+environment (base, miss_param, long_context, miss_func: evolver.envs.bfcl.tasks)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Sequence
 
 from evolver.envs.base import Call, Score, SeedTask, StepOutcome, Tool
@@ -19,14 +21,17 @@ class BfclEpisode:
     arrives; after the last user turn the episode is done."""
 
     def __init__(self, classes: Sequence[str], initial_state: dict[str, Any], user_turns: Sequence[str],
-                 entry: tasks.Entry | None, max_steps: int = MAX_STEPS_PER_EPISODE):
+                 entry: tasks.Entry | None, max_steps: int = MAX_STEPS_PER_EPISODE, long_context: bool = False):
         self.classes = list(classes)
         self.initial_state = initial_state
         self.user_turns = list(user_turns)
         self.entry = entry
-        self.instances = catalog.instantiate(self.classes, initial_state)
+        self.instances = catalog.instantiate(self.classes, initial_state, long_context=long_context)
         self.methods = catalog.method_table(self.instances)
         self.tools = {t.name: t for t in catalog.tools_for(self.classes)}
+        # miss_func: functions withheld until their turn (calling one earlier is an unknown tool).
+        self.withheld = {turn: [self.tools.pop(name) for name in names if name in self.tools]
+                         for turn, names in (entry.missed.items() if entry else [])}
         self.turn = 0
         self.steps = 0
         self.max_steps = max_steps
@@ -55,7 +60,13 @@ class BfclEpisode:
         if self.turn >= len(self.user_turns) or self.steps >= self.max_steps:
             self.done = True
             return StepOutcome([], done=True)
-        return StepOutcome([], next_user_message=self.user_turns[self.turn])
+        message = self.user_turns[self.turn]
+        added = self.withheld.pop(self.turn, [])
+        if added:  # BFCL's prompting form: the new functions' docs, then its message
+            self.tools.update((t.name, t) for t in added)
+            docs = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in added]
+            message = f"{json.dumps(docs)}\n{message}"
+        return StepOutcome([], next_user_message=message)
 
     def state(self) -> dict[str, Any]:
         return catalog.snapshot(self.instances)
@@ -65,7 +76,7 @@ class BfclEpisode:
             raise FailedPrecondition("this instance was created from an explicit state and has no ground truth; "
                                      "synthetic tasks are scored by task_gen's state match")
         return score_episode(self.entry.seed.initial_state, self.entry.seed.toolsets, self.entry.ground_truth,
-                             self.recorded)
+                             self.recorded, long_context=self.entry.long_context)
 
     def close(self) -> None:
         self.instances.clear()
@@ -73,10 +84,15 @@ class BfclEpisode:
 
 
 class BfclEnvironment:
-    env_id = "bfcl"
     state_visible = True
     # Modules the environment server's fork server imports once, for every instance process.
     preload = ("evolver.envs.bfcl._preload",)
+
+    def __init__(self, category: str = "base"):
+        if category not in tasks.CATEGORIES:
+            raise ValueError(f"unknown BFCL category {category!r}: one of {', '.join(tasks.CATEGORIES)}")
+        self.category = category
+        self.env_id = "bfcl" if category == "base" else f"bfcl-{category.replace('_', '-')}"
 
     def tools(self, toolsets: Sequence[str] = ()) -> list[Tool]:
         unknown = [t for t in toolsets if t not in catalog.CLASSES]
@@ -87,19 +103,21 @@ class BfclEnvironment:
     def seed_tasks(self, split: str = "") -> list[SeedTask]:
         if split not in ("", "train", "test"):
             raise InvalidArgument("split", "must be 'train', 'test' or empty")
-        return [e.seed for e in tasks.load_entries() if not split or e.seed.split == split]
+        return [e.seed for e in tasks.load_entries(self.category) if not split or e.seed.split == split]
 
     def create(self, *, seed_task_id: str | None = None, initial_state: dict[str, Any] | None = None,
                toolsets: Sequence[str] = (), query_override: str = "") -> BfclEpisode:
         if seed_task_id:
-            entry = tasks.by_id().get(seed_task_id)
+            entry = tasks.by_id(self.category).get(seed_task_id)
             if entry is None:
                 raise NotFound(f"no BFCL seed task {seed_task_id!r}")
             turns = list(entry.seed.user_turns)
             if query_override:
                 # A synthetic task on a seed's state: one user turn, no BFCL ground truth.
-                return BfclEpisode(entry.seed.toolsets, entry.seed.initial_state, [query_override], None)
-            return BfclEpisode(entry.seed.toolsets, entry.seed.initial_state, turns, entry)
+                return BfclEpisode(entry.seed.toolsets, entry.seed.initial_state, [query_override], None,
+                                   long_context=entry.long_context)
+            return BfclEpisode(entry.seed.toolsets, entry.seed.initial_state, turns, entry,
+                               long_context=entry.long_context)
         if initial_state is None:
             raise InvalidArgument("source", "give seed_task_id or initial_state_json")
         if not isinstance(initial_state, dict):

@@ -18,13 +18,14 @@ def _empty(turn_steps: Sequence[Sequence[Call]]) -> bool:
 
 
 def score_episode(initial_config: dict[str, Any], classes: Sequence[str],
-                  ground_truth: Sequence[Sequence[Call]], agent_turns: Sequence[Sequence[Sequence[Call]]]) -> Score:
+                  ground_truth: Sequence[Sequence[Call]], agent_turns: Sequence[Sequence[Sequence[Call]]], *,
+                  long_context: bool = False) -> Score:
     """agent_turns[t] is the list of steps of user turn t, each a list of calls."""
     from bfcl_eval.eval_checker.multi_turn_eval.multi_turn_checker import response_checker, state_checker
 
     tools = {t.name: t for t in catalog.tools_for(classes)}
-    model = catalog.instantiate(classes, initial_config)
-    truth = catalog.instantiate(classes, initial_config)
+    model = catalog.instantiate(classes, initial_config, long_context=long_context)
+    truth = catalog.instantiate(classes, initial_config, long_context=long_context)
     model_methods, truth_methods = catalog.method_table(model), catalog.method_table(truth)
     all_model_results: list[str] = []
     for t, gt_calls in enumerate(ground_truth):
