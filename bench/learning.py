@@ -1,17 +1,20 @@
-"""Learning ablation on SmolLM2-135M, CPU (AgentEvolver §11.1's table, at our scale).
+"""Learning on SmolLM2-135M, CPU: does Evolver make the agent better, and which mechanism does it?
 
-Four runs from the same base model, with the same budget and seeds, each on a fresh embedded
-stack (empty memory and task pool, so no setting learns from another's rollouts); the task pool
-is generated first in each (self-questioning is seeded, so all four get the same tasks):
-  1. questioning only               (navigating off, attributing off: plain GRPO)
-  2. questioning + navigating
-  3. questioning + attributing
-  4. all three
-Each run evaluates before and after training on the held-out synthetic tasks and on the BFCL
-multi_turn_base test split (avg@k, best@k). Before-training numbers are measured in every run
-(same policy, tasks and seeds: they double as a determinism check).
+Every run starts from the same base model on a fresh embedded stack (empty memory and task pool,
+so no run learns from another's rollouts); the task pool is generated first (self-questioning is
+seeded, so runs with the same seed get the same tasks). Each run evaluates the same frozen set
+(held-out synthetic tasks and BFCL test tasks, avg@k and best@k, per-attempt seeds from (seed,
+task, attempt)) at three points: the base model, after the warm start (self-bootstrapping), after
+RL. Every change is a paired bootstrap over tasks with its 95% interval.
 
-  .venv/bin/python bench/learning.py [--steps 4] [--out docs/bench_learning.json]
+  --mode main       every mechanism on (bootstrapping included), one run per --seeds; target:
+                    base -> end >= +0.20 on held-out synthetic avg@k with a CI excluding 0 on
+                    every seed, and warm start -> end >= +0.05 with a CI excluding 0 pooled.
+  --mode ablation   AgentEvolver's shape (spec §11.1) at one seed and the same budget:
+                    bootstrapping only (the warm-start point of the next run), + questioning RL
+                    (plain GRPO on self-made tasks), + navigating, + attributing, all.
+
+  .venv/bin/python bench/learning.py --mode main --seeds 0,1,2 [--steps 8] [--out docs/bench_learning.json]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import yaml
@@ -33,6 +37,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from evolver.algorithms.stats import eval_deltas, pooled_delta, task_scores  # noqa: E402
 from evolver.bus import Bus  # noqa: E402
 from evolver.cli import DEFAULT_CONFIG  # noqa: E402
 from evolver.config import load_settings  # noqa: E402
@@ -43,11 +48,12 @@ from evolver.v1 import task_gen_service_pb2_grpc as tg_grpc  # noqa: E402
 from evolver.v1 import task_pb2  # noqa: E402
 
 console = Console()
-SETTINGS = [
-    ("questioning only", {"questioning": True, "navigating": False, "attributing": False}),
-    ("+ navigating", {"questioning": True, "navigating": True, "attributing": False}),
-    ("+ attributing", {"questioning": True, "navigating": False, "attributing": True}),
-    ("all three", {"questioning": True, "navigating": True, "attributing": True}),
+ALL_ON = {"questioning": True, "navigating": True, "attributing": True, "bootstrapping": True}
+ABLATION = [  # "bootstrapping only" is the warm-start point of the first run
+    ("+ questioning RL", {"questioning": True, "navigating": False, "attributing": False, "bootstrapping": True}),
+    ("+ navigating", {"questioning": True, "navigating": True, "attributing": False, "bootstrapping": True}),
+    ("+ attributing", {"questioning": True, "navigating": False, "attributing": True, "bootstrapping": True}),
+    ("all", ALL_ON),
 ]
 
 
@@ -81,19 +87,70 @@ async def build_pool(state, spec: dict) -> tuple[int, int]:
     return counts[0], counts[1]
 
 
-def eval_metrics(run_dir: Path) -> tuple[dict, dict, dict]:
+def evaluations(run_dir: Path) -> tuple[list[dict], dict]:
     progress = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
     evals = [p["metrics"] for p in progress if p["phase"] == "evaluated"]
     trained = [p["metrics"] for p in progress if p["phase"] == "trained"]
-    return evals[0], evals[-1], {"reward_mean_per_step": [t.get("reward_mean", 0.0) for t in trained],
-                                 "success_rate_per_step": [t.get("success_rate", 0.0) for t in trained],
-                                 "guided_trajectories": sum(t.get("guided_trajectories", 0) for t in trained),
-                                 "good_rate_per_step": [t.get("good_rate", 0.0) for t in trained]}
+    return evals, {"reward_mean_per_step": [t.get("reward_mean", 0.0) for t in trained],
+                   "success_rate_per_step": [t.get("success_rate", 0.0) for t in trained],
+                   "guided_trajectories": sum(t.get("guided_trajectories", 0) for t in trained),
+                   "good_rate_per_step": [t.get("good_rate", 0.0) for t in trained]}
+
+
+def points(evals: list[dict]) -> dict[str, dict]:
+    """The evaluations at base (stage 0), after the warm start (stage 1) and at the end."""
+    base = evals[0]
+    warm = next((m for m in evals if m.get("stage") == 1.0), None)
+    return {"base": base, "warm start": warm if warm is not None else base, "end": evals[-1]}
+
+
+def run_setting(args, base: dict, name: str, mech: dict, seed: int, index: int) -> dict:
+    # A fresh stack per run: empty memory and pool, so no run learns from another's rollouts.
+    state_dir = Path(args.state_dir) / f"run{index}"
+    shutil.rmtree(state_dir, ignore_errors=True)
+    stack = Stack(state_dir)
+    run_id = f"learning-{index}-seed{seed}"
+    console.rule(f"{name}, seed {seed}: {run_id}")
+    cfg = {**base, "seed": seed, "mechanisms": mech}
+    try:
+        with console.status("starting the embedded stack..."):
+            state = stack.up()
+        with console.status("self-questioning: building the task pool..."):
+            pool = asyncio.run(build_pool(state, cfg))
+        console.print(f"task pool: {pool[0]} train, {pool[1]} held-out synthetic tasks")
+        cfg_path = state_dir / "run.yaml"
+        cfg_path.write_text(yaml.safe_dump(cfg))
+        start = time.time()
+        p = subprocess.run([sys.executable, "-m", "evolver.cli", "--state-dir", str(state_dir), "run",
+                            "--config", str(cfg_path), "--run-id", run_id, "--out", args.runs], cwd=ROOT)
+        wall = time.time() - start
+    finally:
+        stack.down()
+    if p.returncode != 0:
+        raise SystemExit(f"{name} (seed {seed}) failed (exit {p.returncode}); see {args.runs}/{run_id}")
+    evals, training = evaluations(Path(args.runs) / run_id)
+    return {"setting": name, "seed": seed, "mechanisms": mech, "run_id": run_id, "wall_s": round(wall, 1),
+            "pool": {"train": pool[0], "heldout": pool[1]}, "evaluations": evals, **training}
+
+
+def changes(result: dict) -> dict[str, dict]:
+    """Per task set, the three changes with their intervals."""
+    pts = points(result["evaluations"])
+    out: dict[str, dict] = {}
+    for a, b in (("base", "warm start"), ("warm start", "end"), ("base", "end")):
+        for label, d in eval_deltas(pts[a], pts[b]).items():
+            out.setdefault(label, {})[f"{a} -> {b}"] = asdict(d) | {"excludes_zero": d.excludes_zero}
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--mode", choices=["main", "ablation"], default="main")
+    ap.add_argument("--seeds", default="0,1,2", help="main mode: one run per seed; ablation: the first")
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--eval-synthetic", type=int, default=32, help="held-out synthetic tasks evaluated")
+    ap.add_argument("--eval-bfcl", type=int, default=10, help="BFCL multi_turn_base test tasks evaluated")
+    ap.add_argument("--k", type=int, default=4, help="attempts per evaluated task (avg@k, best@k)")
     ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="base run config (mechanisms are overridden)")
     ap.add_argument("--state-dir", default=str(ROOT / ".evolver-bench-learning"))
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench_learning.json"))
@@ -102,55 +159,45 @@ def main() -> None:
 
     base = yaml.safe_load(Path(args.config).read_text())
     base["steps"] = args.steps
+    base["eval"] = {**base.get("eval", {}), "synthetic_tasks": args.eval_synthetic, "seed_tasks": args.eval_bfcl,
+                    "k": args.k}
+    # Enough explorations for the held-out share (20%) to hold the evaluation set.
+    q = base.setdefault("questioning", {})
+    q["explorations"] = max(q.get("explorations", 8), args.eval_synthetic // 2)
     from evolver.models import prepare
     os.environ["EVOLVER_POLICY__MODEL_DIR"] = str(prepare.prepare())
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    plan = [("all", ALL_ON, s) for s in seeds] if args.mode == "main" else [(n, m, seeds[0]) for n, m in ABLATION]
     t0 = time.time()
     results = []
-    for i, (name, mech) in enumerate(SETTINGS):
-        # A fresh stack per setting: empty memory and pool, so no setting learns from another's
-        # rollouts. Exploration is seeded, so every setting gets the same task pool (checked).
-        state_dir = Path(args.state_dir) / f"setting{i}"
-        shutil.rmtree(state_dir, ignore_errors=True)
-        stack = Stack(state_dir)
-        run_id = f"ablation-{i}"
-        console.rule(f"{name}: {run_id}")
-        try:
-            with console.status("starting the embedded stack..."):
-                state = stack.up()
-            with console.status("self-questioning: building the task pool..."):
-                pool = asyncio.run(build_pool(state, base))
-            console.print(f"task pool: {pool[0]} train, {pool[1]} held-out synthetic tasks")
-            cfg_path = state_dir / "run.yaml"
-            cfg_path.write_text(yaml.safe_dump({**base, "mechanisms": mech}))
-            start = time.time()
-            p = subprocess.run([sys.executable, "-m", "evolver.cli", "--state-dir", str(state_dir), "run",
-                                "--config", str(cfg_path), "--run-id", run_id, "--out", args.runs], cwd=ROOT)
-            wall = time.time() - start
-        finally:
-            stack.down()
-        if p.returncode != 0:
-            raise SystemExit(f"{name} failed (exit {p.returncode}); see {args.runs}/{run_id}")
-        before, after, training = eval_metrics(Path(args.runs) / run_id)
-        results.append({"setting": name, "mechanisms": mech, "run_id": run_id, "wall_s": round(wall, 1),
-                        "pool": {"train": pool[0], "heldout": pool[1]}, "before": before, "after": after,
-                        **training})
-
-    k = base["eval"]["k"]
+    for i, (name, mech, seed) in enumerate(plan):
+        r = run_setting(args, base, name, mech, seed, i)
+        r["changes"] = changes(r)
+        results.append(r)
+    k = args.k
     table = Table(title=f"SmolLM2-135M, {args.steps} steps x {base['tasks_per_step']} tasks x {base['group_size']} "
-                        f"rollouts; held-out avg@{k} / best@{k} before -> after")
-    for col in ("setting", f"synthetic avg@{k}", f"synthetic best@{k}", f"BFCL avg@{k}", f"BFCL best@{k}",
-                "train success/step", "wall s"):
+                        f"rollouts; held-out avg@{k}, change with 95% paired-bootstrap CI over tasks")
+    for col in ("setting", "seed", "task set", "base -> warm start", "warm start -> end", "base -> end", "wall s"):
         table.add_column(col)
 
-    def ba(r, key):
-        return f"{r['before'].get(key, 0):.3f} -> {r['after'].get(key, 0):.3f}"
+    def cell(d: dict | None) -> str:
+        return "-" if d is None else f"{d['delta']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
     for r in results:
-        table.add_row(r["setting"], ba(r, "eval_synthetic_avg_at_k"), ba(r, "eval_synthetic_best_at_k"),
-                      ba(r, "eval_seed_avg_at_k"), ba(r, "eval_seed_best_at_k"),
-                      " ".join(f"{x:.2f}" for x in r["success_rate_per_step"]), f"{r['wall_s']:.0f}")
+        for label, ch in r["changes"].items():
+            table.add_row(r["setting"], str(r["seed"]), label, cell(ch.get("base -> warm start")),
+                          cell(ch.get("warm start -> end")), cell(ch.get("base -> end")), f"{r['wall_s']:.0f}")
     console.print(table)
-    out = {"model": "SmolLM2-135M-Instruct", "device": "cpu", "steps": args.steps, "config": base, "results": results,
-           "total_wall_s": round(time.time() - t0, 1)}
+    pooled = {}
+    if args.mode == "main" and len(results) > 1:
+        for a, b in (("base", "warm start"), ("warm start", "end"), ("base", "end")):
+            pairs = [(task_scores(points(r["evaluations"])[a], "synthetic"),
+                      task_scores(points(r["evaluations"])[b], "synthetic")) for r in results]
+            d = pooled_delta(pairs)
+            if d is not None:
+                pooled[f"{a} -> {b}"] = asdict(d) | {"excludes_zero": d.excludes_zero}
+                console.print(f"pooled over seeds, held-out synthetic avg@{k}, {a} -> {b}: {d}")
+    out = {"model": "SmolLM2-135M-Instruct", "device": "cpu", "mode": args.mode, "steps": args.steps,
+           "config": base, "results": results, "pooled_synthetic": pooled, "total_wall_s": round(time.time() - t0, 1)}
     Path(args.out).write_text(json.dumps(out, indent=2))
     console.print(f"total {out['total_wall_s']:.0f}s; written to {args.out}")
 
