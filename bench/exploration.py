@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import re
 import subprocess
@@ -34,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from evolver.agent.exploration import run_walk  # noqa: E402
+from evolver.algorithms.diversity import embedding_spread, trigram_ratio  # noqa: E402
 from evolver.algorithms.questioning import _short_description, candidates_from_walk, names_code  # noqa: E402
 from evolver.envs.bfcl import BfclEnvironment  # noqa: E402
 from evolver.envs.client import RemoteEnvironment  # noqa: E402
@@ -58,18 +58,9 @@ class Previous:
         return previous_template(calls, tools, facts)
 
 
-def trigram_ratio(queries: list[str]) -> float:
-    grams = [tuple(q.lower().split()[i:i + 3]) for q in queries for i in range(len(q.split()) - 2)]
-    return len(set(grams)) / len(grams) if grams else 0.0
-
-
-def embedding_spread(queries: list[str]) -> float:
+def spread(queries: list[str]) -> float:
     from evolver.memory.embeddings import MiniLMEmbedder
-    if len(queries) < 2:
-        return 0.0
-    vecs = MiniLMEmbedder().embed(queries)
-    sims = [sum(a * b for a, b in zip(u, v)) for u, v in itertools.combinations(vecs, 2)]
-    return 1.0 - sum(sims) / len(sims)
+    return embedding_spread(MiniLMEmbedder().embed(queries)) if len(queries) > 1 else 0.0
 
 
 async def measure(env, seeds: list[str], walks: int, steps: int, use_returned_fields: bool) -> dict:
@@ -92,7 +83,7 @@ async def measure(env, seeds: list[str], walks: int, steps: int, use_returned_fi
             distinct = sorted(set(qs))
             out[name] = {"distinct_queries": len(distinct),
                          "leaking_share": sum(bool(names_code(q, tools)) for q in distinct) / max(1, len(distinct)),
-                         "trigram_ratio": trigram_ratio(distinct), "embedding_spread": embedding_spread(distinct)}
+                         "trigram_ratio": trigram_ratio(distinct), "embedding_spread": spread(distinct)}
     return out
 
 

@@ -132,6 +132,7 @@ async def _run(args, spec: RunSpec, state, run_dir: Path, stack) -> int:
     finally:
         await bus.close()
     summary = events.summary()
+    summary.update(query_diversity([t.query for a in events.accepted for t in a.tasks]))
     (run_dir / "events_summary.json").write_text(json.dumps(summary, indent=2))
     report = write_report(run_dir, record, read_jsonl(run_dir / "metrics.jsonl"), summary)
     table = Table(title=f"run {run_id}: {record['state']} in {record['wall_s']:.0f}s")
@@ -158,6 +159,17 @@ async def _run(args, spec: RunSpec, state, run_dir: Path, stack) -> int:
         console.print(f"[red]run {record['state']}: {run.message}[/]")
         return 1
     return 0
+
+
+def query_diversity(queries: list[str]) -> dict[str, float]:
+    """How varied the run's self-made task queries are (evolver.algorithms.diversity)."""
+    distinct = sorted(set(queries))
+    if len(distinct) < 2:
+        return {}
+    from evolver.algorithms.diversity import embedding_spread, trigram_ratio
+    from evolver.memory.embeddings import MiniLMEmbedder
+    return {"task_queries_distinct": float(len(distinct)), "task_query_distinct_3grams": trigram_ratio(distinct),
+            "task_query_embedding_spread": embedding_spread(MiniLMEmbedder().embed(distinct))}
 
 
 def cmd_run(args) -> int:

@@ -94,3 +94,11 @@ def test_rejections_are_counted_per_reason():
                                "query names a tool or argument key": 1}
     assert ev.summary()["rejected: reference call failed on replay"] == 2
     assert rejection_kind("trivial: the replay neither changed state") == "trivial"
+
+
+def test_query_diversity_measures():
+    from evolver.algorithms.diversity import embedding_spread, trigram_ratio
+    assert trigram_ratio(["a b c d", "a b c d"]) == 1.0  # duplicates count once
+    assert trigram_ratio(["please do x now", "please do y now"]) == 1.0
+    assert trigram_ratio(["please do the thing", "please do the other"]) == 0.75
+    assert embedding_spread([[1, 0], [2, 0]]) == 0.0 and embedding_spread([[1, 0], [0, 1]]) == 1.0
