@@ -95,7 +95,10 @@ class PolicyUpdater:
 
     def __init__(self, model_dir: Path | str, *, learning_rate: float, lora_r: int, lora_alpha: int, beta: float,
                  epsilon: float, epsilon_high: float, off_cliprange_high: float, temperature: float,
-                 max_grad_norm: float = 1.0, seed: int = 0, work_dir: Path | str | None = None):
+                 max_grad_norm: float = 1.0, seed: int = 0, work_dir: Path | str | None = None,
+                 gradient_checkpointing: bool = False):
+        """gradient_checkpointing: TRL's GRPOConfig turns it on by default; it trades compute for
+        activation memory, which a 135M LoRA policy on a CPU does not need (bench/update.py)."""
         from datasets import Dataset
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -114,7 +117,7 @@ class PolicyUpdater:
                           beta=beta, loss_type="bnpo", learning_rate=learning_rate, temperature=temperature,
                           epsilon=epsilon, epsilon_high=epsilon_high, max_grad_norm=max_grad_norm,
                           report_to=[], use_cpu=not torch.cuda.is_available(), save_strategy="no",
-                          logging_steps=1, seed=seed)
+                          logging_steps=1, seed=seed, gradient_checkpointing=gradient_checkpointing)
         trainer_cls = make_trainer_class()
         # TRL wants a dataset and reward functions to construct; we never call train() (the
         # explorers generate), so both are placeholders that are never used.

@@ -1,0 +1,80 @@
+"""The policy update's step time on SmolLM2-135M-Instruct (CPU), against the previous path in
+the same run: TRL's GRPOConfig default turns gradient checkpointing on (every forward is run
+twice); the updater now turns it off. Same samples (rendered demonstrations of BFCL-sized
+prompts: the system prompt with three tools, a call, its observation, an answer), same seed, sides
+interleaved, median of REPEATS optimizer steps each.
+
+    python bench/update.py [--samples 4] [--repeats 3] [--json docs/bench_update.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from evolver.agent.demonstration import demonstration  # noqa: E402
+from evolver.envs.bfcl import BfclEnvironment  # noqa: E402
+from evolver.envs.local import InProcessEnvironment  # noqa: E402
+from evolver.models import prepare  # noqa: E402
+from services.trainer.advantages import Sample  # noqa: E402
+from services.trainer.updater import PolicyUpdater  # noqa: E402
+from tests.bfcl_tasks import mkdir_task  # noqa: E402
+
+console = Console()
+
+
+async def samples(tokenizer, n: int) -> list[Sample]:
+    env = InProcessEnvironment(BfclEnvironment())
+    seq = (await demonstration(tokenizer, env, await mkdir_task(env), max_tools_shown=3, seed=0)).sequence
+    return [Sample(f"s{i}", "g", seq.token_ids, seq.loss_mask, [float(m) * (1 if i % 2 else -1) for m in seq.loss_mask],
+                   seq.behaviour_logprobs, False, False, 1.0) for i in range(n)]
+
+
+def main(n: int, repeats: int) -> dict:
+    model_dir = prepare.prepare()
+    sides = {}
+    for name, ckpt in (("previous (gradient checkpointing)", True), ("now", False)):
+        sides[name] = PolicyUpdater(model_dir, learning_rate=1e-5, lora_r=8, lora_alpha=16, beta=0.001, epsilon=0.2,
+                                    epsilon_high=0.28, off_cliprange_high=0.6, temperature=1.0,
+                                    gradient_checkpointing=ckpt)
+    batch = asyncio.run(samples(next(iter(sides.values())).tokenizer, n))
+    times: dict[str, list[float]] = {k: [] for k in sides}
+    for r in range(repeats + 1):  # the first round warms up
+        for name in (list(sides) if r % 2 == 0 else list(reversed(sides))):
+            t = time.perf_counter()
+            sides[name].update(batch)
+            if r:
+                times[name].append(time.perf_counter() - t)
+    return {"samples": n, "tokens_per_sample": len(batch[0].token_ids), "repeats": repeats,
+            "step_s": {k: statistics.median(v) for k, v in times.items()}, "raw_s": times}
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args()
+    with console.status("timing update steps..."):
+        res = main(a.samples, a.repeats)
+    t = Table(title=f"SmolLM2-135M LoRA update, {res['samples']} samples x {res['tokens_per_sample']} tokens, "
+                    f"median of {res['repeats']} (baseline: the previous path, same run)")
+    for c in ("path", "step s", "vs previous"):
+        t.add_column(c, justify="right")
+    prev = res["step_s"]["previous (gradient checkpointing)"]
+    for k, v in res["step_s"].items():
+        t.add_row(k, f"{v:.1f}", f"{prev / v:.2f}x")
+    console.print(t)
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=2))
