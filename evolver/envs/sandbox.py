@@ -142,6 +142,7 @@ class InstanceProcess:
     """The server's handle on one worker process."""
 
     def __init__(self, ctx, env: Environment, caps: EnvironmentCaps):
+        self._killed = False
         parent, child = ctx.Pipe()
         self.process = ctx.Process(target=_child_main, args=(child, env, caps), daemon=True)
         with _no_main_reimport(env):
@@ -177,9 +178,13 @@ class InstanceProcess:
 
     @property
     def alive(self) -> bool:
-        return self.process.is_alive()
+        # Killed counts as gone at once: under load the SIGKILLed process can still look alive
+        # for a moment after kill() returned (found by the runaway test under a loaded CPU).
+        return not self._killed and self.process.is_alive()
 
     async def call(self, op: str, args: Any, what: str, timeout_s: float) -> Any:
+        if self._killed:
+            raise EnvironmentFailure(f"{what}: the instance's worker was stopped; the instance is gone")
         loop = asyncio.get_running_loop()
         if self._loop is None:  # one reader for the process's life: no epoll changes per call
             self._loop = loop
@@ -221,6 +226,7 @@ class InstanceProcess:
         raise EnvironmentFailure(f"{what} crashed: {reply[1]}: {reply[2]}")
 
     def kill(self) -> None:
+        self._killed = True
         self._stop_reading()
         if self.process.is_alive():
             try:

@@ -84,6 +84,8 @@ class BfclEpisode:
 
 
 class BfclEnvironment:
+    env_id = "bfcl"  # base; the other categories set their own in __init__
+    category = "base"
     state_visible = True
     # Modules the environment server's fork server imports once, for every instance process.
     preload = ("evolver.envs.bfcl._preload",)
