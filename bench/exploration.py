@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from evolver.agent.exploration import run_walk  # noqa: E402
 from evolver.algorithms.diversity import embedding_spread, trigram_ratio  # noqa: E402
-from evolver.algorithms.questioning import _short_description, candidates_from_walk, names_code  # noqa: E402
+from evolver.algorithms.questioning import short_description, candidates_from_walk, names_code  # noqa: E402
 from evolver.envs.bfcl import BfclEnvironment  # noqa: E402
 from evolver.envs.client import RemoteEnvironment  # noqa: E402
 from evolver.envs.local import InProcessEnvironment  # noqa: E402
@@ -47,7 +47,7 @@ def previous_template(calls, tools, facts) -> str:
     """The template writer this one replaced (for comparison only)."""
     parts = []
     for c in calls:
-        desc = _short_description(tools[c.name]) if c.name in tools else c.name
+        desc = short_description(tools[c.name]) if c.name in tools else c.name
         args = ", ".join(f"{k} {json.dumps(v)}" for k, v in c.arguments.items())
         parts.append(f"{desc} ({c.name}{' with ' + args if args else ''})")
     return "Please " + "; then ".join(parts) + "." + (" Tell me what you find." if facts else "")

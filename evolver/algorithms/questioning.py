@@ -157,7 +157,7 @@ def _related(param: str, value: str) -> bool:
     return True
 
 
-def _short_description(tool: Tool) -> str:
+def short_description(tool: Tool) -> str:
     text = tool.description.split("Tool description:", 1)[-1].strip()
     first = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0].rstrip(".")
     return first[:1].lower() + first[1:] if first else tool.name
@@ -218,7 +218,7 @@ class NaturalWriter:
 
     @staticmethod
     def _phrase(call: Call, tool: Tool | None, rng: random.Random) -> str:
-        action = _clause(_short_description(tool), 14) if tool else "do it"
+        action = _clause(short_description(tool), 14) if tool else "do it"
         action = action[:1].lower() + action[1:]
         props = tool.parameters.get("properties", {}) if tool else {}
         withs, flags = [], []
