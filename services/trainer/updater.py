@@ -96,15 +96,18 @@ class PolicyUpdater:
     def __init__(self, model_dir: Path | str, *, learning_rate: float, lora_r: int, lora_alpha: int, beta: float,
                  epsilon: float, epsilon_high: float, off_cliprange_high: float, temperature: float,
                  max_grad_norm: float = 1.0, seed: int = 0, work_dir: Path | str | None = None,
-                 gradient_checkpointing: bool = False):
+                 gradient_checkpointing: bool = False, bf16: bool | None = None):
         """gradient_checkpointing: TRL's GRPOConfig turns it on by default; it trades compute for
-        activation memory, which a 135M LoRA policy on a CPU does not need (bench/update.py)."""
+        activation memory, which a 135M LoRA policy on a CPU does not need (bench/update.py).
+        bf16: None = measured (decode.fast_dtype); True/False only for the benchmark's baseline."""
         from datasets import Dataset
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         torch.manual_seed(seed)
         GRPOConfig, _ = _trl()
+        from evolver.models.decode import fast_dtype
+        self.compute_dtype = fast_dtype("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
@@ -117,7 +120,11 @@ class PolicyUpdater:
                           beta=beta, loss_type="bnpo", learning_rate=learning_rate, temperature=temperature,
                           epsilon=epsilon, epsilon_high=epsilon_high, max_grad_norm=max_grad_norm,
                           report_to=[], use_cpu=not torch.cuda.is_available(), save_strategy="no",
-                          logging_steps=1, seed=seed, gradient_checkpointing=gradient_checkpointing)
+                          logging_steps=1, seed=seed, gradient_checkpointing=gradient_checkpointing,
+                          # TRL defaults bf16 to True. On a CPU without AMX (AVX2) a bf16 matmul runs
+                          # ~40x slower than float32: that made one update take 11-18 minutes here.
+                          # Measured, like the rollouts' dtype (evolver.models.decode.fast_dtype).
+                          bf16=self.compute_dtype == torch.bfloat16 if bf16 is None else bf16)
         trainer_cls = make_trainer_class()
         # TRL wants a dataset and reward functions to construct; we never call train() (the
         # explorers generate), so both are placeholders that are never used.

@@ -5,6 +5,7 @@ toward them. Held-out and test tasks are never demonstration material."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from evolver.agent.demonstration import bootstrap_tasks, demonstration
 from evolver.models.toolcall import parse_turn
@@ -55,6 +56,8 @@ async def test_fine_tuning_on_demonstrations_moves_the_policy_toward_them(bfcl, 
                   seq.behaviour_logprobs, False, False, 1.0)
     upd = PolicyUpdater(tiny_model_dir, learning_rate=5e-3, lora_r=4, lora_alpha=8, beta=0.001, epsilon=0.2,
                         epsilon_high=0.28, off_cliprange_high=0.6, temperature=1.0)
+    # The update's dtype is measured, not TRL's bf16 default (40x slower than float32 on AVX2).
+    assert upd.trainer.args.bf16 == (upd.compute_dtype == torch.bfloat16)
     before = _logp(upd, demo)
     for _ in range(3):
         upd.update([demo])
