@@ -320,12 +320,15 @@ class RunLoop:
                 await asyncio.sleep(0.5)
         return [found[g] for g in group_ids]
 
-    async def evaluate(self, step: int, version: int, ckpt: Checkpoint) -> dict[str, float]:
+    async def evaluate(self, step: int, version: int, ckpt: Checkpoint, prefix: str = "eval") -> dict[str, float]:
+        """prefix makes the job ids: the evaluation after the warm start is at step 0 too, and
+        reusing the base evaluation's ids would return its groups (the bus drops the duplicate
+        requests and the index already holds those groups)."""
         tasks = await self.eval_tasks(ckpt.eval_task_ids)
         ckpt.eval_task_ids = [t.task_id for t in tasks]
         if not tasks:
             return {}
-        ids = await self.request_groups("eval", step, tasks, version, evaluation=True)
+        ids = await self.request_groups(prefix, step, tasks, version, evaluation=True)
         groups = await self.collect(ids, events_pb2.RUN_PHASE_EVAL, step)
         out: dict[str, float] = {}
         for label, source in (("synthetic", task_pb2.TASK_SOURCE_SYNTHETIC), ("seed", task_pb2.TASK_SOURCE_SEED)):
@@ -406,7 +409,7 @@ class RunLoop:
             if ckpt.step == 0 and spec.mechanisms.bootstrapping and not ckpt.warm_start_evaluated:
                 if not ckpt.bootstrapped:
                     await self.warm_start(ckpt, updater)
-                metrics = await self.evaluate(0, ckpt.version, ckpt)
+                metrics = await self.evaluate(0, ckpt.version, ckpt, prefix="warm")
                 await self.progress(events_pb2.RUN_PHASE_EVALUATED, 0, policy_version=ckpt.version, stage=1.0,
                                     **metrics)
                 ckpt.warm_start_evaluated = True

@@ -189,6 +189,8 @@ def test_self_bootstrapping_warm_starts_on_train_tasks_only_and_is_evaluated_at_
     demos = ckpt["bootstrap_task_ids"]
     assert demos and set(demos) <= train_ids  # synthetic train tasks only
     assert not set(demos) & set(ckpt["eval_task_ids"])  # never a held-out or test task
+    warm = [c for c in ev.completed if c.evaluation and ".warm0." in c.group.group_id]
+    assert warm and all(t.policy_version == 2 for c in warm for t in c.group.trajectories)  # the warm-started policy
     published = [c for c in ev.completed if c.demonstration]
     assert sorted(c.task.task_id for c in published) == sorted(demos)  # memory starts with them
     assert "warm start" in (run_dir / "report.md").read_text() and (run_dir / "change.png").exists()
