@@ -37,7 +37,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from evolver.algorithms.stats import eval_deltas, pooled_delta, task_scores  # noqa: E402
+from evolver.algorithms.stats import eval_deltas, pooled_delta, stage_metrics, task_scores  # noqa: E402
 from evolver.bus import Bus  # noqa: E402
 from evolver.cli import DEFAULT_CONFIG  # noqa: E402
 from evolver.config import load_settings  # noqa: E402
@@ -99,9 +99,8 @@ def evaluations(run_dir: Path) -> tuple[list[dict], dict]:
 
 def points(evals: list[dict]) -> dict[str, dict]:
     """The evaluations at base (stage 0), after the warm start (stage 1) and at the end."""
-    base = evals[0]
-    warm = next((m for m in evals if m.get("stage") == 1.0), None)
-    return {"base": base, "warm start": warm if warm is not None else base, "end": evals[-1]}
+    base, warm, end = stage_metrics(evals)
+    return {"base": base, "warm start": warm if warm is not None else base, "end": end}
 
 
 def run_setting(args, base: dict, name: str, mech: dict, seed: int, index: int) -> dict:

@@ -71,13 +71,18 @@ def task_scores(metrics: Mapping[str, float], label: str) -> dict[str, float]:
     return {k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix)}
 
 
+def stage_metrics(evaluated: Sequence[Mapping[str, float]]) -> tuple[Mapping, Mapping | None, Mapping]:
+    """A run's evaluations (their metrics, in order) at base, after the warm start (metrics.stage
+    1; None without one) and at the end."""
+    return evaluated[0], next((m for m in evaluated if m.get("stage") == 1.0), None), evaluated[-1]
+
+
 def evaluation_points(evaluated: Sequence[Mapping[str, float]]) -> list[tuple[str, str, dict[str, Delta]]]:
-    """The changes a run's evaluations show (their metrics, in order): base -> end, and with a
-    warm start (metrics.stage 1) also base -> warm start and warm start -> end."""
+    """The changes a run's evaluations show: base -> end, and with a warm start also base ->
+    warm start and warm start -> end."""
     if len(evaluated) < 2:
         return []
-    base, last = evaluated[0], evaluated[-1]
-    warm = next((m for m in evaluated if m.get("stage") == 1.0), None)
+    base, warm, last = stage_metrics(evaluated)
     out = [("base", "end", eval_deltas(base, last))]
     if warm is not None:
         out.insert(0, ("base", "warm start", eval_deltas(base, warm)))
