@@ -2,6 +2,9 @@
 plain `model.generate` and against the backend's previous path (`generate_sync_hf`: transformers'
 generate per sampling setting), on the same model, prompts and settings.
 
+- a rollout batch as the explorer makes it: 2 groups x 4 attempts, each group sharing one agent
+  prompt with 4 BFCL tool schemas (~1k tokens), sampled at 0.4 with a seed per attempt. Here
+  the decode loop prefills each distinct prompt once (prefill dominates on a CPU).
 - tokens/s at batch 1 and batch 8 greedy (every side produces the same tokens, so the work is
   identical; the backend also returns per-token log-probs and exact ids), and batch 8 sampled at
   temperature 0.4 with a seed per request (a rollout group). Medians of REPEATS runs, sides
@@ -73,6 +76,14 @@ def main(new_tokens: int, repeats: int, cache: Path | None) -> dict:
         c.start("You are a helpful assistant.", q)
         prompts.append(c.ids())
     sampling = SamplingParams(max_new_tokens=new_tokens)
+    from evolver.envs.bfcl.catalog import tools_for
+    from evolver.models.toolcall import system_prompt
+    tools = tools_for(["GorillaFileSystem"])
+    agent_prompts = []
+    for g, q in enumerate(("Move the draft report into the archive folder.", "How many lines does notes.txt have?")):
+        c = Conversation(tok)
+        c.start(system_prompt(tools[4 * g:4 * g + 4]), q)
+        agent_prompts += [c.ids()] * 4
 
     def plain(batch: list[list[int]]) -> int:
         width = max(map(len, batch))
@@ -99,8 +110,9 @@ def main(new_tokens: int, repeats: int, cache: Path | None) -> dict:
         return sum(len(c.token_ids) for c in backend.generate_sync(requests(batch, sampled)))
 
     results = {}
-    for case, bs, sampled in (("1", 1, False), ("8", 8, False), ("8 sampled", 8, True)):
-        batch = prompts[:bs]
+    for case, bs, sampled in (("1", 1, False), ("8", 8, False), ("8 sampled", 8, True),
+                              ("8 rollout (2 groups x 4)", 8, True)):
+        batch = agent_prompts if case.startswith("8 rollout") else prompts[:bs]
         sides = {"today": today, "ours": ours} if sampled else {"plain": plain, "today": today, "ours": ours}
         for f in sides.values():  # warm-up
             f(batch, sampled) if f is not plain else f(batch)
@@ -128,7 +140,7 @@ def main(new_tokens: int, repeats: int, cache: Path | None) -> dict:
         for _ in range(5):
             a @ a
         matmul[name] = 5 * 2 * 1024 ** 3 / (time.perf_counter() - t) / 1e9
-    return {"new_tokens": new_tokens, "repeats": repeats, "threads": torch.get_num_threads(),
+    return {"new_tokens": new_tokens, "rollout_prompt_tokens": len(agent_prompts[0]), "repeats": repeats, "threads": torch.get_num_threads(),
             "compute_dtype": str(backend.compute_dtype).removeprefix("torch."), "matmul_gflops": matmul,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "first_prepare_s": first_prepare, "cached_load_s": cached_load,

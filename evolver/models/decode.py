@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from evolver.models.backend import SamplingParams
 
@@ -28,7 +28,7 @@ class Decoded:
     finish_reason: str
 
 
-def fast_dtype(device: str = "cpu", size: int = 768, min_gain: float = 1.5) -> "torch.dtype":  # noqa: F821
+def fast_dtype(device: str = "cpu", size: int = 768, min_gain: float = 1.5) -> torch.dtype:  # noqa: F821
     """bfloat16 when a bf16 matmul here is at least min_gain times faster than float32 (CPUs
     with AMX: ~9x), else float32 (an AVX2-only CPU runs bf16 matmuls ~40x slower). Measured,
     not configured: the same config runs well on both."""
@@ -74,17 +74,84 @@ def processed_logprobs(logits, temperatures, top_ps):
     return torch.log_softmax(scaled, dim=-1)
 
 
-def decode(model, prompts: Sequence[Sequence[int]], samplings: Sequence[SamplingParams], *, pad_id: int,
-           end_ids: set[int], device: str = "cpu", dtype=None) -> list[Decoded]:
+def _prefill(model, prompts: Sequence[Sequence[int]], pad_id: int, device: str):
+    """Left-padded prompts in one forward pass -> (cache, attention mask, last positions, last
+    logits). Identical prompts (a group's attempts at their first turn) are prefilled once and
+    their KV cache copied: on a CPU the prefill of a tool-laden prompt costs far more than the
+    tokens decoded after it."""
     import torch
     n = len(prompts)
     width = max(len(p) for p in prompts)
-    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
-    attention = torch.zeros((n, width), dtype=torch.long)
-    for row, p in enumerate(prompts):  # left padding: every prompt ends at the same column
+    first: dict[tuple[int, ...], int] = {}
+    rows_of = [first.setdefault(tuple(p), len(first)) for p in prompts]
+    unique = [rows_of.index(u) for u in range(len(first))]
+    input_ids = torch.full((len(unique), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(unique), width), dtype=torch.long)
+    for row, i in enumerate(unique):
+        p = prompts[i]
         input_ids[row, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
         attention[row, width - len(p):] = 1
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    # logits_to_keep=1: the vocabulary projection of the last position only (a prompt's other
+    # positions would cost 49k x its length for nothing).
+    res = model(input_ids=input_ids.to(device), attention_mask=attention.to(device), position_ids=positions.to(device),
+                use_cache=True, logits_to_keep=1)
+    expand = torch.tensor(rows_of, dtype=torch.long)
+    if len(unique) < n:
+        res.cache.reorder_cache(expand.to(device))
+    return res.cache, attention[expand], positions[expand][:, -1:], res.logits[:, -1, :].float().cpu()[expand]
+
+
+def _prefill_from_prefixes(model, prompts: Sequence[Sequence[int]], hits: list, pad_id: int, device: str):
+    """As _prefill, where some prompts continue a cached sequence: those run only their new
+    tokens on top of the cached KV (one row at a time), the rest are prefilled together, and the
+    rows' caches are merged, left-padded, into one batch."""
+    import torch
+    from transformers import DynamicCache
+    n = len(prompts)
+    row_kv: list = [None] * n
+    row_logits: list = [None] * n
+    cold = [i for i, (_, kv) in enumerate(hits) if kv is None]
+    if cold:
+        cache, _, _, logits = _prefill(model, [prompts[i] for i in cold], pad_id, device)
+        width = max(len(prompts[i]) for i in cold)
+        for j, i in enumerate(cold):
+            pad = width - len(prompts[i])
+            row_kv[i] = [(layer.keys[j:j + 1, :, pad:], layer.values[j:j + 1, :, pad:]) for layer in cache.layers]
+            row_logits[i] = logits[j]
+    for i, (cached, kv) in enumerate(hits):
+        if kv is None:
+            continue
+        p = list(prompts[i])
+        res = model(input_ids=torch.tensor([p[cached:]], dtype=torch.long, device=device),
+                    attention_mask=torch.ones((1, len(p)), dtype=torch.long, device=device),
+                    position_ids=torch.arange(cached, len(p), device=device)[None],
+                    cache=DynamicCache(ddp_cache_data=kv), use_cache=True, logits_to_keep=1)
+        row_kv[i] = [(layer.keys, layer.values) for layer in res.cache.layers]
+        row_logits[i] = res.logits[0, -1, :].float().cpu()
+    width = max(len(p) for p in prompts)
+    attention = torch.zeros((n, width), dtype=torch.long)
+    merged = []
+    for layer in range(len(row_kv[0])):
+        k0 = row_kv[0][layer][0]
+        keys = k0.new_zeros((n, k0.shape[1], width, k0.shape[3]))
+        values = keys.clone()
+        for i in range(n):
+            k, v = row_kv[i][layer]
+            keys[i, :, width - k.shape[2]:] = k[0]
+            values[i, :, width - v.shape[2]:] = v[0]
+        merged.append((keys, values))
+    for i, p in enumerate(prompts):
+        attention[i, width - len(p):] = 1
+    last = torch.tensor([[len(p) - 1] for p in prompts], dtype=torch.long)
+    return DynamicCache(ddp_cache_data=merged), attention, last, torch.stack(row_logits)
+
+
+def decode(model, prompts: Sequence[Sequence[int]], samplings: Sequence[SamplingParams], *, pad_id: int,
+           end_ids: set[int], device: str = "cpu", dtype=None, prefix_cache=None) -> list[Decoded]:
+    """prefix_cache: a PrefixCache of this policy version's recent sequences (None: none)."""
+    import torch
+    n = len(prompts)
     temperatures = torch.tensor([max(0.0, s.temperature) for s in samplings], dtype=torch.float32)
     top_ps = torch.tensor([s.top_p for s in samplings], dtype=torch.float32)
     generators = []
@@ -95,18 +162,24 @@ def decode(model, prompts: Sequence[Sequence[int]], samplings: Sequence[Sampling
     out = [Decoded([], [], "length") for _ in range(n)]
     live = [s.max_new_tokens > 0 for s in samplings]
     budget = max((s.max_new_tokens for s in samplings), default=0)
-    past = None
-    cur_ids, cur_pos, mask = input_ids, positions, attention
+    if budget == 0:
+        return out
     with torch.inference_mode(), autocast(device, dtype if dtype is not None else torch.float32):
-        for _ in range(budget):
+        hits = [prefix_cache.longest(p) for p in prompts] if prefix_cache is not None else [(0, None)] * n
+        if any(kv is not None for _, kv in hits):
+            past, mask, cur_pos, logits = _prefill_from_prefixes(model, prompts, hits, pad_id, device)
+        else:
+            past, mask, cur_pos, logits = _prefill(model, prompts, pad_id, device)
+        width, cur_ids = mask.shape[1], None
+        for step in range(budget):
             if not any(live):
                 break
-            # logits_to_keep=1: the vocabulary projection of the last position only (a prompt's
-            # other positions would cost 49k x its length for nothing).
-            res = model(input_ids=cur_ids.to(device), attention_mask=mask.to(device), position_ids=cur_pos.to(device),
-                        cache=past, use_cache=True, logits_to_keep=1)
-            past = res.cache
-            logps = processed_logprobs(res.logits[:, -1, :].float().cpu(), temperatures, top_ps)
+            if step > 0:
+                res = model(input_ids=cur_ids.to(device), attention_mask=mask.to(device),
+                            position_ids=cur_pos.to(device), cache=past, use_cache=True, logits_to_keep=1)
+                past = res.cache
+                logits = res.logits[:, -1, :].float().cpu()
+            logps = processed_logprobs(logits, temperatures, top_ps)
             greedy = logps.argmax(-1)
             nxt = []
             for row in range(n):
@@ -128,4 +201,13 @@ def decode(model, prompts: Sequence[Sequence[int]], samplings: Sequence[Sampling
             cur_ids = torch.tensor(nxt, dtype=torch.long)[:, None]
             cur_pos = cur_pos[:, -1:] + 1
             mask = torch.cat([mask, torch.ones((n, 1), dtype=torch.long)], dim=1)
+        if prefix_cache is not None:
+            # Each row's sequence as fed to the model (its prompt, then every generated token
+            # but the last, which was sampled and never run) for its next turn.
+            for row, (p, d) in enumerate(zip(prompts, out)):
+                fed = len(p) + max(len(d.token_ids) - 1, 0)
+                start = width - len(p)
+                prefix_cache.put(list(p) + d.token_ids[:-1], [
+                    (layer.keys[row:row + 1, :, start:start + fed].clone(),
+                     layer.values[row:row + 1, :, start:start + fed].clone()) for layer in past.layers])
     return out

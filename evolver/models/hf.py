@@ -12,12 +12,13 @@ import io
 import tempfile
 import threading
 import zipfile
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 from evolver.models.backend import Completion, GenerationRequest
 from evolver.models.decode import decode, fast_dtype
+from evolver.models.prefix_cache import PrefixCache
 
 
 def pack_adapter(adapter_dir: Path) -> bytes:
@@ -55,10 +56,12 @@ def length_buckets(idxs: Sequence[int], lengths: Sequence[int], max_ratio: float
 
 class HFBackend:
     def __init__(self, model_dir: Path | str, *, device: str | None = None, threads: int | None = None,
-                 compute_dtype=None):
+                 compute_dtype=None, prefix_cache_tokens: int = 32768):
         """model_dir: a safetensors model folder (e.g. the `models prepare` cache), or a .gguf
         file (dequantised to float32 on load; slower: prefer preparing once). compute_dtype:
-        None = measured (decode.fast_dtype); weights stay float32 either way."""
+        None = measured (decode.fast_dtype); weights stay float32 either way.
+        prefix_cache_tokens: the prefix cache's bound (0: no cache; ~46 KB per token for
+        SmolLM2-135M in float32)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -78,6 +81,9 @@ class HFBackend:
         self._lock = threading.Lock()
         self._version = 0
         self._adapter_name: str | None = None
+        # The next turn of an episode reuses its previous turn's KV (cleared on every swap:
+        # a cache belongs to the weights that computed it).
+        self.prefix_cache = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens else None
 
     @property
     def policy_version(self) -> int:
@@ -103,6 +109,8 @@ class HFBackend:
             self.model.eval()
             self._adapter_name = name
             self._version = version
+            if self.prefix_cache is not None:
+                self.prefix_cache.clear()
 
     def reset_to_base(self) -> None:
         """Back to the base model (policy version 0), dropping any adapter."""
@@ -113,6 +121,8 @@ class HFBackend:
                 self.model.eval()
             self._adapter_name = None
             self._version = 0
+            if self.prefix_cache is not None:
+                self.prefix_cache.clear()
 
     def load_adapter_blob(self, blob: bytes, version: int) -> None:
         with tempfile.TemporaryDirectory(prefix="evolver-adapter-") as d:
@@ -138,7 +148,8 @@ class HFBackend:
             for chunk in length_buckets(range(len(requests)), [len(r.prompt_token_ids) for r in requests]):
                 prompts = [requests[i].prompt_token_ids for i in chunk]
                 decoded = decode(self.model, prompts, [requests[i].sampling for i in chunk], pad_id=self.pad_id,
-                                 end_ids=self.end_ids, device=self.device, dtype=self.compute_dtype)
+                                 end_ids=self.end_ids, device=self.device, dtype=self.compute_dtype,
+                                 prefix_cache=self.prefix_cache)
                 for i, p, d in zip(chunk, prompts, decoded):
                     text = self.tokenizer.decode([t for t in d.token_ids if t not in self.end_ids],
                                                  skip_special_tokens=False)

@@ -17,7 +17,6 @@ from evolver.v1 import events_pb2
 from evolver.v1 import trajectory_pb2 as tpb
 from services.explorer.policy import LazyPolicy
 
-MAX_GROUP = GROUP_SIZE_MAX
 # (query, k, env_id) -> [(experience id, text)]: memory's Retrieve, wired in app.py.
 Retrieve = Callable[[str, int, str], Awaitable[list[tuple[str, str]]]]
 # env_id -> the environment server's address (the registry).
@@ -29,7 +28,7 @@ def rollout_options(req: events_pb2.RolloutRequested) -> RolloutOptions:
     # The job id becomes the group id, the rollout.completed message id and a KV key: without
     # one a whole group would run and then fail at publish, again on every retry.
     v.check(bool(req.job_id), "job_id", "must be non-empty")
-    v.check(1 <= req.group_size <= MAX_GROUP, "group_size", f"must be between 1 and {MAX_GROUP}")
+    v.check(1 <= req.group_size <= GROUP_SIZE_MAX, "group_size", f"must be between 1 and {GROUP_SIZE_MAX}")
     v.check(0.0 <= req.guided_share <= 1.0, "guided_share", "must be between 0 and 1")
     v.check(req.temperature >= 0.0, "temperature", "must be >= 0")
     v.check(req.max_steps >= 0 and req.max_new_tokens >= 0, "max_steps", "bounds must be >= 0")

@@ -7,8 +7,8 @@ failed for infrastructure reasons take no part: no sample, no statistic."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from evolver.algorithms.adca import AdcaConfig, step_advantages, token_advantages
 from evolver.v1 import attribution_pb2 as apb
@@ -68,3 +68,16 @@ def group_samples(event: events_pb2.RolloutAttributed, cfg: AdcaConfig, *, attri
                               token_advantages(a, list(tok.step_ids)), list(tok.behaviour_logprobs),
                               tok.logprobs_exact, bool(t.experience_ids), t.reward.score))
     return samples, stats
+
+
+def imitation_samples(samples: Sequence[Sample], successes: set[str]) -> list[Sample]:
+    """The successful trajectories among samples as supervised samples: each once, advantage 1
+    on every token the policy produced (its loss mask), 0 elsewhere."""
+    seen: set[str] = set()
+    out = []
+    for s in samples:
+        if s.trajectory_id in successes and s.trajectory_id not in seen:
+            seen.add(s.trajectory_id)
+            out.append(Sample(s.trajectory_id, s.group_id, s.token_ids, s.loss_mask, [float(m) for m in s.loss_mask],
+                              s.behaviour_logprobs, False, s.guided, s.reward))
+    return out

@@ -32,6 +32,10 @@ class BootstrappingSpec(_Section):
     max_tasks: int = Field(16, ge=1, le=4096)  # demonstrations: synthetic train tasks, by id
     epochs: int = Field(2, ge=1, le=50)
     batch: int = Field(4, ge=1, le=256)  # demonstrations per optimizer step
+    # Between RL steps: one more supervised step on the step's own successful trajectories of
+    # synthetic train tasks (the policy imitating its verified successes; never held-out or
+    # test tasks, never the environment's own seed tasks).
+    between_steps: bool = False
 
 
 class QuestioningSpec(_Section):

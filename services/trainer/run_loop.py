@@ -18,30 +18,30 @@ import logging
 import random
 import threading
 import time
-
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Link, SpanKind
 
 from evolver import telemetry
+from evolver.agent.demonstration import bootstrap_tasks, demonstration
 from evolver.algorithms import curriculum
 from evolver.algorithms.adca import alpha_at
 from evolver.algorithms.questioning import rejection_kind
 from evolver.algorithms.stats import TASK_METRIC_PREFIX
 from evolver.bus import is_bus_failure, topology, trace_parent
 from evolver.envs.client import RemoteEnvironment
-from evolver.envs.registry import environment_spec
 from evolver.envs.harness import TaskResult, summarize
+from evolver.envs.registry import environment_spec
 from evolver.errors import FailedPrecondition, PoisonMessage
 from evolver.models.policy_store import publish_policy
 from evolver.rpc import channel, is_transient, retry_transient, stub
-from evolver.agent.demonstration import bootstrap_tasks, demonstration
 from evolver.v1 import events_pb2, run_pb2, task_pb2
-from evolver.v1 import trajectory_pb2 as tpb
 from evolver.v1 import task_gen_service_pb2 as tg_pb
 from evolver.v1 import task_gen_service_pb2_grpc as tg_grpc
-from services.trainer.advantages import Sample, group_samples
+from evolver.v1 import trajectory_pb2 as tpb
+from services.trainer.advantages import Sample, group_samples, imitation_samples
 from services.trainer.progress import phase_name
 from services.trainer.run_config import RunSpec
 
@@ -364,7 +364,7 @@ class RunLoop:
                 return
             except asyncio.CancelledError:
                 raise  # process shutdown: the run stays RUNNING and resumes when the trainer restarts
-            except Exception as e:  # noqa: BLE001 - a run failure is recorded, not raised into the service
+            except Exception as e:
                 attempt += 1
                 if transient_failure(e) and time.monotonic() - started < DEPENDENCY_DEADLINE_S and not self.stop_requested:
                     delay = min(30.0, 2.0 * 2 ** (attempt - 1))
@@ -452,7 +452,7 @@ class RunLoop:
         for _ in range(b.epochs if demos else 0):
             for i in range(0, len(demos), b.batch):
                 self.check_stop()
-                m = await asyncio.to_thread(serialized, updater.update, demos[i:i + b.batch])
+                m = await asyncio.to_thread(serialized, partial(updater.update, supervised=True), demos[i:i + b.batch])
                 losses.append(m["loss"])
         version = updater.version
         if demos:
@@ -467,6 +467,15 @@ class RunLoop:
                             loss_first=losses[0] if losses else 0.0, loss_last=losses[-1] if losses else 0.0,
                             updates=len(losses))
 
+    async def imitate_successes(self, updater, samples: list[Sample], successes: set[str]) -> dict[str, float]:
+        """Self-bootstrapping between steps: one supervised step on the policy's own verified
+        successes, after the RL step of the same batch."""
+        demos = imitation_samples(samples, successes)
+        if not demos:
+            return {"imitated_successes": 0.0}
+        m = await asyncio.to_thread(serialized, partial(updater.update, supervised=True), demos)
+        return {"imitated_successes": float(len(demos)), "imitation_loss": m["loss"]}
+
     async def train_step(self, ckpt: Checkpoint, updater) -> None:
         spec, step = self.spec, ckpt.step
         tasks = await self.sample_train_tasks(step)
@@ -476,6 +485,7 @@ class RunLoop:
         cfg = spec.attributing.adca()
         alpha = alpha_at(cfg, step, spec.steps)
         samples, good, bad, infra, guided, rewards, successes = [], 0, 0, 0, 0, [], []
+        own_successes: set[str] = set()  # successful trajectories of synthetic train tasks
         for g in groups:
             s, st = group_samples(g, cfg, attributing=spec.mechanisms.attributing, alpha=alpha)
             samples += s
@@ -485,11 +495,16 @@ class RunLoop:
                     rewards.append(t.reward.score)
                     successes.append(1.0 if t.reward.success else 0.0)
                     guided += bool(t.experience_ids)
+                    if (t.reward.success and g.task.split == "train"
+                            and g.task.source == task_pb2.TASK_SOURCE_SYNTHETIC):
+                        own_successes.add(t.trajectory_id)
         await self.progress(events_pb2.RUN_PHASE_UPDATE, step, samples=len(samples))
         with telemetry.tracer().start_as_current_span(
                 f"train step {step}", attributes={"evolver.run_id": self.run_id, "evolver.train_step": step,
                                                   "evolver.groups": len(groups)}) as update_span:
             metrics = await asyncio.to_thread(serialized, updater.update, samples)
+            if spec.mechanisms.bootstrapping and spec.bootstrapping.between_steps:
+                metrics |= await self.imitate_successes(updater, samples, own_successes)
         # Each consumed group's own trace ends in the step that trained on it (linked to the
         # step's span, which spans several rollouts' traces).
         for g in groups:

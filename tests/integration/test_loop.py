@@ -174,7 +174,8 @@ def test_each_mechanism_switch_changes_what_flows(stack_dir, tmp_path, switch):
 def test_self_bootstrapping_warm_starts_on_train_tasks_only_and_is_evaluated_at_three_points(stack_dir, tmp_path):
     mechanisms = {"questioning": True, "navigating": True, "attributing": True, "bootstrapping": True}
     r = cli(stack_dir, "run", "--config", str(_write(
-        tmp_path, "boot.yaml", steps=1, mechanisms=mechanisms, bootstrapping={"max_tasks": 3, "epochs": 1, "batch": 2},
+        tmp_path, "boot.yaml", steps=1, mechanisms=mechanisms, bootstrapping={"max_tasks": 3, "epochs": 1, "batch": 2,
+                                                                            "between_steps": True},
         eval={"synthetic_tasks": 2, "seed_tasks": 1, "k": 1})), "--run-id", "boot", "--out", str(tmp_path / "runs"))
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     run_dir = tmp_path / "runs" / "boot"
@@ -182,7 +183,11 @@ def test_self_bootstrapping_warm_starts_on_train_tasks_only_and_is_evaluated_at_
     warm = [p for p in progress if p["phase"] == "warm_start"]
     assert warm and warm[-1]["metrics"]["demonstrations"] > 0 and warm[-1]["metrics"]["updates"] == 2
     assert [p["metrics"]["stage"] for p in progress if p["phase"] == "evaluated"] == [0, 1, 2]  # base, warm, RL
-    assert json.loads((run_dir / "run.json").read_text())["policy_version"] == 3  # 2 warm-start updates + 1 step
+    trained = [p["metrics"] for p in progress if p["phase"] == "trained"]
+    imitated = trained[-1]["imitated_successes"]  # between steps: a supervised step when the step had successes
+    assert imitated <= trained[-1]["success_rate"] * trained[-1]["trajectories"] + 1e-9
+    # 2 warm-start updates + 1 RL step (+ 1 imitation step when there was a success to imitate)
+    assert json.loads((run_dir / "run.json").read_text())["policy_version"] == 3 + (imitated > 0)
     ckpt = asyncio.run(_checkpoint(stack_dir, "boot"))
     ev = asyncio.run(_events(stack_dir, "boot"))
     train_ids = {t.task_id for a in ev.accepted for t in a.tasks if t.split == "train"}

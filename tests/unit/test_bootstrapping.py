@@ -60,5 +60,30 @@ async def test_fine_tuning_on_demonstrations_moves_the_policy_toward_them(bfcl, 
     assert upd.trainer.args.bf16 == (upd.compute_dtype == torch.bfloat16)
     before = _logp(upd, demo)
     for _ in range(3):
-        upd.update([demo])
+        upd.update([demo], supervised=True)
     assert _logp(upd, demo) > before + 1.0 and upd.version == 3
+
+
+async def test_a_supervised_step_is_the_grpo_step_at_ratio_one_with_one_forward_pass(bfcl, tokenizer, tiny_model_dir,
+                                                                                     monkeypatch):
+    """At the first step the LoRA policy equals the reference (KL 0) and the recomputed old
+    log-probs equal the current ones (ratio 1), so the full GRPO step and the supervised step
+    must land on the same weights; the supervised one never runs the extra forward passes."""
+    seq = (await demonstration(tokenizer, bfcl, await mkdir_task(bfcl), max_tools_shown=3, seed=0)).sequence
+    demo = Sample("demo.t", "bootstrap", seq.token_ids, seq.loss_mask, [float(m) for m in seq.loss_mask],
+                  seq.behaviour_logprobs, False, False, 1.0)
+
+    def make():
+        return PolicyUpdater(tiny_model_dir, learning_rate=5e-3, lora_r=4, lora_alpha=8, beta=0.001, epsilon=0.2,
+                             epsilon_high=0.28, off_cliprange_high=0.6, temperature=1.0, seed=7)
+    full, sup = make(), make()
+    full.update([demo])
+
+    def forbidden(*_a, **_k):
+        raise AssertionError("a supervised step recomputed log-probs")
+    monkeypatch.setattr(sup, "_recompute_old", forbidden)
+    monkeypatch.setattr(sup, "_ref_logps", forbidden)
+    m = sup.update([demo], supervised=True)
+    assert sup.trainer.beta == 0.001  # restored after the step
+    assert m["tokens"] == sum(seq.loss_mask)
+    assert abs(_logp(full, demo) - _logp(sup, demo)) < 1e-3 * abs(_logp(full, demo))

@@ -40,6 +40,30 @@ def test_batched_greedy_equals_one_by_one(backend, tokenizer):
         assert b.logprobs == pytest.approx(s.logprobs, abs=1e-4)
 
 
+def test_identical_prompts_share_one_prefill_and_decode_as_if_alone(backend, tokenizer, monkeypatch):
+    """A group's attempts share their first prompt: it is prefilled once (the model sees fewer
+    rows), and every attempt still decodes exactly as it would alone with its own seed."""
+    ps = prompts(tokenizer)
+    rows = [ps[1], ps[3], ps[1], ps[1]]
+    reqs = [GenerationRequest(p, SamplingParams(max_new_tokens=12, temperature=1.2, seed=s))
+            for p, s in zip(rows, (11, 12, 13, 14))]
+    seen: list[int] = []
+    forward = backend.model.forward
+
+    def counting(*a, **k):
+        seen.append(int(k["input_ids"].shape[0]))
+        return forward(*a, **k)
+    monkeypatch.setattr(backend.model, "forward", counting)
+    batched = backend.generate_sync(reqs)
+    assert seen[0] == 2 and all(b == 4 for b in seen[1:])  # 2 distinct prompts prefilled, 4 rows decoded
+    monkeypatch.setattr(backend.model, "forward", forward)
+    single = [backend.generate_sync([r])[0] for r in reqs]
+    for b, s in zip(batched, single):
+        assert b.token_ids == s.token_ids
+        assert b.logprobs == pytest.approx(s.logprobs, abs=1e-4)
+    assert batched[0].token_ids != batched[2].token_ids  # same prompt, own seed, own sample
+
+
 def test_logprobs_are_the_models_own(backend, tokenizer):
     (c,) = backend.generate_sync([GenerationRequest(prompts(tokenizer)[1], SamplingParams(max_new_tokens=12))])
     ids = torch.tensor([c.prompt_token_ids + c.token_ids])
@@ -101,6 +125,57 @@ def test_five_turn_tool_conversation_is_token_exact(backend, tokenizer):
     assert sum(stripped.loss_mask) == sum(kept.loss_mask)
     assert "<experience>" not in tokenizer.decode(stripped.token_ids)
     assert "<experience>" in tokenizer.decode(kept.token_ids)
+
+
+def test_the_next_turn_reuses_the_previous_turns_kv_and_decodes_the_same(tiny_model_dir, tokenizer, monkeypatch):
+    """Three episodes, two turns each, batched as the explorer batches them: turn 2 runs only
+    its new tokens on the cached KV of turn 1 and produces what a backend without the cache
+    produces; a prompt that continues nothing cached (in the same batch) is prefilled as usual."""
+    cached, plain = HFBackend(tiny_model_dir, threads=2), HFBackend(tiny_model_dir, threads=2, prefix_cache_tokens=0)
+    tools = [Tool("ls", "List the files in the current folder.", {"type": "object", "properties": {}})]
+    convs = {name: Conversation(tokenizer) for name in ("a", "b")}
+    for name, conv in convs.items():
+        conv.start(system_prompt(tools), f"Show me the files ({name}).")
+
+    def turn(backend, ids_list, seeds):
+        return backend.generate_sync([GenerationRequest(ids, SamplingParams(max_new_tokens=10, temperature=1.0, seed=s))
+                                      for ids, s in zip(ids_list, seeds)])
+    first = [c.ids() for c in convs.values()]
+    turn1 = turn(cached, first, (1, 2))
+    assert [c.token_ids for c in turn1] == [c.token_ids for c in turn(plain, first, (1, 2))]
+    for conv, c in zip(convs.values(), turn1):
+        conv.add_completion(c.token_ids, c.logprobs, c.policy_version, ended=c.finish_reason == "stop")
+        conv.add_user(render_tool_results([("ls", "a.txt b.txt")]))
+    fresh = Conversation(tokenizer)
+    fresh.start(system_prompt(tools), "A new episode, nothing cached.")
+    second = [c.ids() for c in convs.values()] + [fresh.ids()]
+    fed: list[int] = []
+    forward = cached.model.forward
+
+    def counting(*a, **k):
+        fed.append(int(k["input_ids"].numel()))
+        return forward(*a, **k)
+    monkeypatch.setattr(cached.model, "forward", counting)
+    hits_before = cached.prefix_cache.hits
+    with_cache = turn(cached, second, (3, 4, 5))
+    monkeypatch.setattr(cached.model, "forward", forward)
+    without = turn(plain, second, (3, 4, 5))
+    for w, p in zip(with_cache, without):
+        assert w.token_ids == p.token_ids
+        assert w.logprobs == pytest.approx(p.logprobs, abs=1e-4)
+    assert cached.prefix_cache.hits - hits_before == 2
+    # The prefill ran the fresh prompt and only the two turns' new tokens, not their history.
+    new_tokens = sum(len(ids) - len(f) - len(c.token_ids) + 1 for ids, f, c in zip(second, first, turn1))
+    assert fed[0] + fed[1] + fed[2] == len(fresh.ids()) + new_tokens
+    assert new_tokens < sum(len(ids) for ids in second[:2]) / 2
+
+
+def test_an_adapter_swap_empties_the_prefix_cache(tiny_model_dir, tokenizer, tmp_path):
+    backend = HFBackend(tiny_model_dir, threads=2)
+    backend.generate_sync([GenerationRequest(p, SamplingParams(max_new_tokens=4)) for p in prompts(tokenizer)[1:2]])
+    assert len(backend.prefix_cache) == 1
+    backend.load_adapter(make_adapter(tiny_model_dir, tmp_path / "a1", 1), version=1)
+    assert len(backend.prefix_cache) == 0
 
 
 def make_adapter(model_dir, out_dir, seed: int):

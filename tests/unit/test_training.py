@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from evolver.algorithms.adca import AdcaConfig, grpo_outcome_advantages
-from services.trainer.advantages import Sample, group_samples
+from services.trainer.advantages import Sample, group_samples, imitation_samples
 from services.trainer.updater import PolicyUpdater, build_inputs
 from evolver.v1 import attribution_pb2 as apb
 from evolver.v1 import events_pb2
@@ -113,3 +113,13 @@ def test_update_moves_the_policy_toward_positive_advantage_and_resumes_exactly(t
     again.update([good, bad])  # same optimizer state -> the same next step
     assert _logp(again, good) == pytest.approx(_logp(upd, good), abs=1e-4)
     assert len(upd.adapter_blob()) > 1000
+
+
+def test_imitation_samples_are_the_successes_once_each_with_advantage_one_on_policy_tokens():
+    win = Sample("t1", "g", [1, 2, 3, 4], [0, 1, 0, 1], [0.0, -0.3, 0.0, 0.2], [0.0, -1.0, 0.0, -2.0], True, True, 1.0)
+    lose = Sample("t2", "g", [1, 2, 5], [0, 1, 1], [0.0, -1.0, -1.0], [0.0] * 3, True, False, 0.0)
+    out = imitation_samples([win, lose, win], {"t1"})
+    assert [s.trajectory_id for s in out] == ["t1"]
+    assert out[0].advantages == [0.0, 1.0, 0.0, 1.0] and out[0].token_ids == win.token_ids
+    assert out[0].guided and not out[0].logprobs_exact
+    assert imitation_samples([lose], {"t1"}) == []
