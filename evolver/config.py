@@ -121,6 +121,9 @@ class PolicySettings(_Section):
     model_dir: str = ""  # hf: prepared model folder (default: the `models prepare` cache)
     endpoint: str = ""  # openai: base URL, e.g. http://vllm:8000/v1
     model: str = ""  # openai: served model name
+    # hf: the KV of recent turns kept for the next turn of the same episode (0: off). ~46 KB a
+    # token for SmolLM2-135M in float32: 16k tokens ~0.75 GB, inside the explorer's 4 GiB limit.
+    prefix_cache_tokens: int = Field(16384, ge=0)
 
 
 LLM_ROLES = ("task_writer", "judge", "step_attributor", "experience_extractor")

@@ -36,6 +36,9 @@ class BootstrappingSpec(_Section):
     # synthetic train tasks (the policy imitating its verified successes; never held-out or
     # test tasks, never the environment's own seed tasks).
     between_steps: bool = False
+    # Backpropagate through the prompt too (the tool-laden system prompt, most of each
+    # sequence). Off: the prompt runs without gradient, each step at ~1/3 of the cost on a CPU.
+    prompt_grad: bool = False
 
 
 class QuestioningSpec(_Section):

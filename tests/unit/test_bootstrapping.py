@@ -68,7 +68,8 @@ async def test_a_supervised_step_is_the_grpo_step_at_ratio_one_with_one_forward_
                                                                                      monkeypatch):
     """At the first step the LoRA policy equals the reference (KL 0) and the recomputed old
     log-probs equal the current ones (ratio 1), so the full GRPO step and the supervised step
-    must land on the same weights; the supervised one never runs the extra forward passes."""
+    (the token-mean NLL) must land on the same weights; the supervised one never runs the extra
+    forward passes."""
     seq = (await demonstration(tokenizer, bfcl, await mkdir_task(bfcl), max_tools_shown=3, seed=0)).sequence
     demo = Sample("demo.t", "bootstrap", seq.token_ids, seq.loss_mask, [float(m) for m in seq.loss_mask],
                   seq.behaviour_logprobs, False, False, 1.0)
@@ -84,6 +85,12 @@ async def test_a_supervised_step_is_the_grpo_step_at_ratio_one_with_one_forward_
     monkeypatch.setattr(sup, "_recompute_old", forbidden)
     monkeypatch.setattr(sup, "_ref_logps", forbidden)
     m = sup.update([demo], supervised=True)
-    assert sup.trainer.beta == 0.001  # restored after the step
     assert m["tokens"] == sum(seq.loss_mask)
+    assert m["loss"] == pytest.approx(-_logp(make(), demo) / sum(seq.loss_mask), rel=1e-3)  # the NLL per token
     assert abs(_logp(full, demo) - _logp(sup, demo)) < 1e-3 * abs(_logp(full, demo))
+    # Without gradient through the prompt: a different (cheaper) step, still toward the demo.
+    cheap = make()
+    before = _logp(cheap, demo)
+    for _ in range(3):
+        cheap.update([demo], supervised=True, prompt_grad=False)
+    assert _logp(cheap, demo) > before + 1.0
