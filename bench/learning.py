@@ -151,7 +151,9 @@ def main() -> None:
     ap.add_argument("--eval-bfcl", type=int, default=10, help="BFCL multi_turn_base test tasks evaluated")
     ap.add_argument("--k", type=int, default=4, help="attempts per evaluated task (avg@k, best@k)")
     ap.add_argument("--bootstrap-tasks", type=int, default=32, help="demonstrations in the warm start")
-    ap.add_argument("--bootstrap-epochs", type=int, default=2)
+    ap.add_argument("--bootstrap-epochs", type=int, default=3)
+    ap.add_argument("--max-new-tokens", type=int, default=96,
+                    help="per turn; at 40 the warm-started policy's calls were cut off (BENCHMARKS, warm start)")
     ap.add_argument("--between-steps", action=argparse.BooleanOptionalAction, default=True,
                     help="self-imitation of each step's own successes")
     ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="base run config (mechanisms are overridden)")
@@ -168,6 +170,7 @@ def main() -> None:
     # gave 26 held-out tasks on BFCL, 2026-11-30).
     q = base.setdefault("questioning", {})
     q["explorations"] = max(q.get("explorations", 8), (3 * args.eval_synthetic) // 4)
+    base["rollout"] = {**base.get("rollout", {}), "max_new_tokens": args.max_new_tokens}
     base["bootstrapping"] = {**base.get("bootstrapping", {}), "max_tasks": args.bootstrap_tasks,
                              "epochs": args.bootstrap_epochs, "between_steps": args.between_steps}
     from evolver.models import prepare

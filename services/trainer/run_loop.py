@@ -452,8 +452,8 @@ class RunLoop:
         for _ in range(b.epochs if demos else 0):
             for i in range(0, len(demos), b.batch):
                 self.check_stop()
-                m = await asyncio.to_thread(serialized, partial(updater.update, supervised=True,
-                                                                prompt_grad=b.prompt_grad), demos[i:i + b.batch])
+                m = await asyncio.to_thread(serialized, partial(updater.update, supervised=True, prompt_grad=b.prompt_grad,
+                                                                learning_rate=b.learning_rate), demos[i:i + b.batch])
                 losses.append(m["loss"])
         version = updater.version
         if demos:
@@ -475,7 +475,8 @@ class RunLoop:
         if not demos:
             return {"imitated_successes": 0.0}
         m = await asyncio.to_thread(serialized, partial(updater.update, supervised=True,
-                                                        prompt_grad=self.spec.bootstrapping.prompt_grad), demos)
+                                                        prompt_grad=self.spec.bootstrapping.prompt_grad,
+                                                        learning_rate=self.spec.bootstrapping.learning_rate), demos)
         return {"imitated_successes": float(len(demos)), "imitation_loss": m["loss"]}
 
     async def train_step(self, ckpt: Checkpoint, updater) -> None:

@@ -153,7 +153,7 @@ class PolicyUpdater:
         return logps
 
     def update(self, samples: Sequence[Sample], micro_batch: int = 2, *, supervised: bool = False,
-               prompt_grad: bool = True) -> dict[str, float]:
+               prompt_grad: bool = True, learning_rate: float | None = None) -> dict[str, float]:
         """One optimizer step over the samples (micro-batches weighted by their token counts, so
         the loss is the token mean over the whole batch). The version counts update steps, so it
         advances even when no sample carried a signal (then the weights do not move).
@@ -166,9 +166,19 @@ class PolicyUpdater:
         token: the system prompt with its tool schemas, ~1k tokens) without gradient and
         backpropagates through the rest: the LoRA weights then learn from the policy's positions
         only, at ~1/3 of the cost on a CPU (backward is 2x a forward, and the prompt is most of
-        the sequence)."""
+        the sequence).
+        learning_rate: for this step only (None: the optimizer's)."""
         self.model.train()
-        return self._update(samples, micro_batch, supervised, prompt_grad)
+        groups = self.trainer.optimizer.param_groups
+        saved = [g["lr"] for g in groups]
+        if learning_rate is not None:  # this step only (the warm start fine-tunes faster than RL)
+            for g in groups:
+                g["lr"] = learning_rate
+        try:
+            return self._update(samples, micro_batch, supervised, prompt_grad)
+        finally:
+            for g, lr in zip(groups, saved):
+                g["lr"] = lr
 
     def _nll(self, s: Sample, prompt_grad: bool) -> torch.Tensor:
         """Summed negative log-likelihood of the sample's policy tokens."""
@@ -192,7 +202,7 @@ class PolicyUpdater:
         return -(logp * mask).sum()
 
     def _update(self, samples: Sequence[Sample], micro_batch: int, supervised: bool,
-                prompt_grad: bool = True) -> dict[str, float]:
+                prompt_grad: bool = True, learning_rate: float | None = None) -> dict[str, float]:
         trainer = self.trainer
         n_all = len(samples)
         # A sample whose every advantage is 0 has no policy-gradient term, only the KL penalty

@@ -88,6 +88,17 @@ async def test_a_supervised_step_is_the_grpo_step_at_ratio_one_with_one_forward_
     assert m["tokens"] == sum(seq.loss_mask)
     assert m["loss"] == pytest.approx(-_logp(make(), demo) / sum(seq.loss_mask), rel=1e-3)  # the NLL per token
     assert abs(_logp(full, demo) - _logp(sup, demo)) < 1e-3 * abs(_logp(full, demo))
+    # Its own learning rate for one step: Adam's first step moves each weight by ~lr, so twice
+    # the rate moves the adapter twice as far; the optimizer's rate is restored after.
+    def moved(lr):
+        upd = make()
+        before = [p.detach().clone() for p in upd.model.parameters() if p.requires_grad]
+        upd.update([demo], supervised=True, learning_rate=lr)
+        assert [g["lr"] for g in upd.trainer.optimizer.param_groups] == pytest.approx([5e-3] * len(
+            upd.trainer.optimizer.param_groups))
+        after = [p.detach() for p in upd.model.parameters() if p.requires_grad]
+        return sum(float((a - b).abs().sum()) for a, b in zip(after, before))
+    assert moved(2e-2) / moved(1e-2) == pytest.approx(2.0, rel=0.1)
     # Without gradient through the prompt: a different (cheaper) step, still toward the demo.
     cheap = make()
     before = _logp(cheap, demo)
