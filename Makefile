@@ -6,7 +6,7 @@ PY := .venv/bin/python
 venv:
 	@bash scripts/bootstrap.sh
 
-# The main job: the self-evolving loop on the embedded stack (configs/default.yaml, ~9 min on a 2-core CPU).
+# The main job: the self-evolving loop on the embedded stack (configs/default.yaml, ~15 min on a 2-core CPU).
 run: venv
 	@$(PY) -m evolver.cli run
 
