@@ -33,7 +33,7 @@ from evolver.models import prepare  # noqa: E402
 from evolver.models.batching import BatchingBackend  # noqa: E402
 from evolver.models.hf import HFBackend  # noqa: E402
 from evolver.v1 import task_pb2  # noqa: E402
-from services.trainer.advantages import Sample  # noqa: E402
+from services.trainer.advantages import demonstration_sample  # noqa: E402
 from services.trainer.updater import PolicyUpdater  # noqa: E402
 
 console = Console()
@@ -73,9 +73,8 @@ async def main(a) -> dict:
                           first_turn_prefix=a.first_turn_prefix, allow_text_around_calls=True, seed=a.seed)
     demos = []
     for t in train:
-        seq = (await demonstration(updater.tokenizer, env, t, max_tools_shown=a.max_tools_shown, seed=a.seed)).sequence
-        demos.append(Sample(f"demo.{t.task_id}", "bootstrap", seq.token_ids, seq.loss_mask,
-                            [float(m) for m in seq.loss_mask], seq.behaviour_logprobs, False, False, 1.0))
+        d = await demonstration(updater.tokenizer, env, t, max_tools_shown=a.max_tools_shown, seed=a.seed)
+        demos.append(demonstration_sample(t.task_id, d.sequence))
     console.print(f"{len(demos)} demonstrations ({sum(len(d.token_ids) for d in demos) / len(demos):.0f} tokens each), "
                   f"{len(held)} held-out tasks x {a.k} attempts")
     t0 = time.perf_counter()

@@ -81,3 +81,10 @@ def imitation_samples(samples: Sequence[Sample], successes: set[str]) -> list[Sa
             out.append(Sample(s.trajectory_id, s.group_id, s.token_ids, s.loss_mask, [float(m) for m in s.loss_mask],
                               s.behaviour_logprobs, False, s.guided, s.reward))
     return out
+
+
+def demonstration_sample(task_id: str, seq) -> Sample:
+    """A demonstration's TrainingSequence as a supervised sample (advantage 1 on its policy
+    tokens)."""
+    return Sample(f"demo.{task_id}", "bootstrap", seq.token_ids, seq.loss_mask, [float(m) for m in seq.loss_mask],
+                  seq.behaviour_logprobs, False, False, 1.0)

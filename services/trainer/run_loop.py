@@ -41,7 +41,7 @@ from evolver.v1 import events_pb2, run_pb2, task_pb2
 from evolver.v1 import task_gen_service_pb2 as tg_pb
 from evolver.v1 import task_gen_service_pb2_grpc as tg_grpc
 from evolver.v1 import trajectory_pb2 as tpb
-from services.trainer.advantages import Sample, group_samples, imitation_samples
+from services.trainer.advantages import Sample, demonstration_sample, group_samples, imitation_samples
 from services.trainer.progress import phase_name
 from services.trainer.run_config import RunSpec
 
@@ -435,9 +435,7 @@ class RunLoop:
             for task in tasks:
                 d = await demonstration(updater.tokenizer, env, task, max_tools_shown=spec.rollout.max_tools_shown,
                                         seed=spec.seed)
-                seq = d.sequence
-                demos.append(Sample(f"demo.{task.task_id}", "bootstrap", seq.token_ids, seq.loss_mask,
-                                    [float(m) for m in seq.loss_mask], seq.behaviour_logprobs, False, False, 1.0))
+                demos.append(demonstration_sample(task.task_id, d.sequence))
                 if spec.mechanisms.navigating:  # memory starts with experiences before step 0
                     await self.bus.publish("rollout.completed", events_pb2.RolloutCompleted(
                         group=tpb.RolloutGroup(group_id=f"{self.run_id}.demo.{task.task_id}"[:128], run_id=self.run_id,
@@ -452,8 +450,7 @@ class RunLoop:
         for _ in range(b.epochs if demos else 0):
             for i in range(0, len(demos), b.batch):
                 self.check_stop()
-                m = await asyncio.to_thread(serialized, partial(updater.update, supervised=True, prompt_grad=b.prompt_grad,
-                                                                learning_rate=b.learning_rate), demos[i:i + b.batch])
+                m = await self.supervised_step(updater, demos[i:i + b.batch])
                 losses.append(m["loss"])
         version = updater.version
         if demos:
@@ -468,15 +465,18 @@ class RunLoop:
                             loss_first=losses[0] if losses else 0.0, loss_last=losses[-1] if losses else 0.0,
                             updates=len(losses))
 
+    async def supervised_step(self, updater, samples: list[Sample]) -> dict[str, float]:
+        b = self.spec.bootstrapping
+        return await asyncio.to_thread(serialized, partial(updater.update, supervised=True, prompt_grad=b.prompt_grad,
+                                                           learning_rate=b.learning_rate), samples)
+
     async def imitate_successes(self, updater, samples: list[Sample], successes: set[str]) -> dict[str, float]:
         """Self-bootstrapping between steps: one supervised step on the policy's own verified
         successes, after the RL step of the same batch."""
         demos = imitation_samples(samples, successes)
         if not demos:
             return {"imitated_successes": 0.0}
-        m = await asyncio.to_thread(serialized, partial(updater.update, supervised=True,
-                                                        prompt_grad=self.spec.bootstrapping.prompt_grad,
-                                                        learning_rate=self.spec.bootstrapping.learning_rate), demos)
+        m = await self.supervised_step(updater, demos)
         return {"imitated_successes": float(len(demos)), "imitation_loss": m["loss"]}
 
     async def train_step(self, ckpt: Checkpoint, updater) -> None:
