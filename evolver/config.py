@@ -124,6 +124,14 @@ class PolicySettings(_Section):
     # hf: the KV of recent turns kept for the next turn of the same episode (0: off). ~46 KB a
     # token for SmolLM2-135M in float32: 16k tokens ~0.75 GB, inside the explorer's 4 GiB limit.
     prefix_cache_tokens: int = Field(16384, ge=0)
+    # openai: where this explorer writes each policy version's adapter for the server to load
+    # (/v1/load_lora_adapter takes a path on the server): a folder both can read, e.g. a shared
+    # volume. Empty = <state_dir>/adapters. server_adapter_dir: that folder as the server sees it
+    # (empty = the same path).
+    adapter_dir: str = ""
+    server_adapter_dir: str = ""
+    # openai: adapters kept loaded on the server (older versions are unloaded; reloaded on demand).
+    max_loaded_adapters: int = Field(2, ge=1)
 
 
 LLM_ROLES = ("task_writer", "judge", "step_attributor", "experience_extractor")

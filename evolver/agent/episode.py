@@ -35,6 +35,7 @@ class EpisodeRecord:
     answers: list[str] = field(default_factory=list)  # plain-text turns (answers to user turns)
     done: bool = False
     infra_failure: str = ""
+    context_exhausted: bool = False  # the server said the next turn would not fit the context
     policy_versions: set[int] = field(default_factory=set)
 
     @property
@@ -55,6 +56,9 @@ async def run_episode(backend, episode: EpisodeClient, tools: Sequence[Tool], *,
         if prefix:
             conv.add_prefix(prefix)
         (c,) = await backend.generate([GenerationRequest(conv.ids(), sampling)])
+        if c.finish_reason == "context_length":  # nothing generated: the episode ends as it stands
+            record.context_exhausted = True
+            break
         record.policy_versions.add(c.policy_version)
         conv.add_completion(c.token_ids, c.logprobs, c.policy_version, ended=c.finish_reason == "stop")
         text = prefix + c.text

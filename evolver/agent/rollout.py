@@ -146,6 +146,7 @@ async def run_trajectory(backend, env: EnvironmentClient, task: task_pb2.Task, o
         traj.tokens.CopyFrom(token_record(record, opts.keep_experience))
         traj.experience_ids.extend(eid for eid, _ in experiences)
         traj.final_answer = record.final_answer
+        traj.context_exhausted = record.context_exhausted
         if record.policy_versions:
             traj.policy_version = max(record.policy_versions)
         if record.infra_failure:

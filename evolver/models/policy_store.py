@@ -34,27 +34,36 @@ class AdapterMissing(Exception):
 
 
 class PolicySwitcher:
-    """Keeps an explorer's backend on the (run, version) each job needs: hot-swaps the adapter
-    without a restart; version 0 is the base model."""
+    """Gives each job the policy (run, version) it names. A backend that serves many adapters
+    at once (the `openai` backend on vLLM) returns a view pinned to that version; the in-process
+    backend hot-swaps its adapter without a restart. Version 0 is the base model."""
 
     def __init__(self, bus, backend):
         self.bus, self.backend = bus, backend
         self.current: tuple[str, int] = ("", 0)
         self.swaps = 0
 
-    async def ensure(self, run_id: str, version: int) -> None:
+    async def _blob(self, run_id: str, version: int) -> bytes:
+        blob = await self.bus.get_blob(topology.ADAPTERS_BUCKET, adapter_object(run_id, version))
+        if blob is None:
+            raise AdapterMissing(f"adapter {adapter_object(run_id, version)} is not in the object store (yet)")
+        return blob
+
+    async def ensure(self, run_id: str, version: int):
+        """The backend to generate this job's rollouts with."""
+        if hasattr(self.backend, "use_adapter"):
+            return await self.backend.use_adapter(run_id, version, lambda: self._blob(run_id, version))
         if version == 0:
             if self.backend.policy_version != 0:
                 self.backend.reset_to_base()
                 self.swaps += 1
             self.current = (run_id, 0)
-            return
+            return self.backend
         if self.current == (run_id, version) and self.backend.policy_version == version:
-            return
-        blob = await self.bus.get_blob(topology.ADAPTERS_BUCKET, adapter_object(run_id, version))
-        if blob is None:
-            raise AdapterMissing(f"adapter {adapter_object(run_id, version)} is not in the object store (yet)")
+            return self.backend
+        blob = await self._blob(run_id, version)
         import asyncio
         await asyncio.to_thread(self.backend.load_adapter_blob, blob, version)
         self.current = (run_id, version)
         self.swaps += 1
+        return self.backend

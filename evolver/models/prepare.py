@@ -103,6 +103,32 @@ def prepare(cache: Path | None = None, *, force: bool = False, on_progress=lambd
     return out
 
 
+_DIGESTS: dict[tuple, str] = {}
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
+
+
+def model_digest(model_path: Path | str) -> str:
+    """The content digest of a base model: sha256 over its config and weight files (names and
+    bytes, in name order), or over the file itself for a .gguf. The trainer puts it in every
+    rollout job and an explorer compares it with its own: same digest, same weights. Cached
+    per process by (path, sizes, mtimes): ~1 s for SmolLM2-135M, once."""
+    path = Path(model_path)
+    files = [path] if path.is_file() else sorted(
+        f for f in path.iterdir() if f.is_file() and (f.name == "config.json" or f.suffix in WEIGHT_SUFFIXES))
+    if not files:
+        raise FileNotFoundError(f"no config or weight files in {path}")
+    key = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f.name.encode() + b"\0")
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
 def load_tokenizer(model_dir: Path):
     from transformers import AutoTokenizer
 

@@ -87,7 +87,7 @@ class InfraFailure(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., component: _Optional[str] = ...) -> None: ...
 
 class Trajectory(_message.Message):
-    __slots__ = ("trajectory_id", "task_id", "group_id", "steps", "tokens", "reward", "policy_version", "infra_failure", "experience_ids", "final_answer")
+    __slots__ = ("trajectory_id", "task_id", "group_id", "steps", "tokens", "reward", "policy_version", "infra_failure", "experience_ids", "final_answer", "context_exhausted")
     TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,7 @@ class Trajectory(_message.Message):
     INFRA_FAILURE_FIELD_NUMBER: _ClassVar[int]
     EXPERIENCE_IDS_FIELD_NUMBER: _ClassVar[int]
     FINAL_ANSWER_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_EXHAUSTED_FIELD_NUMBER: _ClassVar[int]
     trajectory_id: str
     task_id: str
     group_id: str
@@ -108,7 +109,8 @@ class Trajectory(_message.Message):
     infra_failure: InfraFailure
     experience_ids: _containers.RepeatedScalarFieldContainer[str]
     final_answer: str
-    def __init__(self, trajectory_id: _Optional[str] = ..., task_id: _Optional[str] = ..., group_id: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., tokens: _Optional[_Union[TokenRecord, _Mapping]] = ..., reward: _Optional[_Union[Reward, _Mapping]] = ..., policy_version: _Optional[int] = ..., infra_failure: _Optional[_Union[InfraFailure, _Mapping]] = ..., experience_ids: _Optional[_Iterable[str]] = ..., final_answer: _Optional[str] = ...) -> None: ...
+    context_exhausted: bool
+    def __init__(self, trajectory_id: _Optional[str] = ..., task_id: _Optional[str] = ..., group_id: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., tokens: _Optional[_Union[TokenRecord, _Mapping]] = ..., reward: _Optional[_Union[Reward, _Mapping]] = ..., policy_version: _Optional[int] = ..., infra_failure: _Optional[_Union[InfraFailure, _Mapping]] = ..., experience_ids: _Optional[_Iterable[str]] = ..., final_answer: _Optional[str] = ..., context_exhausted: _Optional[bool] = ...) -> None: ...
 
 class RolloutGroup(_message.Message):
     __slots__ = ("group_id", "run_id", "train_step", "task_id", "trajectories")

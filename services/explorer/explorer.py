@@ -10,7 +10,7 @@ from typing import Awaitable, Callable
 from evolver.agent.exploration import MAX_STEPS_PER_WALK, MAX_WALKS, run_walk, walk_to_pb
 from evolver.agent.rollout import RolloutOptions, run_group
 from evolver.envs.client import RemoteEnvironment
-from evolver.errors import InvalidArgument, Validator
+from evolver.errors import FailedPrecondition, InvalidArgument, Validator
 from evolver.limits import GROUP_SIZE_MAX
 from evolver.models.policy_store import PolicySwitcher
 from evolver.v1 import events_pb2
@@ -63,6 +63,17 @@ class Explorer:
         self._switcher_factory = switcher_factory
         self._switcher: PolicySwitcher | None = None
 
+    async def check_base_model(self, req: events_pb2.RolloutRequested) -> None:
+        """A job for another base model could only be rolled out by a different policy."""
+        if not req.base_model_digest:
+            return
+        mine = await self.policy.base_model_digest()
+        if mine != req.base_model_digest:
+            raise FailedPrecondition(
+                f"base_model: the run trains {req.base_model[:80]!r} (digest {req.base_model_digest[:12]}), this "
+                f"explorer serves {self.policy.base_model_name()!r} (digest {mine[:12]}): point policy.model_dir "
+                "(and the vLLM server) at the run's model")
+
     async def experiences_for(self, req: events_pb2.RolloutRequested) -> list[tuple[str, str]]:
         if req.guided_share <= 0 or req.evaluation or req.experience_top_k <= 0:
             return []
@@ -72,9 +83,10 @@ class Explorer:
         """One group with the policy version the job names."""
         opts = rollout_options(req)
         backend = await self.policy.get()
+        await self.check_base_model(req)
         if self._switcher is None:
             self._switcher = self._switcher_factory(backend)
-        await self._switcher.ensure(req.run_id, req.policy_version)
+        backend = await self._switcher.ensure(req.run_id, req.policy_version)
         experiences = await self.experiences_for(req)
         try:
             async with RemoteEnvironment(await self.locate(req.task.env_id)) as env:

@@ -19,6 +19,7 @@ class LazyPolicy:
         self.settings = settings
         self._backend = None
         self._lock = asyncio.Lock()
+        self._digest: str | None = None
 
     async def get(self):
         async with self._lock:
@@ -31,7 +32,11 @@ class LazyPolicy:
                         raise FailedPrecondition("policy.endpoint must be set for the openai backend")
                     # The tokenizer stays local: token ids are exact only if both sides agree.
                     tokenizer = await asyncio.to_thread(load_tokenizer, model_dir(self.settings))
-                    self._backend = OpenAIBackend(EndpointSettings(p.endpoint, p.model), tokenizer)
+                    adapter_dir = Path(p.adapter_dir or Path(self.settings.state_dir) / "adapters")
+                    adapter_dir.mkdir(parents=True, exist_ok=True)
+                    self._backend = OpenAIBackend(EndpointSettings(p.endpoint, p.model), tokenizer,
+                                                  adapter_dir=adapter_dir, server_adapter_dir=p.server_adapter_dir,
+                                                  max_loaded_adapters=p.max_loaded_adapters)
                 else:
                     from evolver.models.batching import BatchingBackend
                     from evolver.models.hf import HFBackend
@@ -40,3 +45,14 @@ class LazyPolicy:
                         HFBackend, model_dir(self.settings),
                         prefix_cache_tokens=self.settings.policy.prefix_cache_tokens))
             return self._backend
+
+    async def base_model_digest(self) -> str:
+        """Of the weights this explorer's rollouts come from: the local model folder (with the
+        `openai` backend, the folder its tokenizer and the server's model were prepared from)."""
+        if self._digest is None:
+            from evolver.models.prepare import model_digest
+            self._digest = await asyncio.to_thread(model_digest, model_dir(self.settings))
+        return self._digest
+
+    def base_model_name(self) -> str:
+        return self.settings.policy.model or str(model_dir(self.settings).name)

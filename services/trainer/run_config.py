@@ -101,6 +101,15 @@ class TrainingSpec(_Section):
     epsilon_high: float = Field(0.28, gt=0)
     off_cliprange_high: float = Field(0.6, gt=0)  # upper clip for experience-guided trajectories
     max_grad_norm: float = Field(1.0, gt=0)
+    # PPO dual clip for negative advantages (AgentEvolver clip_ratio_c 3.0); null = off.
+    clip_ratio_c: float | None = Field(3.0, gt=1)
+    # Optimizer steps per training step, each over its share of the batch (AgentEvolver: 4).
+    mini_batches: int = Field(1, ge=1, le=64)
+    # Samples per forward/backward pass; a mini-batch accumulates gradients over its micro-batches.
+    micro_batch: int = Field(2, ge=1, le=256)
+    # Recompute activations in backward: for a 7B policy on a GPU; a 135M policy on a CPU is faster without.
+    gradient_checkpointing: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when present
 
 
 class EvalSpec(_Section):

@@ -105,6 +105,7 @@ class RunLoop:
         self.stop_requested = False
         self._progress_seq = 0
         self._trace_parents: dict[str, dict[str, str]] = {}  # group id -> W3C headers of its trace
+        self.base_model: tuple[str, str] = ("", "")  # (name, content digest), once the updater is built
 
     # --- records -------------------------------------------------------------------------------
 
@@ -289,7 +290,8 @@ class RunLoop:
             keep_experience=s.navigating.keep_experience, max_tools_shown=r.max_tools_shown,
             first_turn_prefix=r.first_turn_prefix, allow_text_around_calls=r.allow_text_around_calls,
             attribute=s.mechanisms.attributing and not evaluation,
-            sampling_seed=s.seed if evaluation else s.seed * 1_000_003 + step + 1), key=job_id)
+            sampling_seed=s.seed if evaluation else s.seed * 1_000_003 + step + 1,
+            base_model=self.base_model[0], base_model_digest=self.base_model[1]), key=job_id)
 
     async def collect(self, group_ids: list[str], phase: int, step: int) -> list[events_pb2.RolloutAttributed]:
         index = await self._kv(topology.ROLLOUT_INDEX_BUCKET)
@@ -388,6 +390,8 @@ class RunLoop:
         if spec.mechanisms.questioning:
             await self.ensure_synthetic_tasks()
         updater = await asyncio.to_thread(self._updater_factory, spec)
+        # Every job names the base model the trainer holds: an explorer with other weights refuses.
+        self.base_model = (getattr(updater, "base_model", ""), getattr(updater, "base_model_digest", ""))
         if ckpt.version > 0:
             weights = await self.bus.get_blob(topology.CHECKPOINTS_BUCKET, self.run_id)
             if weights is None:
@@ -454,7 +458,7 @@ class RunLoop:
                 losses.append(m["loss"])
         version = updater.version
         if demos:
-            await publish_policy(self.bus, self.run_id, version, spec.model or "SmolLM2-135M-Instruct",
+            await publish_policy(self.bus, self.run_id, version, self.base_model[0] or "SmolLM2-135M-Instruct",
                                  await asyncio.to_thread(serialized, updater.adapter_blob))
         ckpt.version, ckpt.bootstrapped = version, True
         ckpt.bootstrap_task_ids = [t.task_id for t in tasks]
@@ -489,11 +493,13 @@ class RunLoop:
         alpha = alpha_at(cfg, step, spec.steps)
         samples, good, bad, infra, guided, rewards, successes = [], 0, 0, 0, 0, [], []
         own_successes: set[str] = set()  # successful trajectories of synthetic train tasks
+        exhausted = 0  # episodes the server ended at the model's context length
         for g in groups:
             s, st = group_samples(g, cfg, attributing=spec.mechanisms.attributing, alpha=alpha)
             samples += s
             good, bad, infra = good + st.good_steps, bad + st.bad_steps, infra + st.infra_failed
             for t in g.group.trajectories:
+                exhausted += t.context_exhausted
                 if not t.infra_failure.reason:
                     rewards.append(t.reward.score)
                     successes.append(1.0 if t.reward.success else 0.0)
@@ -505,7 +511,9 @@ class RunLoop:
         with telemetry.tracer().start_as_current_span(
                 f"train step {step}", attributes={"evolver.run_id": self.run_id, "evolver.train_step": step,
                                                   "evolver.groups": len(groups)}) as update_span:
-            metrics = await asyncio.to_thread(serialized, updater.update, samples)
+            t = spec.training
+            metrics = await asyncio.to_thread(serialized, partial(updater.update, samples, t.micro_batch,
+                                                                  mini_batches=t.mini_batches))
             if spec.mechanisms.bootstrapping and spec.bootstrapping.between_steps:
                 metrics |= await self.imitate_successes(updater, samples, own_successes)
         # Each consumed group's own trace ends in the step that trained on it (linked to the
@@ -519,7 +527,7 @@ class RunLoop:
                             "evolver.policy_version_after": updater.version})
             span.end()
         version = updater.version
-        await publish_policy(self.bus, self.run_id, version, spec.model or "SmolLM2-135M-Instruct",
+        await publish_policy(self.bus, self.run_id, version, self.base_model[0] or "SmolLM2-135M-Instruct",
                              await asyncio.to_thread(serialized, updater.adapter_blob))
         ckpt.step, ckpt.version = step + 1, version
         ckpt.consumed += [g.group.group_id for g in groups]
@@ -532,6 +540,7 @@ class RunLoop:
                             success_rate=sum(successes) / n, trajectories=len(rewards), infra_failed=infra,
                             guided_trajectories=guided, good_steps=good, bad_steps=bad,
                             good_rate=good / labelled if labelled else 0.0, alpha=alpha, groups=len(groups),
+                            context_exhausted=exhausted,
                             **metrics)
 
 
@@ -562,5 +571,7 @@ def default_updater_factory(settings):
         return PolicyUpdater(model_dir, learning_rate=t.learning_rate, lora_r=t.lora_r, lora_alpha=t.lora_alpha,
                              beta=t.beta, epsilon=t.epsilon, epsilon_high=t.epsilon_high,
                              off_cliprange_high=t.off_cliprange_high, temperature=spec.rollout.temperature,
-                             max_grad_norm=t.max_grad_norm, seed=spec.seed)
+                             max_grad_norm=t.max_grad_norm, seed=spec.seed, clip_ratio_c=t.clip_ratio_c,
+                             gradient_checkpointing=t.gradient_checkpointing,
+                             device=None if t.device == "auto" else t.device)
     return make

@@ -96,35 +96,56 @@ class PolicyUpdater:
     def __init__(self, model_dir: Path | str, *, learning_rate: float, lora_r: int, lora_alpha: int, beta: float,
                  epsilon: float, epsilon_high: float, off_cliprange_high: float, temperature: float,
                  max_grad_norm: float = 1.0, seed: int = 0, work_dir: Path | str | None = None,
-                 gradient_checkpointing: bool = False, bf16: bool | None = None):
-        """gradient_checkpointing: TRL's GRPOConfig turns it on by default; it trades compute for
-        activation memory, which a 135M LoRA policy on a CPU does not need (bench/update.py).
-        bf16: None = measured (decode.fast_dtype); True/False only for the benchmark's baseline."""
+                 gradient_checkpointing: bool = False, bf16: bool | None = None, clip_ratio_c: float | None = 3.0,
+                 device: str | None = None):
+        """gradient_checkpointing: trades compute for activation memory: off on a CPU (a 135M
+        LoRA policy does not need it, bench/update.py), on for a 7B policy on a GPU.
+        bf16: None = measured (decode.fast_dtype: bfloat16 on a GPU or an AMX CPU); True/False
+        only for the benchmark's baseline. On a GPU the frozen base weights are also stored in
+        bfloat16 (half the memory); the LoRA weights stay float32 (PEFT's adapter autocast).
+        clip_ratio_c: AgentEvolver's dual clip for negative advantages (None: off).
+        device: None = cuda when present, else cpu."""
         from datasets import Dataset
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from evolver.models.prepare import model_digest
+
         torch.manual_seed(seed)
         GRPOConfig, _ = _trl()
         from evolver.models.decode import fast_dtype
-        self.compute_dtype = fast_dtype("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.compute_dtype = fast_dtype(self.device.type)
+        self.base_model = Path(model_dir).name
+        self.base_model_digest = model_digest(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+        weights_dtype = torch.bfloat16 if self.device.type == "cuda" and self.compute_dtype == torch.bfloat16 \
+            else torch.float32
+        base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=weights_dtype)
         self.model = get_peft_model(base, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
                                                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                                                     task_type="CAUSAL_LM"))
+                                                     task_type="CAUSAL_LM")).to(self.device)
         self.epsilon_high, self.off_cliprange_high, self.beta = epsilon_high, off_cliprange_high, beta
         self._work = Path(work_dir or tempfile.mkdtemp(prefix="evolver-trainer-"))
         args = GRPOConfig(output_dir=str(self._work / "trl"), per_device_train_batch_size=2, num_generations=2,
                           beta=beta, loss_type="bnpo", learning_rate=learning_rate, temperature=temperature,
                           epsilon=epsilon, epsilon_high=epsilon_high, max_grad_norm=max_grad_norm,
-                          report_to=[], use_cpu=not torch.cuda.is_available(), save_strategy="no",
+                          # TRL's two-sided clip: the ratio is capped at delta before the usual clipped
+                          # min. For a negative advantage that is PPO's dual clip (the loss never
+                          # exceeds -A*c); for a positive one the cap never binds (delta > 1+eps_high),
+                          # so it is exactly AgentEvolver's dual clip (spec 4.6), shown in
+                          # tests/unit/test_training.py by hand-computed losses.
+                          delta=clip_ratio_c,
+                          report_to=[], use_cpu=self.device.type != "cuda", save_strategy="no",
                           logging_steps=1, seed=seed, gradient_checkpointing=gradient_checkpointing,
                           # TRL defaults bf16 to True. On a CPU without AMX (AVX2) a bf16 matmul runs
                           # ~40x slower than float32: that made one update take 11-18 minutes here.
                           # Measured, like the rollouts' dtype (evolver.models.decode.fast_dtype).
                           bf16=self.compute_dtype == torch.bfloat16 if bf16 is None else bf16)
+        if clip_ratio_c is not None and clip_ratio_c <= 1 + max(epsilon_high, off_cliprange_high):
+            raise ValueError(f"clip_ratio_c ({clip_ratio_c}) must exceed 1 + the largest upper clip "
+                             f"({1 + max(epsilon_high, off_cliprange_high)}): below it, it would clip positive advantages")
         trainer_cls = make_trainer_class()
         # TRL wants a dataset and reward functions to construct; we never call train() (the
         # explorers generate), so both are placeholders that are never used.
@@ -153,10 +174,13 @@ class PolicyUpdater:
         return logps
 
     def update(self, samples: Sequence[Sample], micro_batch: int = 2, *, supervised: bool = False,
-               prompt_grad: bool = True, learning_rate: float | None = None) -> dict[str, float]:
-        """One optimizer step over the samples (micro-batches weighted by their token counts, so
-        the loss is the token mean over the whole batch). The version counts update steps, so it
-        advances even when no sample carried a signal (then the weights do not move).
+               prompt_grad: bool = True, learning_rate: float | None = None, mini_batches: int = 1) -> dict[str, float]:
+        """One training step over the samples: `mini_batches` optimizer steps (AgentEvolver: 4),
+        each over its share of the samples, accumulated over micro-batches of `micro_batch`
+        (weighted by their token counts, so each mini-batch's loss is its token mean). Behaviour
+        and reference log-probs are fixed before the first optimizer step, so later mini-batches
+        are importance-weighted against the policy that generated them. The version counts
+        training steps, so it advances by one even when no sample carried a signal.
 
         supervised: a fine-tuning step on demonstrations (advantage 1 on every policy token).
         At ratio 1 with no KL term the GRPO loss's gradient is the token-mean negative
@@ -175,7 +199,7 @@ class PolicyUpdater:
             for g in groups:
                 g["lr"] = learning_rate
         try:
-            return self._update(samples, micro_batch, supervised, prompt_grad)
+            return self._update(samples, micro_batch, supervised, prompt_grad, mini_batches)
         finally:
             for g, lr in zip(groups, saved):
                 g["lr"] = lr
@@ -183,62 +207,76 @@ class PolicyUpdater:
     def _nll(self, s: Sample, prompt_grad: bool) -> torch.Tensor:
         """Summed negative log-likelihood of the sample's policy tokens."""
         from evolver.models.decode import autocast
-        ids = torch.tensor([s.token_ids], dtype=torch.long)
+        ids = torch.tensor([s.token_ids], dtype=torch.long, device=self.device)
         cut = split_point(s.loss_mask)  # the policy's first token
         start = 0 if prompt_grad or cut < 2 else cut - 1
-        with autocast("cpu" if not torch.cuda.is_available() else "cuda", self.compute_dtype):
+        with autocast(self.device.type, self.compute_dtype):
             if start == 0:
                 logits = self.model(input_ids=ids).logits[0, :-1]
             else:
                 with torch.no_grad():
                     past = self.model(input_ids=ids[:, :start], use_cache=True).cache
                 logits = self.model(input_ids=ids[:, start:], cache=past, use_cache=True,
-                                    position_ids=torch.arange(start, ids.shape[1])[None]).logits[0, :-1]
+                                    position_ids=torch.arange(start, ids.shape[1], device=self.device)[None]).logits[0, :-1]
         targets = ids[0, start + 1:]
-        mask = torch.tensor(s.loss_mask[start + 1:], dtype=torch.float32)
+        mask = torch.tensor(s.loss_mask[start + 1:], dtype=torch.float32, device=self.device)
         # Of the sampling distribution, as the GRPO loss's log-probs are (TRL divides by the
         # rollout temperature too).
         logp = torch.log_softmax(logits.float() / self.trainer.temperature, dim=-1).gather(-1, targets[:, None])[:, 0]
         return -(logp * mask).sum()
 
+    def _prepared(self, chunk: Sequence[Sample]) -> dict[str, torch.Tensor]:
+        """A micro-batch's loss inputs on the device, behaviour and reference log-probs filled in
+        (at the weights of the moment: call before the step's first optimizer step)."""
+        inputs = build_inputs(chunk, self.pad_id, epsilon_high=self.epsilon_high,
+                              off_cliprange_high=self.off_cliprange_high)
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        if not all(s.logprobs_exact for s in chunk):
+            inputs["old_per_token_logps"] = self._recompute_old(inputs)
+        if self.beta:
+            inputs["ref_per_token_logps"] = self._ref_logps(inputs)
+        return inputs
+
     def _update(self, samples: Sequence[Sample], micro_batch: int, supervised: bool,
-                prompt_grad: bool = True, learning_rate: float | None = None) -> dict[str, float]:
+                prompt_grad: bool = True, mini_batches: int = 1) -> dict[str, float]:
         trainer = self.trainer
         n_all = len(samples)
         # A sample whose every advantage is 0 has no policy-gradient term, only the KL penalty
         # (itself 0 while the policy equals the reference): left out, it saves a forward and a
         # backward pass. Reported as zero_advantage_samples.
         samples = [s for s in samples if any(a != 0.0 for a, m in zip(s.advantages, s.loss_mask) if m)]
-        total_tokens = sum(sum(s.loss_mask) for s in samples) or 1
-        loss_sum = 0.0
+        n_mini = max(1, min(mini_batches, len(samples)))
+        # Contiguous shares: the trainer orders samples by group, so a mini-batch holds whole
+        # groups where it can (AgentEvolver shuffles; a fixed split keeps resume exact).
+        bounds = [round(i * len(samples) / n_mini) for i in range(n_mini + 1)]
+        shares = [samples[bounds[i]:bounds[i + 1]] for i in range(n_mini)]
+        prepared = None if supervised else [[self._prepared(share[i:i + micro_batch])
+                                             for i in range(0, len(share), micro_batch)] for share in shares]
+        loss_sum, norms = 0.0, []
         trainer._metrics["train"].clear()
-        for i in range(0, len(samples), micro_batch):
-            chunk = samples[i:i + micro_batch]
+        for k, share in enumerate(shares):
+            share_tokens = sum(sum(s.loss_mask) for s in share) or 1
             if supervised:  # one sample at a time: no padding
-                for s in chunk:
-                    loss = self._nll(s, prompt_grad) / total_tokens
+                for s in share:
+                    loss = self._nll(s, prompt_grad) / share_tokens
                     loss.backward()
-                    loss_sum += float(loss.detach())
-                continue
-            inputs = build_inputs(chunk, self.pad_id, epsilon_high=self.epsilon_high,
-                                  off_cliprange_high=self.off_cliprange_high)
-            if not all(s.logprobs_exact for s in chunk):
-                inputs["old_per_token_logps"] = self._recompute_old(inputs)
-            if self.beta:
-                inputs["ref_per_token_logps"] = self._ref_logps(inputs)
-            weight = float(inputs["tool_mask"].sum()) / total_tokens
-            loss = trainer.compute_loss(self.model, inputs) * weight
-            trainer.accelerator.backward(loss)
-            loss_sum += float(loss.detach())
-        grad_norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
-                                                   trainer.args.max_grad_norm)
-        trainer.optimizer.step()
-        trainer.optimizer.zero_grad()
+                    loss_sum += float(loss.detach()) / n_mini
+            else:
+                for inputs in prepared[k]:
+                    weight = float(inputs["tool_mask"].sum()) / share_tokens
+                    loss = trainer.compute_loss(self.model, inputs) * weight
+                    trainer.accelerator.backward(loss)
+                    loss_sum += float(loss.detach()) / n_mini
+            norms.append(float(torch.nn.utils.clip_grad_norm_(
+                [p for p in self.model.parameters() if p.requires_grad], trainer.args.max_grad_norm)))
+            trainer.optimizer.step()
+            trainer.optimizer.zero_grad()
         self.version += 1
         m = {k: float(sum(v) / len(v)) for k, v in trainer._metrics["train"].items() if v}
-        out = {"loss": loss_sum, "grad_norm": float(grad_norm), "samples": float(n_all),
+        total_tokens = sum(sum(s.loss_mask) for s in samples)
+        out = {"loss": loss_sum, "grad_norm": sum(norms) / len(norms) if norms else 0.0, "samples": float(n_all),
                "trained_samples": float(len(samples)), "zero_advantage_samples": float(n_all - len(samples)),
-               "tokens": float(total_tokens if samples else 0)}
+               "tokens": float(total_tokens), "optimizer_steps": float(len(norms))}
         for key in ("kl", "clip_ratio/region_mean", "entropy"):
             if key in m and math.isfinite(m[key]):
                 out[key.replace("/", "_")] = m[key]
