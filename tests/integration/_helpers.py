@@ -31,6 +31,52 @@ async def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05) -
     return True
 
 
+async def dead_letters(bus, subject: str) -> list:
+    """Every dead-lettered copy of messages on `subject` so far."""
+    from evolver.bus import topology
+    out = []
+    sub = await bus.js.subscribe(f"dead.{subject}", stream=topology.DEAD.name, ordered_consumer=True)
+    try:
+        while True:
+            try:
+                out.append(await sub.next_msg(timeout=0.5))
+            except Exception:
+                return out
+    finally:
+        await sub.unsubscribe()
+
+
+SERVED = "tiny"  # the vLLM emulator's served model name in tests
+
+
+def start_emulator(model_dir: Path, *, max_model_len: int = 8192, max_loras: int = 8):
+    """(base url, process) of a vLLM emulator on a free loopback port."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import httpx
+
+    from evolver.stack.processes import free_port
+    port = free_port()
+    p = subprocess.Popen([sys.executable, "-m", "evolver.models.vllm_emulator", str(model_dir), "--port", str(port),
+                          "--served-model-name", SERVED, "--max-model-len", str(max_model_len),
+                          "--max-loras", str(max_loras), "--threads", "1"],
+                         stdout=subprocess.DEVNULL, stderr=(log := tempfile.TemporaryFile()))
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return f"http://127.0.0.1:{port}/v1", p
+        except httpx.HTTPError:
+            time.sleep(0.2)
+        if p.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"the vLLM emulator exited: {log.read().decode()[-2000:]}")
+    p.kill()
+    raise RuntimeError("the vLLM emulator did not become healthy")
+
+
 def embedded_stack(state_dir, tiny_model_dir, cli, **extra_env):
     """Generator for a module fixture: `evolver up` in state_dir with the tiny model as the
     policy, yields the folder, then `evolver down`. extra_env reaches every stack process."""

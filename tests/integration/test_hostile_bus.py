@@ -15,22 +15,9 @@ from evolver.service import ServiceRunner
 from evolver.v1 import events_pb2 as ev
 from evolver.v1 import trajectory_pb2 as tpb
 from services.memory.app import build as build_memory
-from tests.integration._helpers import wait_until
+from tests.integration._helpers import dead_letters, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-async def dead_letters(bus: Bus, subject: str) -> list:
-    out = []
-    sub = await bus.js.subscribe(f"dead.{subject}", stream=topology.DEAD.name, ordered_consumer=True)
-    try:
-        while True:
-            try:
-                out.append(await sub.next_msg(timeout=0.5))
-            except Exception:
-                return out
-    finally:
-        await sub.unsubscribe()
 
 
 async def run_workers(workers: list[Worker], until, timeout: float = 20.0) -> None:

@@ -5,9 +5,6 @@ with the tiny model). Real HTTP, real adapters written by the real trainer."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,38 +13,17 @@ import pytest
 from evolver.models.backend import GenerationRequest, SamplingParams
 from evolver.models.conversation import Conversation
 from evolver.models.openai_compat import AdapterLoadFailed, EndpointSettings, OpenAIBackend, adapter_name
-from evolver.stack.processes import free_port
 from services.trainer.advantages import Sample
 from services.trainer.updater import PolicyUpdater, build_inputs
+from tests.integration._helpers import SERVED, start_emulator
 
 pytestmark = pytest.mark.integration
-SERVED = "tiny"
 MAX_LEN = 600
-
-
-def start_emulator(model_dir: Path, *, max_model_len: int = MAX_LEN, max_loras: int = 8):
-    """(base url, process) of a vLLM emulator on a free loopback port."""
-    port = free_port()
-    p = subprocess.Popen([sys.executable, "-m", "evolver.models.vllm_emulator", str(model_dir), "--port", str(port),
-                          "--served-model-name", SERVED, "--max-model-len", str(max_model_len),
-                          "--max-loras", str(max_loras), "--threads", "1"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return f"http://127.0.0.1:{port}/v1", p
-        except httpx.HTTPError:
-            time.sleep(0.2)
-        if p.poll() is not None:
-            raise RuntimeError(f"the vLLM emulator exited: {p.stderr.read().decode()[-2000:]}")
-    p.kill()
-    raise RuntimeError("the vLLM emulator did not become healthy")
 
 
 @pytest.fixture(scope="module")
 def emulator(tiny_model_dir):
-    url, p = start_emulator(tiny_model_dir)
+    url, p = start_emulator(tiny_model_dir, max_model_len=MAX_LEN)
     yield url
     p.terminate()
     p.wait(15)

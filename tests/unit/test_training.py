@@ -123,3 +123,101 @@ def test_imitation_samples_are_the_successes_once_each_with_advantage_one_on_pol
     assert out[0].advantages == [0.0, 1.0, 0.0, 1.0] and out[0].token_ids == win.token_ids
     assert out[0].guided and not out[0].logprobs_exact
     assert imitation_samples([lose], {"t1"}) == []
+
+
+# --- AgentEvolver's loss (spec 4.6): asymmetric clip, guided upper clip, dual clip ------------
+
+def _loss_at_ratios(upd: PolicyUpdater, ratios: list[float], advantages: list[float], *, guided: bool) -> float:
+    """TRL's loss (through our subclass) on one sample whose tokens sit at the given ratios
+    pi/pi_old: the old log-probs are set to the current ones minus log(ratio)."""
+    n = len(ratios)
+    s = Sample("t", "g", [1, 2, 3] + [40 + i for i in range(n)], [0, 0, 0] + [1] * n, [0.0] * 3 + advantages,
+               [0.0] * (3 + n), True, guided, 0.0)
+    inputs = build_inputs([s], upd.pad_id, epsilon_high=upd.epsilon_high, off_cliprange_high=upd.off_cliprange_high)
+    current = upd._recompute_old(inputs)
+    inputs["old_per_token_logps"] = current - torch.log(torch.tensor([ratios]))
+    with torch.no_grad():
+        return float(upd.trainer.compute_loss(upd.model, inputs))
+
+
+def _hand(ratios, advantages, *, low=0.2, high=0.28, c=None) -> float:
+    """-min(r*A, clip(r, 1-low, 1+high)*A), then for A < 0 at most -A*c; the token mean."""
+    out = []
+    for r, a in zip(ratios, advantages):
+        loss = -min(r * a, min(max(r, 1 - low), 1 + high) * a)
+        if c is not None and a < 0:
+            loss = min(loss, -a * c)
+        out.append(loss)
+    return sum(out) / len(out)
+
+
+@pytest.fixture(scope="module")
+def updaters(tiny_model_dir):
+    kw = dict(learning_rate=1e-3, lora_r=4, lora_alpha=8, beta=0.0, epsilon=0.2, epsilon_high=0.28,
+              off_cliprange_high=0.6, temperature=1.0)
+    return PolicyUpdater(tiny_model_dir, **kw), PolicyUpdater(tiny_model_dir, clip_ratio_c=None, **kw)
+
+
+@pytest.mark.parametrize("ratios,advantages", [
+    ([1.5], [1.0]),     # positive advantage above 1+0.28: the asymmetric upper clip binds
+    ([0.5], [1.0]),     # positive advantage below: min takes the ratio itself
+    ([0.5], [-1.0]),    # negative advantage below 1-0.2: the lower clip binds
+    ([5.0], [-1.0]),    # negative advantage far above: only the dual clip (c=3) bounds it
+    ([1.5, 5.0, 0.5, 2.0], [1.0, -2.0, -1.0, 0.5]),
+])
+def test_the_loss_is_the_hand_computed_dual_clip_ppo_loss(updaters, ratios, advantages):
+    dual, plain = updaters
+    assert _loss_at_ratios(dual, ratios, advantages, guided=False) == pytest.approx(_hand(ratios, advantages, c=3.0), abs=1e-5)
+    assert _loss_at_ratios(plain, ratios, advantages, guided=False) == pytest.approx(_hand(ratios, advantages), abs=1e-5)
+
+
+def test_each_clip_changes_the_loss(updaters):
+    dual, plain = updaters
+    # dual clip: a negative advantage at ratio 5 costs 3 instead of 5
+    assert _loss_at_ratios(plain, [5.0], [-1.0], guided=False) == pytest.approx(5.0, abs=1e-5)
+    assert _loss_at_ratios(dual, [5.0], [-1.0], guided=False) == pytest.approx(3.0, abs=1e-5)
+    # asymmetric clip: a positive advantage at ratio 1.5 is clipped at 1.28 (not 1.2)
+    assert _loss_at_ratios(dual, [1.5], [1.0], guided=False) == pytest.approx(-1.28, abs=1e-5)
+    # guided trajectories: the wider upper clip (1 + 0.6) lets ratio 1.5 through
+    assert _loss_at_ratios(dual, [1.5], [1.0], guided=True) == pytest.approx(-1.5, abs=1e-5)
+    assert _loss_at_ratios(dual, [1.9], [1.0], guided=True) == pytest.approx(-1.6, abs=1e-5)
+
+
+def test_a_dual_clip_that_would_cut_positive_advantages_is_refused(tiny_model_dir):
+    with pytest.raises(ValueError, match="clip_ratio_c"):
+        PolicyUpdater(tiny_model_dir, learning_rate=1e-3, lora_r=4, lora_alpha=8, beta=0.0, epsilon=0.2,
+                      epsilon_high=0.28, off_cliprange_high=0.6, temperature=1.0, clip_ratio_c=1.5)
+
+
+def test_mini_batches_step_the_optimizer_per_share_against_fixed_behaviour_logprobs(tiny_model_dir):
+    kw = dict(learning_rate=5e-3, lora_r=4, lora_alpha=8, beta=0.001, epsilon=0.2, epsilon_high=0.28,
+              off_cliprange_high=0.6, temperature=1.0)
+    samples = [Sample(f"s{i}", "g", [1, 2, 3, 40 + i, 41, 42], [0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1] if i % 2 else
+                      [0, 0, 0, -1, -1, -1], [0.0] * 6, False, False, 1.0) for i in range(4)]
+    one, four = PolicyUpdater(tiny_model_dir, **kw), PolicyUpdater(tiny_model_dir, **kw)
+    steps, prepared_at = [], []
+    opt_step = four.trainer.optimizer.step
+    four.trainer.optimizer.step = lambda *a, **k: (steps.append(1), opt_step(*a, **k))[1]
+    prep = four._prepared
+    four._prepared = lambda chunk: (prepared_at.append(len(steps)), prep(chunk))[1]
+    m1 = one.update(samples, micro_batch=1)
+    m4 = four.update(samples, micro_batch=1, mini_batches=4)
+    assert m1["optimizer_steps"] == 1 and m4["optimizer_steps"] == 4 and len(steps) == 4
+    assert one.version == four.version == 1  # one training step either way
+    # every micro-batch's behaviour (recomputed: not exact) and reference log-probs were taken
+    # before the first optimizer step
+    assert prepared_at == [0, 0, 0, 0]
+    moved = [float((a - b).detach().abs().sum()) for (_, a), (_, b) in zip(
+        [(k, v) for k, v in one.model.named_parameters() if v.requires_grad],
+        [(k, v) for k, v in four.model.named_parameters() if v.requires_grad])]
+    assert sum(moved) > 0  # four steps land elsewhere than one
+
+
+def test_gradient_checkpointing_gives_the_same_step(tiny_model_dir):
+    kw = dict(learning_rate=5e-3, lora_r=4, lora_alpha=8, beta=0.0, epsilon=0.2, epsilon_high=0.28,
+              off_cliprange_high=0.6, temperature=1.0)
+    s = Sample("a", "g", [1, 2, 3, 40, 41, 42], [0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1], [0.0] * 6, False, False, 1.0)
+    plain, ckpt = PolicyUpdater(tiny_model_dir, **kw), PolicyUpdater(tiny_model_dir, gradient_checkpointing=True, **kw)
+    a, b = plain.update([s]), ckpt.update([s])
+    assert a["grad_norm"] > 0 and b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
+    assert _logp(ckpt, s) == pytest.approx(_logp(plain, s), abs=1e-4)
