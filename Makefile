@@ -1,5 +1,5 @@
 # The two commands a new user needs: `make run` and `make test`. Both create .venv themselves.
-.PHONY: run smoke test test-unit chaos proto lint-proto bench-bus bench-env bench-gen bench-learning bench-explore venv clean
+.PHONY: run smoke test test-unit chaos proto lint-proto bench-bus bench-env bench-gen bench-learning bench-explore bench-vllm venv clean
 
 PY := .venv/bin/python
 
@@ -46,6 +46,9 @@ bench-gen: venv
 
 bench-learning: venv
 	@$(PY) bench/learning.py
+
+bench-vllm: venv
+	@$(PY) bench/vllm_path.py --versions 4 --requests 8 --new-tokens 32 --json docs/bench_vllm_path.json
 
 bench-explore: venv
 	@$(PY) bench/exploration.py --json docs/bench_exploration.json

@@ -215,6 +215,23 @@ def test_explorers_use_vllm_in_the_gpu_overlay(rendered):
         assert env["EVOLVER_POLICY__BACKEND"] == "openai" and env["EVOLVER_POLICY__ENDPOINT"] == "http://vllm:8000/v1"
         from evolver.config import load_settings
         load_settings(environ={k: v for k, v in env.items() if k.startswith("EVOLVER_POLICY")})  # valid settings
+        # Adapters reach vLLM through one volume, at the same path on both sides (the explorer
+        # hands vLLM the path it wrote: policy.server_adapter_dir is empty).
+        vllm = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "vllm")
+
+        def claim_at(pod, path):
+            mounts = {m["mountPath"]: m["name"] for m in pod["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+            vols = {v["name"]: v for v in pod["spec"]["template"]["spec"]["volumes"]}
+            return vols[mounts[path]]["persistentVolumeClaim"]["claimName"]
+        adapter_dir = env["EVOLVER_POLICY__ADAPTER_DIR"]
+        assert claim_at(explorer, adapter_dir) == claim_at(vllm, adapter_dir)
+        pvc = next(d for d in docs if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == claim_at(vllm, adapter_dir))
+        assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+        c = vllm["spec"]["template"]["spec"]["containers"][0]
+        args, venv = " ".join(c["args"]), {e["name"]: e.get("value") for e in c["env"]}
+        assert "--enable-lora" in args and "--logprobs-mode processed_logprobs" in args
+        assert f"--served-model-name {env['EVOLVER_POLICY__MODEL']}" in args
+        assert venv["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "true"
     else:
         assert "EVOLVER_POLICY__BACKEND" not in env
 
