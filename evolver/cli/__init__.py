@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start nats-server and the five services")
     up.add_argument("--nats-port", type=int, help="fixed NATS port (default: a free one)")
+    up.add_argument("--replicas", action="append", default=[], metavar="SERVICE=N",
+                    help="processes of a service sharing its work queues, e.g. explorer=2 (repeatable)")
     up.set_defaults(func=cmd_up)
     sub.add_parser("status", help="health of every component").set_defaults(func=cmd_status)
     rs = sub.add_parser("restart", help="restart one service while the others keep running")

@@ -185,7 +185,8 @@ def cmd_run(args) -> int:
     if state is None:
         os.environ["EVOLVER_POLICY__MODEL_DIR"] = _model_dir(spec)  # explorers and trainer load the same policy
         with console.status("starting the embedded stack...") as status:
-            state = stack.up(on_progress=lambda m: (console.print(f"  [green]✓[/] {m}"), status.update(m)))
+            state = stack.up(replicas=spec.replicas,
+                             on_progress=lambda m: (console.print(f"  [green]✓[/] {m}"), status.update(m)))
         started_stack = True
     args.run_id = args.run_id or time.strftime("run-%Y%m%d-%H%M%S")
     run_dir = Path(args.out) / args.run_id

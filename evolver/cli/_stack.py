@@ -14,8 +14,10 @@ from evolver.config import load_settings
 
 def cmd_up(args) -> int:
     from evolver.stack import Stack
+    from evolver.stack.stack import parse_replicas
+    replicas = parse_replicas(args.replicas)
     with console.status("starting the embedded stack...") as status:
-        state = Stack(_state_dir(args)).up(nats_port=args.nats_port,
+        state = Stack(_state_dir(args)).up(nats_port=args.nats_port, replicas=replicas,
                                            on_progress=lambda m: (console.print(f"  [green]✓[/] {m}"), status.update(m)))
     console.print(f"stack up: {state.nats_url}, {len(state.services)} services, "
                   f"{len(state.environments)} environment(s), logs in {Path(state.state_dir) / 'logs'}")

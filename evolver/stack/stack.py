@@ -35,6 +35,7 @@ class ServiceInfo:
     address: str
     log: str
     marker: str = "services."  # in the process's command line; guards against pid reuse
+    service: str = ""  # the package it runs (services.<service>); "" = name (replica 1, environments)
 
 
 @dataclass
@@ -60,6 +61,32 @@ class StackState:
     @property
     def spans_path(self) -> Path:
         return Path(self.state_dir) / "traces" / "spans.jsonl"
+
+
+# One trainer: two would both resume every RUNNING run.
+SINGLE_REPLICA = ("trainer",)
+
+
+def check_replicas(replicas: dict[str, int], services: tuple[str, ...] = topology.SERVICES) -> dict[str, int]:
+    for name, n in replicas.items():
+        if name not in services:
+            raise StackError(f"replicas: no service {name!r}; services: {', '.join(services)}")
+        if not 1 <= n <= 16:
+            raise StackError(f"replicas: {name}={n} must be between 1 and 16")
+        if name in SINGLE_REPLICA and n != 1:
+            raise StackError(f"replicas: {name} runs one replica (two would both resume every run)")
+    return dict(replicas)
+
+
+def parse_replicas(items: list[str]) -> dict[str, int]:
+    """["explorer=2", "attributor=2"] (or comma-separated) -> {"explorer": 2, "attributor": 2}."""
+    out: dict[str, int] = {}
+    for item in (x for arg in items for x in arg.split(",") if x):
+        name, sep, n = item.partition("=")
+        if not sep or not n.strip().isdigit():
+            raise StackError(f"replicas: {item[:40]!r} is not SERVICE=N")
+        out[name.strip()] = int(n)
+    return check_replicas(out)
 
 
 class Stack:
@@ -97,7 +124,11 @@ class Stack:
     # --- up ------------------------------------------------------------------------------------
 
     def up(self, *, nats_port: int | None = None, services: tuple[str, ...] = topology.SERVICES,
-           environments: tuple[str, ...] = BUILTIN_ENVIRONMENTS, on_progress=lambda msg: None) -> StackState:
+           environments: tuple[str, ...] = BUILTIN_ENVIRONMENTS, replicas: dict[str, int] | None = None,
+           on_progress=lambda msg: None) -> StackState:
+        """replicas: processes per service (default 1), e.g. {"explorer": 2}: replicas share the
+        service's durable work-queue consumers, as pods do under KEDA."""
+        replicas = check_replicas(replicas or {}, services)
         existing = self.running()
         if existing:
             raise StackError(f"a stack is already running from {self.state_dir} (nats pid {existing.nats_pid}, "
@@ -110,7 +141,7 @@ class Stack:
         state = self._start_nats(nats_port or proc.free_port(), on_progress)
         self._write_state(state)
         try:
-            self._start_services(state, services, on_progress)
+            self._start_services(state, services, replicas, on_progress)
             self._start_environments(state, environments, on_progress)
         except BaseException:
             self.down()
@@ -152,12 +183,16 @@ class Stack:
                              cwd=Path(__file__).resolve().parents[2])
         return ServiceInfo(name, p.pid, f"127.0.0.1:{port}", str(log_path), marker), p
 
-    def _start_services(self, state: StackState, services: tuple[str, ...], on_progress) -> None:
+    def _start_services(self, state: StackState, services: tuple[str, ...], replicas: dict[str, int],
+                        on_progress) -> None:
         children: dict[str, subprocess.Popen] = {}
-        for name in services:
-            info, p = self._spawn(state, name, ["-m", f"services.{name}"], "services.")
-            children[name] = p
-            state.services.append(info)
+        for service in services:
+            for i in range(replicas.get(service, 1)):
+                name = service if i == 0 else f"{service}-{i + 1}"
+                info, p = self._spawn(state, name, ["-m", f"services.{service}"], "services.")
+                info.service = service
+                children[name] = p
+                state.services.append(info)
         self._write_state(state)
         asyncio.run(self._wait_healthy(state.services, children, on_progress))
 
@@ -220,7 +255,8 @@ class Stack:
                     time.sleep(0.05)
             else:
                 proc.terminate([old.pid], 20.0, lambda pid: old.marker)
-        info, p = self._spawn(state, name, ["-m", f"services.{name}"], "services.")
+        info, p = self._spawn(state, name, ["-m", f"services.{old.service or old.name}"], "services.")
+        info.service = old.service
         state.services = [info if s.name == name else s for s in state.services]
         self._write_state(state)
         asyncio.run(self._wait_healthy([info], {name: p}, on_progress))

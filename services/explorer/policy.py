@@ -28,8 +28,9 @@ class LazyPolicy:
                 if p.backend == "openai":
                     from evolver.models.openai_compat import EndpointSettings, OpenAIBackend
                     from evolver.models.prepare import load_tokenizer
-                    if not p.endpoint:
-                        raise FailedPrecondition("policy.endpoint must be set for the openai backend")
+                    if not p.endpoint or not p.model:
+                        raise FailedPrecondition("policy.endpoint and policy.model (the server's base model name) "
+                                                 "must be set for the openai backend")
                     # The tokenizer stays local: token ids are exact only if both sides agree.
                     tokenizer = await asyncio.to_thread(load_tokenizer, model_dir(self.settings))
                     adapter_dir = Path(p.adapter_dir or Path(self.settings.state_dir) / "adapters")

@@ -90,6 +90,11 @@ class RolloutSpec(_Section):
     first_turn_prefix: str = ""
     allow_text_around_calls: bool = False  # strict by default: a turn that calls and talks is malformed
     timeout_s: float = Field(1800, gt=0)  # per training step, for all its groups
+    # Asynchronous pipeline: the groups of the next max_policy_lag steps are generated while a
+    # step trains, so they come from a policy up to that many updates old (the behaviour
+    # log-probs give the importance ratio; an older group is dropped and asked for again).
+    # 0 = synchronous: every group from the policy being trained.
+    max_policy_lag: int = Field(1, ge=0, le=8)
 
 
 class TrainingSpec(_Section):
@@ -135,6 +140,9 @@ class RunSpec(_Section):
     rollout: RolloutSpec = RolloutSpec()
     training: TrainingSpec = TrainingSpec()
     eval: EvalSpec = EvalSpec()
+    # Processes per service when `evolver run` starts the embedded stack itself (e.g.
+    # {explorer: 2}); a running stack keeps its own (`evolver up --replicas explorer=2`).
+    replicas: dict[str, int] = Field(default_factory=dict)
 
 
 class RunConfigError(ValueError):

@@ -29,10 +29,8 @@ from evolver.agent.demonstration import bootstrap_tasks, demonstration
 from evolver.algorithms import curriculum
 from evolver.algorithms.adca import alpha_at
 from evolver.algorithms.questioning import rejection_kind
-from evolver.algorithms.stats import TASK_METRIC_PREFIX
 from evolver.bus import is_bus_failure, topology, trace_parent
 from evolver.envs.client import RemoteEnvironment
-from evolver.envs.harness import TaskResult, summarize
 from evolver.envs.registry import environment_spec
 from evolver.errors import FailedPrecondition, PoisonMessage
 from evolver.models.policy_store import publish_policy
@@ -41,7 +39,11 @@ from evolver.v1 import events_pb2, run_pb2, task_pb2
 from evolver.v1 import task_gen_service_pb2 as tg_pb
 from evolver.v1 import task_gen_service_pb2_grpc as tg_grpc
 from evolver.v1 import trajectory_pb2 as tpb
-from services.trainer.advantages import Sample, demonstration_sample, group_samples, imitation_samples
+from services.trainer.collection import GroupArrivals, restale_job_id, rollout_request, split_stale, wait_for_groups
+from services.trainer.collection import job_id as job_of
+from services.trainer.advantages import Sample, demonstration_sample, imitation_samples
+from services.trainer.evaluation import eval_metrics, evaluation_due
+from services.trainer.step_tally import tally
 from services.trainer.progress import phase_name
 from services.trainer.run_config import RunSpec
 
@@ -97,15 +99,28 @@ def seed_task_pb(seed, env_id: str) -> task_pb2.Task:
 
 
 class RunLoop:
-    def __init__(self, ctx, run: run_pb2.Run, spec: RunSpec, updater_factory, endpoint):
+    def __init__(self, ctx, run: run_pb2.Run, spec: RunSpec, updater_factory, endpoint,
+                 arrivals: GroupArrivals | None = None):
+        """arrivals: woken by the trainer's rollout.attributed consumer (services/trainer/app.py)."""
         self.ctx, self.bus, self.run_pb, self.spec = ctx, ctx.bus, run, spec
         self.run_id = run.run_id
         self._updater_factory = updater_factory
         self._endpoint = endpoint
-        self.stop_requested = False
+        self.arrivals = arrivals or GroupArrivals()
+        self._requested: dict[int, list[str]] = {}  # training step -> its job ids (this process)
+        self._stop = asyncio.Event()
         self._progress_seq = 0
         self._trace_parents: dict[str, dict[str, str]] = {}  # group id -> W3C headers of its trace
         self.base_model: tuple[str, str] = ("", "")  # (name, content digest), once the updater is built
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    @stop_requested.setter
+    def stop_requested(self, value: bool) -> None:
+        if value:  # wakes every wait of this loop
+            self._stop.set()
 
     # --- records -------------------------------------------------------------------------------
 
@@ -177,6 +192,7 @@ class RunLoop:
         await self.progress(events_pb2.RUN_PHASE_QUESTIONING, 0, pool=len(tasks))
         finished: set[str] = set()
         rejected: dict[str, int] = {}
+        answered = asyncio.Event()  # set by each tasks.accepted: the pool is read again only then
 
         async def on_accepted(event) -> None:
             if event.message is not None and event.message.explore_request_id not in finished:
@@ -184,6 +200,7 @@ class RunLoop:
                 for r in event.message.rejection_reasons:
                     kind = f"rejected: {rejection_kind(r)}"
                     rejected[kind] = rejected.get(kind, 0) + 1
+                answered.set()
         sub = await self.bus.subscribe("tasks.accepted", on_accepted)
         started = time.monotonic()
         try:
@@ -200,16 +217,25 @@ class RunLoop:
             # Wait for every exploration (not just enough tasks): the held-out share and the
             # curriculum then see the whole pool from the first step on.
             deadline = time.monotonic() + q.wait_s
-            while time.monotonic() < deadline:
+            while True:
                 self.check_stop()
                 tasks, _ = await self._pool("train")
                 heldout, _ = await self._pool("heldout")
                 await self.progress(events_pb2.RUN_PHASE_QUESTIONING, 0, pool=len(tasks), heldout=len(heldout),
                                     explorations_done=len(finished & set(r.explore_request_ids)),
                                     explorations=len(r.explore_request_ids), **rejected)
-                if set(r.explore_request_ids) <= finished:
+                if set(r.explore_request_ids) <= finished or time.monotonic() >= deadline:
                     break
-                await asyncio.sleep(2.0)
+                # Until the next exploration is answered (explorations answered before this
+                # subscription are in the pool already: a resumed run reads it above).
+                answered.clear()
+                waits = [asyncio.ensure_future(answered.wait()), asyncio.ensure_future(self._stop.wait())]
+                try:
+                    await asyncio.wait(waits, timeout=max(0.0, deadline - time.monotonic()),
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waits:
+                        w.cancel()
         finally:
             await sub.close()
         if len(tasks) >= q.min_train_tasks:
@@ -264,63 +290,61 @@ class RunLoop:
 
     async def request_groups(self, prefix: str, step: int, tasks: list[task_pb2.Task], version: int, *,
                              evaluation: bool) -> list[str]:
-        ids = []
-        for i, task in enumerate(tasks):
-            job_id = f"{self.run_id}.{prefix}{step}.t{i}"
-            # One trace per rollout: this root span's context travels in the message headers
-            # through explorer, environment, memory and attributor back to the training step.
-            with telemetry.tracer().start_as_current_span(
-                    f"rollout {job_id}", context=otel_context.Context(), kind=SpanKind.PRODUCER,
-                    attributes={"evolver.rollout_id": job_id, "evolver.run_id": self.run_id,
-                                "evolver.train_step": step, "evolver.task_id": task.task_id,
-                                "evolver.evaluation": evaluation}):
-                await self._publish_request(job_id, step, task, version, evaluation)
-            ids.append(job_id)
+        ids = [job_of(self.run_id, prefix, step, i) for i in range(len(tasks))]
+        for job, task in zip(ids, tasks):
+            await self.request_one(job, step, task, version, evaluation)
         return ids
+
+    async def request_one(self, job: str, step: int, task: task_pb2.Task, version: int, evaluation: bool) -> None:
+        # One trace per rollout: this root span's context travels in the message headers
+        # through explorer, environment, memory and attributor back to the training step.
+        with telemetry.tracer().start_as_current_span(
+                f"rollout {job}", context=otel_context.Context(), kind=SpanKind.PRODUCER,
+                attributes={"evolver.rollout_id": job, "evolver.run_id": self.run_id, "evolver.train_step": step,
+                            "evolver.task_id": task.task_id, "evolver.evaluation": evaluation}):
+            await self._publish_request(job, step, task, version, evaluation)
+
+    async def request_step(self, step: int, version: int) -> list[str]:
+        """A training step's groups, requested once per process (a prefetched step is not asked
+        again; after a restart it is, and the bus drops the duplicates or the index has them)."""
+        if step not in self._requested:
+            tasks = await self.sample_train_tasks(step)
+            await self.progress(events_pb2.RUN_PHASE_ROLLOUT, step, tasks=len(tasks))
+            self._requested[step] = await self.request_groups("s", step, tasks, version, evaluation=False)
+        return self._requested[step]
 
     async def _publish_request(self, job_id: str, step: int, task: task_pb2.Task, version: int,
                                evaluation: bool) -> None:
-        s, r = self.spec, self.spec.rollout
-        await self.bus.publish("rollout.requested", events_pb2.RolloutRequested(
-            job_id=job_id, run_id=self.run_id, train_step=step, task=task,
-            group_size=s.eval.k if evaluation else s.group_size, policy_version=version,
-            guided_share=0.0 if evaluation or not s.mechanisms.navigating else s.navigating.guided_share,
-            temperature=s.eval.temperature if evaluation else r.temperature, evaluation=evaluation,
-            max_steps=r.max_steps, max_new_tokens=r.max_new_tokens, experience_top_k=s.navigating.top_k,
-            keep_experience=s.navigating.keep_experience, max_tools_shown=r.max_tools_shown,
-            first_turn_prefix=r.first_turn_prefix, allow_text_around_calls=r.allow_text_around_calls,
-            attribute=s.mechanisms.attributing and not evaluation,
-            sampling_seed=s.seed if evaluation else s.seed * 1_000_003 + step + 1,
-            base_model=self.base_model[0], base_model_digest=self.base_model[1]), key=job_id)
+        await self.bus.publish("rollout.requested", rollout_request(
+            self.spec, run_id=self.run_id, job=job_id, step=step, task=task, version=version, evaluation=evaluation,
+            base_model=self.base_model), key=job_id)
 
     async def collect(self, group_ids: list[str], phase: int, step: int) -> list[events_pb2.RolloutAttributed]:
+        """The groups, as the trainer's consumer hands them over (GroupArrivals); the index is
+        read once, for groups that arrived before this loop listened (a resumed step)."""
         index = await self._kv(topology.ROLLOUT_INDEX_BUCKET)
-        found: dict[str, events_pb2.RolloutAttributed] = {}
-        deadline = time.monotonic() + self.spec.rollout.timeout_s
-        last_reported = -1
-        while len(found) < len(group_ids):
-            for gid in group_ids:
-                if gid in found:
-                    continue
-                raw = await index.get(gid)
-                if raw is not None:
-                    entry = json.loads(raw)
-                    event = await self.bus.read_event(topology.EVENTS, int(entry["seq"]))
-                    if event.message is None:  # the index points at what the worker decoded once
-                        raise PoisonMessage(f"rollout.attributed #{event.seq} no longer decodes: {event.error}")
-                    found[gid] = event.message
-                    self._trace_parents[gid] = entry.get("trace", {})
-            if len(found) != last_reported:
-                last_reported = len(found)
-                await self.progress(phase, step, groups_done=len(found), groups_total=len(group_ids))
-            if len(found) < len(group_ids):
-                self.check_stop()
-                if time.monotonic() > deadline:
-                    raise RolloutsMissing(f"{len(group_ids) - len(found)} rollout groups missing after "
-                                       f"{self.spec.rollout.timeout_s:.0f}s: "
-                                       + ", ".join(g for g in group_ids if g not in found))
-                await asyncio.sleep(0.5)
-        return [found[g] for g in group_ids]
+
+        async def indexed(gid: str):
+            raw = await index.get(gid)
+            if raw is None:
+                return None
+            entry = json.loads(raw)
+            event = await self.bus.read_event(topology.EVENTS, int(entry["seq"]))
+            if event.message is None:  # the index points at what the worker decoded once
+                raise PoisonMessage(f"rollout.attributed #{event.seq} no longer decodes: {event.error}")
+            return event.message, entry.get("trace", {})
+
+        async def report(n: int) -> None:
+            await self.progress(phase, step, groups_done=n, groups_total=len(group_ids))
+        found = await wait_for_groups(self.arrivals, group_ids, indexed, timeout_s=self.spec.rollout.timeout_s,
+                                      stop=self._stop, on_progress=report)
+        self.check_stop()
+        if len(found) < len(group_ids):
+            raise RolloutsMissing(f"{len(group_ids) - len(found)} rollout groups missing after "
+                                  f"{self.spec.rollout.timeout_s:.0f}s: " + ", ".join(g for g in group_ids if g not in found))
+        for gid, (_, trace) in found.items():
+            self._trace_parents[gid] = trace
+        return [found[g][0] for g in group_ids]
 
     async def evaluate(self, step: int, version: int, ckpt: Checkpoint, prefix: str = "eval") -> dict[str, float]:
         """prefix makes the job ids: the evaluation after the warm start is at step 0 too, and
@@ -332,22 +356,7 @@ class RunLoop:
             return {}
         ids = await self.request_groups(prefix, step, tasks, version, evaluation=True)
         groups = await self.collect(ids, events_pb2.RUN_PHASE_EVAL, step)
-        out: dict[str, float] = {}
-        for label, source in (("synthetic", task_pb2.TASK_SOURCE_SYNTHETIC), ("seed", task_pb2.TASK_SOURCE_SEED)):
-            results = []
-            for task, g in zip(tasks, groups):
-                if task.source != source:
-                    continue
-                valid = [t for t in g.group.trajectories if not t.infra_failure.reason]
-                results.append(TaskResult(task.task_id, [t.reward.score for t in valid],
-                                          [t.reward.success for t in valid], self.spec.eval.temperature, 0.0, []))
-                # Per task, so a before -> after change gets a paired-bootstrap interval.
-                out[f"{TASK_METRIC_PREFIX}{label}/{task.task_id}"] = results[-1].avg
-            if results:
-                s = summarize(results, self.spec.eval.k, self.spec.eval.temperature)
-                out.update({f"eval_{label}_avg_at_k": s.avg_at_k, f"eval_{label}_best_at_k": s.best_at_k,
-                            f"eval_{label}_pass_at_k": s.pass_at_k, f"eval_{label}_tasks": s.tasks})
-        return out
+        return eval_metrics(tasks, groups, self.spec.eval.k, self.spec.eval.temperature)
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -398,8 +407,7 @@ class RunLoop:
                 raise FailedPrecondition(f"checkpoint weights for run {self.run_id} are missing")
             await asyncio.to_thread(serialized, updater.restore, weights)
         while ckpt.step <= spec.steps:
-            due = ckpt.step == spec.steps or (ckpt.step == 0) or (spec.eval_every and ckpt.step % spec.eval_every == 0)
-            if due and ckpt.step not in ckpt.evaluated:
+            if evaluation_due(ckpt.step, spec.steps, spec.eval_every, ckpt.evaluated):
                 metrics = await self.evaluate(ckpt.step, ckpt.version, ckpt)
                 await self.progress(events_pb2.RUN_PHASE_EVALUATED, ckpt.step, policy_version=ckpt.version,
                                     stage=0.0 if ckpt.step == 0 else 2.0, **metrics)
@@ -483,30 +491,32 @@ class RunLoop:
         m = await self.supervised_step(updater, demos)
         return {"imitated_successes": float(len(demos)), "imitation_loss": m["loss"]}
 
+    async def within_lag(self, groups: list, step: int, version: int, lag: int) -> tuple[list, int]:
+        """Groups generated more than `lag` versions behind the policy being trained are
+        dropped and asked for again at this version (under their own job ids), once; counted."""
+        keep, old = split_stale(groups, version, lag)
+        if not old:
+            return keep, 0
+        ids = [restale_job_id(g.group.group_id, version) for g in old]
+        for job, g in zip(ids, old):
+            await self.request_one(job, step, g.task, version, False)
+        return keep + await self.collect(ids, events_pb2.RUN_PHASE_ROLLOUT, step), len(old)
+
     async def train_step(self, ckpt: Checkpoint, updater) -> None:
         spec, step = self.spec, ckpt.step
-        tasks = await self.sample_train_tasks(step)
-        await self.progress(events_pb2.RUN_PHASE_ROLLOUT, step, tasks=len(tasks))
-        ids = await self.request_groups("s", step, tasks, ckpt.version, evaluation=False)
-        groups = [g for g in await self.collect(ids, events_pb2.RUN_PHASE_ROLLOUT, step) if g.group.group_id not in ckpt.consumed]
+        lag = spec.rollout.max_policy_lag
+        ids = await self.request_step(step, ckpt.version)
+        # Asynchronous mode: the next `lag` steps' groups are generated while this one trains
+        # (explorers and trainer busy at once); lag 0 is the synchronous loop.
+        for ahead in range(step + 1, min(step + lag, spec.steps - 1) + 1):
+            await self.request_step(ahead, ckpt.version)
+        groups = await self.collect(ids, events_pb2.RUN_PHASE_ROLLOUT, step)
+        groups, stale = await self.within_lag(groups, step, ckpt.version, lag)
+        groups = [g for g in groups if g.group.group_id not in ckpt.consumed]
         cfg = spec.attributing.adca()
         alpha = alpha_at(cfg, step, spec.steps)
-        samples, good, bad, infra, guided, rewards, successes = [], 0, 0, 0, 0, [], []
-        own_successes: set[str] = set()  # successful trajectories of synthetic train tasks
-        exhausted = 0  # episodes the server ended at the model's context length
-        for g in groups:
-            s, st = group_samples(g, cfg, attributing=spec.mechanisms.attributing, alpha=alpha)
-            samples += s
-            good, bad, infra = good + st.good_steps, bad + st.bad_steps, infra + st.infra_failed
-            for t in g.group.trajectories:
-                exhausted += t.context_exhausted
-                if not t.infra_failure.reason:
-                    rewards.append(t.reward.score)
-                    successes.append(1.0 if t.reward.success else 0.0)
-                    guided += bool(t.experience_ids)
-                    if (t.reward.success and g.task.split == "train"
-                            and g.task.source == task_pb2.TASK_SOURCE_SYNTHETIC):
-                        own_successes.add(t.trajectory_id)
+        sums = tally(groups, cfg, attributing=spec.mechanisms.attributing, alpha=alpha)
+        samples = sums.samples
         await self.progress(events_pb2.RUN_PHASE_UPDATE, step, samples=len(samples))
         with telemetry.tracer().start_as_current_span(
                 f"train step {step}", attributes={"evolver.run_id": self.run_id, "evolver.train_step": step,
@@ -515,7 +525,7 @@ class RunLoop:
             metrics = await asyncio.to_thread(serialized, partial(updater.update, samples, t.micro_batch,
                                                                   mini_batches=t.mini_batches))
             if spec.mechanisms.bootstrapping and spec.bootstrapping.between_steps:
-                metrics |= await self.imitate_successes(updater, samples, own_successes)
+                metrics |= await self.imitate_successes(updater, samples, sums.own_successes)
         # Each consumed group's own trace ends in the step that trained on it (linked to the
         # step's span, which spans several rollouts' traces).
         for g in groups:
@@ -534,13 +544,8 @@ class RunLoop:
         await self.save_checkpoint(ckpt, await asyncio.to_thread(serialized, updater.checkpoint_blob))
         self.run_pb.train_step, self.run_pb.policy_version = ckpt.step, version
         await self.save_run()
-        n = len(rewards) or 1
-        labelled = good + bad
-        await self.progress(events_pb2.RUN_PHASE_TRAINED, step + 1, policy_version=version, reward_mean=sum(rewards) / n,
-                            success_rate=sum(successes) / n, trajectories=len(rewards), infra_failed=infra,
-                            guided_trajectories=guided, good_steps=good, bad_steps=bad,
-                            good_rate=good / labelled if labelled else 0.0, alpha=alpha, groups=len(groups),
-                            context_exhausted=exhausted,
+        await self.progress(events_pb2.RUN_PHASE_TRAINED, step + 1, policy_version=version,
+                            **sums.metrics(alpha=alpha, groups=len(groups)), stale_groups=stale,
                             **metrics)
 
 

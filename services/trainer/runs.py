@@ -18,6 +18,7 @@ from evolver.service import ServiceContext, endpoint
 from evolver.v1 import events_pb2, run_pb2
 from services.trainer.progress import is_terminal
 from services.trainer.run_config import RunConfigError, from_run_config
+from services.trainer.collection import GroupArrivals
 from services.trainer.run_loop import RunLoop
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,10 @@ def is_terminal_state(state: int) -> bool:
 class Runs:
     """Run records and the loops running them in this process."""
 
-    def __init__(self, ctx: ServiceContext, updater_factory):
+    def __init__(self, ctx: ServiceContext, updater_factory, arrivals: GroupArrivals | None = None):
+        """arrivals: the waiters the trainer's rollout.attributed consumer wakes (app.py)."""
         self.ctx = ctx
+        self.arrivals = arrivals or GroupArrivals()
         self.loops: dict[str, RunLoop] = {}
         self.tasks: dict[str, asyncio.Task] = {}
         self.updater_factory = updater_factory
@@ -54,7 +57,7 @@ class Runs:
 
     def launch(self, run: run_pb2.Run) -> None:
         spec = from_run_config(run.config)
-        loop = RunLoop(self.ctx, run, spec, self.updater_factory, lambda name: endpoint(self.ctx, name))
+        loop = RunLoop(self.ctx, run, spec, self.updater_factory, lambda name: endpoint(self.ctx, name), self.arrivals)
         self.loops[run.run_id] = loop
         self.tasks[run.run_id] = asyncio.create_task(loop.run(), name=f"run-{run.run_id}")
 

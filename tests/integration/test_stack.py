@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import os
@@ -86,6 +87,41 @@ def test_stack_up_ping_down_twice_cleanly(state_dir):
     for r in rows:
         by_trace.setdefault(r["trace_id"], set()).add(r["service"])
     assert sum(1 for services in by_trace.values() if services >= {"evolver-cli", *topology.SERVICES}) == 2
+
+
+async def _pullers(nats_url: str, durable: str) -> int:
+    """Pull requests waiting on a durable consumer: one per replica fetching from it."""
+    import nats
+    nc = await nats.connect(nats_url)
+    try:
+        spec = topology.consumer(durable)
+        best = 0
+        for _ in range(40):  # each replica re-issues its fetch every fetch_timeout_s
+            best = max(best, (await nc.jetstream().consumer_info(spec.stream.name, durable)).num_waiting)
+            if best >= 2:
+                break
+            await asyncio.sleep(0.25)
+        return best
+    finally:
+        await nc.close()
+
+
+def test_replicas_share_their_services_work_queues(state_dir):
+    bad = cli(state_dir, "up", "--replicas", "trainer=2")
+    assert bad.returncode != 0 and "trainer runs one replica" in bad.stdout + bad.stderr
+    up = cli(state_dir, "up", "--replicas", "explorer=2")
+    assert up.returncode == 0, up.stdout + up.stderr
+    state = json.loads((state_dir / "stack.json").read_text())
+    explorers = [s for s in state["services"] if s["service"] == "explorer"]
+    assert [s["name"] for s in explorers] == ["explorer", "explorer-2"] and explorers[0]["pid"] != explorers[1]["pid"]
+    status = cli(state_dir, "status")
+    assert status.stdout.count("SERVING") == 7, status.stdout
+    # Both processes pull from the same durable consumers, as two pods under KEDA.
+    for durable in ("explorer-rollout-requested", "explorer-explore-requested"):
+        assert asyncio.run(_pullers(state["nats_url"], durable)) >= 2, durable
+    killed = cli(state_dir, "restart", "explorer-2", "--kill")
+    assert killed.returncode == 0, killed.stdout + killed.stderr
+    assert cli(state_dir, "status").stdout.count("SERVING") == 7
 
 
 def test_second_up_and_taken_port_fail_clearly(state_dir):

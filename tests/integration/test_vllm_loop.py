@@ -27,7 +27,8 @@ RUN = "vllm-e2e"
 CONFIG = {
     "steps": 2, "tasks_per_step": 2, "group_size": 2, "eval_every": 0, "seed": 5,
     "mechanisms": {"questioning": False, "navigating": False, "attributing": True},
-    "rollout": {"max_steps": 2, "max_new_tokens": 12, "max_tools_shown": 3, "timeout_s": 240},
+    # synchronous: step 2's groups come from version 1, the policy that step trains
+    "rollout": {"max_steps": 2, "max_new_tokens": 12, "max_tools_shown": 3, "timeout_s": 240, "max_policy_lag": 0},
     "training": {"learning_rate": 0.01, "lora_r": 4, "lora_alpha": 8},
     "eval": {"synthetic_tasks": 0, "seed_tasks": 1, "k": 2},
 }

@@ -1,0 +1,52 @@
+"""What one training step's groups add up to: the samples to train on and the step's sums
+(reward and success means, step labels, guided, infrastructure failures, episodes cut at the
+context length). Pure: the run loop hands it the collected groups."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from evolver.algorithms.adca import AdcaConfig
+from evolver.v1 import events_pb2, task_pb2
+from services.trainer.advantages import Sample, group_samples
+
+
+@dataclass
+class StepTally:
+    samples: list[Sample] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)  # valid trajectories only
+    successes: list[float] = field(default_factory=list)
+    good: int = 0
+    bad: int = 0
+    infra: int = 0
+    guided: int = 0
+    exhausted: int = 0  # episodes the server ended at the model's context length
+    own_successes: set[str] = field(default_factory=set)  # successful trajectories of synthetic train tasks
+
+    def metrics(self, *, alpha: float, groups: int) -> dict[str, float]:
+        n = len(self.rewards) or 1
+        labelled = self.good + self.bad
+        return dict(reward_mean=sum(self.rewards) / n, success_rate=sum(self.successes) / n,
+                    trajectories=len(self.rewards), infra_failed=self.infra, guided_trajectories=self.guided,
+                    good_steps=self.good, bad_steps=self.bad, good_rate=self.good / labelled if labelled else 0.0,
+                    alpha=alpha, groups=groups, context_exhausted=self.exhausted)
+
+
+def tally(groups: Sequence[events_pb2.RolloutAttributed], cfg: AdcaConfig, *, attributing: bool,
+          alpha: float) -> StepTally:
+    t = StepTally()
+    for g in groups:
+        s, st = group_samples(g, cfg, attributing=attributing, alpha=alpha)
+        t.samples += s
+        t.good, t.bad, t.infra = t.good + st.good_steps, t.bad + st.bad_steps, t.infra + st.infra_failed
+        for traj in g.group.trajectories:
+            t.exhausted += traj.context_exhausted
+            if traj.infra_failure.reason:
+                continue
+            t.rewards.append(traj.reward.score)
+            t.successes.append(1.0 if traj.reward.success else 0.0)
+            t.guided += bool(traj.experience_ids)
+            if traj.reward.success and g.task.split == "train" and g.task.source == task_pb2.TASK_SOURCE_SYNTHETIC:
+                t.own_successes.add(traj.trajectory_id)
+    return t
