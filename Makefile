@@ -1,5 +1,5 @@
 # The two commands a new user needs: `make run` and `make test`. Both create .venv themselves.
-.PHONY: run smoke test test-unit chaos proto lint-proto bench-bus bench-env bench-gen bench-learning bench-explore bench-vllm venv clean
+.PHONY: run smoke test test-unit chaos proto lint-proto bench-bus bench-env bench-gen bench-learning bench-explore bench-vllm bench-pipeline venv clean
 
 PY := .venv/bin/python
 
@@ -49,6 +49,10 @@ bench-learning: venv
 
 bench-vllm: venv
 	@$(PY) bench/vllm_path.py --versions 4 --requests 8 --new-tokens 32 --json docs/bench_vllm_path.json
+
+bench-pipeline: venv
+	@$(PY) bench/pipeline.py --steps 3 --replicas 1,2 --json docs/bench_pipeline.json
+	@$(PY) bench/pipeline_sim.py --from-run runs/bench-pipeline/pipeline-lag0-x1/metrics.jsonl --json docs/bench_pipeline_sim.json
 
 bench-explore: venv
 	@$(PY) bench/exploration.py --json docs/bench_exploration.json

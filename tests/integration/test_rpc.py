@@ -64,7 +64,8 @@ async def test_domain_errors_map_to_status_codes(server):
             await trainer.GetRun(tr.GetRunRequest())
         with pytest.raises(grpc.aio.AioRpcError) as unimplemented:
             await stub(ex_grpc.ExplorerServiceStub, ch, 5).Explore(ex.ExploreRequest(env_id="x"))
-        ok = await stub(mem_grpc.MemoryServiceStub, ch, 5).Retrieve(mem.RetrieveRequest(query="q", k=3))
+        # The first Retrieve loads the embedder (seconds; more on a loaded machine): not what is tested.
+        ok = await stub(mem_grpc.MemoryServiceStub, ch, 30).Retrieve(mem.RetrieveRequest(query="q", k=3))
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND and "nope" in missing.value.details()
     assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(empty.value) == {"run_id": "must be non-empty"}
     assert unimplemented.value.code() == grpc.StatusCode.UNIMPLEMENTED

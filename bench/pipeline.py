@@ -1,0 +1,146 @@
+"""Synchronous against asynchronous training on this machine, same budget and seed: a fresh
+embedded stack per setting (1 or 2 explorer replicas), the default run config with
+rollout.max_policy_lag 0 (synchronous) or 1 (the next step's groups generated while a step
+trains), SmolLM2-135M-Instruct on BFCL.
+
+Per setting, over the training window (the first training step's requests to the last update):
+  - training steps/hour and rollouts (trajectories)/hour;
+  - the trainer's idle share (no `train step` span open) and the explorers' (no `process
+    rollout.requested` span open on any replica), from the stack's trace spans;
+  - held-out success before and after, with its paired-bootstrap 95% interval.
+
+  python bench/pipeline.py [--steps 4] [--replicas 1,2] [--json docs/bench_pipeline.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.learning import build_pool  # noqa: E402
+from evolver.algorithms.stats import eval_deltas, stage_metrics  # noqa: E402
+from evolver.cli import DEFAULT_CONFIG  # noqa: E402
+from evolver.stack import Stack  # noqa: E402
+
+console = Console(width=170)
+
+
+def union_s(intervals: list[tuple[float, float]], lo: float, hi: float) -> float:
+    """Seconds of [lo, hi] covered by at least one interval."""
+    total, end = 0.0, lo
+    for a, b in sorted((max(a, lo), min(b, hi)) for a, b in intervals if b > lo and a < hi):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
+
+
+def measure(run_dir: Path, spans_path: Path, run_id: str) -> dict:
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    at = lambda r: datetime.fromisoformat(r["at"].replace("Z", "+00:00")).timestamp()  # noqa: E731
+    trained = [r for r in rows if r["phase"] == "trained"]
+    first_rollout = min(at(r) for r in rows if r["phase"] == "rollout" and r["metrics"].get("tasks"))
+    lo, hi = first_rollout, max(at(r) for r in trained)
+    spans = [json.loads(x) for x in spans_path.read_text().splitlines() if x.strip()]
+    explorer = [(s["start_ns"] / 1e9, s["end_ns"] / 1e9) for s in spans
+                if s["service"] == "explorer" and s["name"] == "process rollout.requested"
+                and run_id in s["attributes"].get("messaging.message.id", "")]
+    trainer = [(s["start_ns"] / 1e9, s["end_ns"] / 1e9) for s in spans
+               if s["service"] == "trainer" and s["name"].startswith("train step ")
+               and s["attributes"].get("evolver.run_id") == run_id]
+    window = hi - lo
+    trajectories = sum(r["metrics"].get("trajectories", 0) for r in trained)
+    evals = [r["metrics"] for r in rows if r["phase"] == "evaluated"]
+    base, _, end = stage_metrics(evals)
+    deltas = {k: vars(v) for k, v in eval_deltas(base, end).items()}
+    return {"window_s": window, "steps": len(trained), "steps_per_hour": len(trained) / window * 3600,
+            "rollouts_per_hour": trajectories / window * 3600,
+            "trainer_idle": 1 - union_s(trainer, lo, hi) / window,
+            "explorer_idle": 1 - union_s(explorer, lo, hi) / window,
+            "stale_groups": sum(r["metrics"].get("stale_groups", 0) for r in trained), "heldout": deltas}
+
+
+def run_setting(args, base: dict, lag: int, replicas: int) -> dict:
+    name = f"lag{lag}-x{replicas}"
+    state_dir = Path(args.state_dir) / name
+    shutil.rmtree(state_dir, ignore_errors=True)
+    stack = Stack(state_dir)
+    run_id = f"pipeline-{name}"
+    cfg = json.loads(json.dumps(base))
+    cfg["rollout"]["max_policy_lag"] = lag
+    console.rule(f"max_policy_lag {lag}, {replicas} explorer(s): {run_id}")
+    try:
+        state = stack.up(replicas={"explorer": replicas})
+        pool = asyncio.run(build_pool(state, cfg))  # the same pool recipe (seed) in every setting
+        cfg_path = state_dir / "run.yaml"
+        cfg_path.write_text(yaml.safe_dump(cfg))
+        p = subprocess.run([sys.executable, "-m", "evolver.cli", "--state-dir", str(state_dir), "run", "--config",
+                            str(cfg_path), "--run-id", run_id, "--out", args.runs], cwd=ROOT)
+        if p.returncode != 0:
+            raise SystemExit(f"{name} failed (exit {p.returncode}); see {args.runs}/{run_id}")
+        time.sleep(3)  # spans are exported in batches
+        out = measure(Path(args.runs) / run_id, state.spans_path, run_id)
+    finally:
+        stack.down()
+    return {"setting": name, "max_policy_lag": lag, "explorers": replicas, "pool": pool, **out}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--replicas", default="1,2")
+    ap.add_argument("--config", default=str(DEFAULT_CONFIG))
+    ap.add_argument("--eval-synthetic", type=int, default=4)
+    ap.add_argument("--eval-bfcl", type=int, default=0, help="BFCL test tasks evaluated (thousands of prompt tokens each)")
+    ap.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=False,
+                    help="the default config's warm start (outside the measured window either way)")
+    ap.add_argument("--state-dir", default=str(ROOT / ".evolver-bench-pipeline"))
+    ap.add_argument("--runs", default=str(ROOT / "runs" / "bench-pipeline"))
+    ap.add_argument("--json", default="")
+    args = ap.parse_args()
+    base = yaml.safe_load(Path(args.config).read_text())
+    base["steps"] = args.steps
+    base["eval"] = {**base["eval"], "synthetic_tasks": args.eval_synthetic, "seed_tasks": args.eval_bfcl}
+    base["mechanisms"]["bootstrapping"] = args.warm_start
+    from evolver.models import prepare
+    os.environ["EVOLVER_POLICY__MODEL_DIR"] = str(prepare.prepare())
+    results = []
+    for replicas in [int(x) for x in args.replicas.split(",")]:
+        for lag in (0, 1):  # interleaved per replica count: the same machine state for both
+            results.append(run_setting(args, base, lag, replicas))
+    t = Table(title=f"SmolLM2-135M, {args.steps} steps x {base['tasks_per_step']} tasks x {base['group_size']} "
+                    "attempts, 2 cores: synchronous (lag 0) vs asynchronous (lag 1)")
+    for col in ("explorers", "lag", "steps/h", "rollouts/h", "async/sync", "trainer idle", "explorer idle",
+                "stale", "held-out synthetic Δ [95% CI]"):
+        t.add_column(col, justify="right")
+    sync = {}
+    for r in results:
+        if r["max_policy_lag"] == 0:
+            sync[r["explorers"]] = r["steps_per_hour"]
+        d = r["heldout"].get("synthetic")
+        t.add_row(str(r["explorers"]), str(r["max_policy_lag"]), f"{r['steps_per_hour']:.1f}",
+                  f"{r['rollouts_per_hour']:.0f}", f"{r['steps_per_hour'] / sync[r['explorers']]:.2f}x",
+                  f"{r['trainer_idle']:.0%}", f"{r['explorer_idle']:.0%}", str(int(r["stale_groups"])),
+                  f"{d['delta']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else "-")
+    console.print(t)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"steps": args.steps, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
