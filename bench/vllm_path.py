@@ -41,7 +41,7 @@ from evolver.models.backend import GenerationRequest, SamplingParams  # noqa: E4
 from evolver.models.conversation import Conversation  # noqa: E402
 from evolver.models.openai_compat import EndpointSettings, OpenAIBackend  # noqa: E402
 
-console = Console()
+console = Console(width=160)
 QUESTIONS = ["Move final_report.pdf into the temp folder and sort it.", "List every file in the workspace.",
              "Create a directory named reports, then list the files.", "Show the last lines of notes.txt."]
 RUN = "bench"
