@@ -117,10 +117,6 @@ def costs_from_run(path: Path) -> Costs:
 
 
 SCENARIOS = [
-    # This machine, from the 2026-11-30 `make run` (README): 4 groups of 4 attempts per step,
-    # ~75 s a group on one explorer sharing 2 cores with the trainer, ~40 s update.
-    Costs("this machine (make run, 2 cores)", groups=4, group_s=75.0, update_s=40.0, publish_s=1.0,
-          note="explorer and trainer share 2 cores: on this machine their overlap also halves each one's speed"),
     # A GPU setup as AgentEvolver's: 32 tasks x 8 attempts per step, Qwen2.5-7B on vLLM; a group
     # (8 attempts, ~6 turns of ~150 tokens, tool calls ~0.2 s each) ~40 s with vLLM batching;
     # the update of 256 trajectories (4 mini-batches, ~8k tokens each) ~150 s on one H100.

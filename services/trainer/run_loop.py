@@ -15,10 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 from functools import partial
 
 from opentelemetry import context as otel_context
@@ -26,7 +24,6 @@ from opentelemetry.trace import Link, SpanKind
 
 from evolver import telemetry
 from evolver.agent.demonstration import bootstrap_tasks, demonstration
-from evolver.algorithms import curriculum
 from evolver.algorithms.adca import alpha_at
 from evolver.algorithms.questioning import rejection_kind
 from evolver.bus import is_bus_failure, topology, trace_parent
@@ -43,7 +40,9 @@ from services.trainer.collection import GroupArrivals, restale_job_id, rollout_r
 from services.trainer.collection import job_id as job_of
 from services.trainer.advantages import Sample, demonstration_sample, imitation_samples
 from services.trainer.evaluation import eval_metrics, evaluation_due
+from services.trainer.checkpoint import Checkpoint
 from services.trainer.step_tally import tally
+from services.trainer.tasks import choose_train_tasks, mixture, seed_task_pb, select_eval_tasks
 from services.trainer.progress import phase_name
 from services.trainer.run_config import RunSpec
 
@@ -65,37 +64,6 @@ def transient_failure(e: BaseException) -> bool:
     """An outage worth riding out (NATS unreachable or timing out, a service unavailable), as
     opposed to a run that cannot succeed as configured."""
     return is_transient(e) or is_bus_failure(e) or isinstance(e, ConnectionError)
-
-
-@dataclass
-class Checkpoint:
-    step: int = 0  # the next step to run
-    version: int = 0
-    consumed: list[str] = field(default_factory=list)  # group ids already trained on
-    evaluated: list[int] = field(default_factory=list)  # steps whose evaluation is done
-    # The evaluation set, fixed at the first evaluation so every evaluation of the run uses it.
-    eval_task_ids: list[str] = field(default_factory=list)
-    # Demonstrations prepared before step 0 (and, with bootstrapping, trained on), on which
-    # tasks (synthetic train tasks only).
-    bootstrapped: bool = False
-    bootstrap_task_ids: list[str] = field(default_factory=list)
-    warm_start_evaluated: bool = False
-
-
-def mixture(seed_tasks: list[task_pb2.Task], synthetic: list[task_pb2.Task], synthetic_ratio: float, *,
-            seed: int) -> list[task_pb2.Task]:
-    """Every seed task plus int(len(seed_tasks) x synthetic_ratio) synthetic ones, drawn without
-    replacement (all of them when there are fewer), as AgentEvolver's UnifiedMixtureStrategy."""
-    want = int(len(seed_tasks) * synthetic_ratio)
-    ordered = sorted(synthetic, key=lambda t: t.task_id)  # the draw must not depend on KV order
-    drawn = ordered if want >= len(ordered) else random.Random(seed).sample(ordered, want)
-    return list(seed_tasks) + drawn
-
-
-def seed_task_pb(seed, env_id: str) -> task_pb2.Task:
-    return task_pb2.Task(task_id=seed.seed_task_id, env_id=env_id, source=task_pb2.TASK_SOURCE_SEED, split=seed.split,
-                         query=seed.user_turns[0] if seed.user_turns else "", followup_turns=list(seed.user_turns[1:]),
-                         toolsets=list(seed.toolsets))
 
 
 class RunLoop:
@@ -139,12 +107,12 @@ class RunLoop:
         raw = await (await self._kv(topology.RUN_CHECKPOINTS_BUCKET)).get(self.run_id)
         if raw is None:  # a run checkpointed before checkpoints had their own bucket
             raw = await (await self._kv(topology.RUNS_BUCKET)).get(f"ckpt.{self.run_id}")
-        return Checkpoint(**json.loads(raw)) if raw else Checkpoint()
+        return Checkpoint.from_bytes(raw) if raw else Checkpoint()
 
     async def save_checkpoint(self, ckpt: Checkpoint, weights: bytes | None) -> None:
         if weights is not None:  # weights first: the pointer never names weights that are not there
             await self.bus.put_blob(topology.CHECKPOINTS_BUCKET, self.run_id, weights)
-        await (await self._kv(topology.RUN_CHECKPOINTS_BUCKET)).put(self.run_id, json.dumps(asdict(ckpt)).encode())
+        await (await self._kv(topology.RUN_CHECKPOINTS_BUCKET)).put(self.run_id, ckpt.to_bytes())
 
     async def progress(self, phase: int, step: int, **metrics: float) -> None:
         self._progress_seq += 1
@@ -269,22 +237,15 @@ class RunLoop:
 
     async def sample_train_tasks(self, step: int) -> list[task_pb2.Task]:
         tasks, stats = await self.train_pool()
-        by_id = {t.task_id: t for t in tasks}
-        records = [curriculum.TaskRecord(t.task_id, stats[t.task_id].attempts if t.task_id in stats else 0,
-                                         stats[t.task_id].successes if t.task_id in stats else 0) for t in tasks]
-        chosen = curriculum.sample(records, self.spec.tasks_per_step, seed=self.spec.seed * 100003 + step)
-        return [by_id[t] for t in chosen]
+        return choose_train_tasks(tasks, stats, self.spec.tasks_per_step, seed=self.spec.seed, step=step)
 
     async def eval_tasks(self, frozen: list[str]) -> list[task_pb2.Task]:
         """The first held-out synthetic tasks (by id) and test seed tasks; or, once frozen, exactly
         the tasks named (the pool may have grown since)."""
         e = self.spec.eval
-        heldout = sorted((await self._pool("heldout"))[0], key=lambda t: t.task_id)
+        heldout = (await self._pool("heldout"))[0]
         test = (await self.seed_tasks("test"))[:e.seed_tasks] if e.seed_tasks else []
-        if frozen:
-            by_id = {t.task_id: t for t in heldout + test}
-            return [by_id[t] for t in frozen if t in by_id]
-        return heldout[:e.synthetic_tasks] + test
+        return select_eval_tasks(heldout, test, e.synthetic_tasks, frozen)
 
     # --- rollouts ------------------------------------------------------------------------------
 

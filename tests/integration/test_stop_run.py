@@ -105,7 +105,8 @@ async def test_a_transient_failure_resumes_the_run_and_a_real_one_fails_it(bus: 
 async def test_checkpoints_live_in_their_own_bucket_and_old_ones_are_still_read(bus: Bus):
     import json
 
-    from services.trainer.run_loop import Checkpoint, RunLoop
+    from services.trainer.checkpoint import Checkpoint
+    from services.trainer.run_loop import RunLoop
     spec = RunSpec.model_validate({"steps": 1})
     ctx = SimpleNamespace(bus=bus, settings=None)
     new = RunLoop(ctx, run_pb2.Run(run_id="new-run"), spec, None, None)

@@ -2,7 +2,7 @@
 
 from evolver.v1 import task_pb2
 from services.trainer.run_config import parse_run_spec
-from services.trainer.run_loop import mixture
+from services.trainer.tasks import mixture
 
 
 def tasks(prefix: str, n: int) -> list[task_pb2.Task]:
