@@ -22,7 +22,6 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.learning import build_pool  # noqa: E402
+from bench.pipeline_sim import progress_rows  # noqa: E402
 from evolver.algorithms.stats import eval_deltas, stage_metrics  # noqa: E402
 from evolver.cli import DEFAULT_CONFIG  # noqa: E402
 from evolver.stack import Stack  # noqa: E402
@@ -51,11 +51,10 @@ def union_s(intervals: list[tuple[float, float]], lo: float, hi: float) -> float
 
 
 def measure(run_dir: Path, spans_path: Path, run_id: str) -> dict:
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    at = lambda r: datetime.fromisoformat(r["at"].replace("Z", "+00:00")).timestamp()  # noqa: E731
+    rows = progress_rows(run_dir / "metrics.jsonl")
     trained = [r for r in rows if r["phase"] == "trained"]
-    first_rollout = min(at(r) for r in rows if r["phase"] == "rollout" and r["metrics"].get("tasks"))
-    lo, hi = first_rollout, max(at(r) for r in trained)
+    lo = min(r["t"] for r in rows if r["phase"] == "rollout" and r["metrics"].get("tasks"))
+    hi = max(r["t"] for r in trained)
     spans = [json.loads(x) for x in spans_path.read_text().splitlines() if x.strip()]
     explorer = [(s["start_ns"] / 1e9, s["end_ns"] / 1e9) for s in spans
                 if s["service"] == "explorer" and s["name"] == "process rollout.requested"

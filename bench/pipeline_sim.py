@@ -91,13 +91,21 @@ def simulate(c: Costs, replicas: int, lag: int, steps: int = 50) -> Projection:
                       1 - explorer_busy / (replicas * total))
 
 
+def progress_rows(path: Path) -> list[dict]:
+    """A run's metrics.jsonl, each progress event with its time as `t` (epoch seconds)."""
+    rows = [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+    for r in rows:
+        r["t"] = datetime.fromisoformat(r["at"].replace("Z", "+00:00")).timestamp()
+    return rows
+
+
 def costs_from_run(path: Path) -> Costs:
     """Per-step stage costs of a real run: the rollout phase (first request to the update)
     spread over its groups on one replica, and the update phase (update to trained)."""
-    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    rows = progress_rows(path)
     at = {}
     for r in rows:
-        at.setdefault((r["phase"], r["train_step"]), datetime.fromisoformat(r["at"].replace("Z", "+00:00")).timestamp())
+        at.setdefault((r["phase"], r["train_step"]), r["t"])
     groups, rollout, update = [], [], []
     for r in rows:
         if r["phase"] != "trained":

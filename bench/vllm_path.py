@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,30 +38,13 @@ sys.path.insert(0, str(ROOT))
 from evolver.models import prepare  # noqa: E402
 from evolver.models.backend import GenerationRequest, SamplingParams  # noqa: E402
 from evolver.models.conversation import Conversation  # noqa: E402
+from evolver.models import vllm_emulator  # noqa: E402
 from evolver.models.openai_compat import EndpointSettings, OpenAIBackend  # noqa: E402
 
 console = Console(width=160)
 QUESTIONS = ["Move final_report.pdf into the temp folder and sort it.", "List every file in the workspace.",
              "Create a directory named reports, then list the files.", "Show the last lines of notes.txt."]
 RUN = "bench"
-
-
-def start_emulator(model_dir: Path, threads: int) -> tuple[str, subprocess.Popen]:
-    import httpx
-
-    from evolver.stack.processes import free_port
-    port = free_port()
-    p = subprocess.Popen([sys.executable, "-m", "evolver.models.vllm_emulator", str(model_dir), "--port", str(port),
-                          "--served-model-name", "smollm2", "--threads", str(threads)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(600):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return f"http://127.0.0.1:{port}/v1", p
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    p.kill()
-    raise SystemExit("the vLLM emulator did not start")
 
 
 def rollout_requests(tokenizer, n: int, new_tokens: int, seed: int) -> list[GenerationRequest]:
@@ -90,29 +72,11 @@ def samples_of(completions, sign_seed: int):
     return out
 
 
-def trainable_state(updater) -> dict:
-    return {k: v.detach().clone() for k, v in updater.model.named_parameters() if v.requires_grad}
-
-
-def load_state(updater, state: dict) -> None:
-    import torch
-    params = dict(updater.model.named_parameters())
-    with torch.no_grad():
-        for k, v in state.items():
-            params[k].copy_(v)
-
-
-def logprob_gaps(updater, completions, state: dict) -> list[float]:
-    """Per completion: max |server log-prob - trainer log-prob under `state`|."""
-    from services.trainer.updater import build_inputs
-    load_state(updater, state)
-    gaps = []
-    for s, c in zip(samples_of(completions, 0), completions):
-        inputs = build_inputs([s], updater.pad_id, epsilon_high=0.28, off_cliprange_high=0.6)
-        inputs = {k: v.to(updater.device) for k, v in inputs.items()}
-        lp = updater._recompute_old(inputs)[0, :len(c.token_ids)].float().cpu()
-        gaps.append(max(abs(a - b) for a, b in zip(lp.tolist(), c.logprobs)) if c.token_ids else 0.0)
-    return gaps
+def logprob_gaps(updater, completions, checkpoint: bytes) -> list[float]:
+    """Per completion: max |server log-prob - trainer log-prob| with the trainer at `checkpoint`."""
+    updater.restore(checkpoint)
+    return [max((abs(a - b) for a, b in zip(updater.recompute_logprobs(s), c.logprobs)), default=0.0)
+            for s, c in zip(samples_of(completions, 0), completions)]
 
 
 async def measure(args) -> dict:
@@ -126,8 +90,8 @@ async def measure(args) -> dict:
     if args.endpoint:
         url, served = args.endpoint, args.served_model
     else:
-        url, emulator = start_emulator(model_dir, args.threads)
         served = "smollm2"
+        url, emulator = vllm_emulator.start(model_dir, served_name=served, threads=args.threads, timeout_s=600)
     adapter_dir = Path(args.adapter_dir or tempfile.mkdtemp(prefix="evolver-adapters-"))
     adapter_dir.mkdir(parents=True, exist_ok=True)
     updater = PolicyUpdater(model_dir, learning_rate=args.learning_rate, lora_r=8, lora_alpha=16, beta=0.001,
@@ -136,7 +100,7 @@ async def measure(args) -> dict:
     backend = OpenAIBackend(EndpointSettings(url, served, timeout_s=900, concurrency=64), updater.tokenizer,
                             adapter_dir=adapter_dir, max_loaded_adapters=2)
     hf = HFBackend(model_dir, prefix_cache_tokens=0)  # the in-process swap baseline
-    states = {0: trainable_state(updater)}
+    states = {0: updater.checkpoint_blob()}  # per version: restored to recompute its log-probs
     blobs: dict[int, bytes] = {}
     rows = []
     try:
@@ -170,11 +134,11 @@ async def measure(args) -> dict:
                    "max_logprob_gap_named": agreement, "min_logprob_gap_other": separation,
                    "exact": all(c.logprobs_exact for c, _ in named)}
             if v < args.versions:  # the trainer makes the next version from these rollouts
-                load_state(updater, states[v])
+                updater.restore(states[v])
                 t0 = time.perf_counter()
                 updater.update(samples_of([c for c, _ in named], v), micro_batch=2)
                 row["update_s"] = time.perf_counter() - t0
-                states[v + 1] = trainable_state(updater)
+                states[v + 1] = updater.checkpoint_blob()
                 blobs[v + 1] = updater.adapter_blob()
             rows.append(row)
             console.log(f"version {v}: swap {swap_s:.3f}s (hf {hf_swap_s:.3f}s), {row['tokens_per_s']:.1f} tok/s, "

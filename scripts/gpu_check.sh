@@ -6,7 +6,7 @@
 #   2. bench/vllm_path.py against it, trainer on CUDA: tokens/s, the log-prob agreement between
 #      vLLM and the trainer, the adapter swap latency and intended-version share, the step time;
 #   3. a 2-step run with `policy.backend: openai` through the embedded stack, trainer on CUDA,
-#      and its step times from metrics.jsonl.
+#      and its step times (rollouts, update) from metrics.jsonl (bench/pipeline_sim.py --from-run).
 #
 # Usage: scripts/gpu_check.sh [OUT_DIR]     (default ./gpu-check)
 # Offline machines: WHEELHOUSE=/path/to/wheels (vllm and its dependencies) is used with
@@ -69,19 +69,7 @@ EVOLVER_POLICY__BACKEND=openai EVOLVER_POLICY__ENDPOINT="http://127.0.0.1:$PORT/
 EVOLVER_POLICY__ADAPTER_DIR="$ADAPTERS" EVOLVER_POLICY__MODEL_DIR="$MODEL_DIR" \
   .venv/bin/evolver --state-dir "$OUT/stack" up
 .venv/bin/evolver --state-dir "$OUT/stack" run --config "$OUT/run.yaml" --run-id gpu-check --out "$OUT/runs"
-.venv/bin/python - "$OUT/runs/gpu-check/metrics.jsonl" <<'PY'
-import json, sys
-from datetime import datetime
-rows = [json.loads(x) for x in open(sys.argv[1])]
-at = lambda r: datetime.fromisoformat(r["at"].replace("Z", "+00:00")).timestamp()
-for r in rows:
-    if r["phase"] != "trained":
-        continue
-    start = [x for x in rows if x["phase"] == "rollout" and x["train_step"] == r["train_step"] - 1]
-    update = [x for x in rows if x["phase"] == "update" and x["train_step"] == r["train_step"] - 1]
-    m = r["metrics"]
-    took = f"{at(r) - at(start[0]):.1f}s (update {at(r) - at(update[0]):.1f}s)" if start and update else "?"
-    print(f"step {r['train_step']}: {took}, policy v{int(m['policy_version'])}, reward {m['reward_mean']:.3f}, "
-          f"optimizer steps {m.get('optimizer_steps', 0):.0f}, context exhausted {m.get('context_exhausted', 0):.0f}")
-PY
+# The run's measured stage costs per step (rollouts, update) and what they project for more explorers.
+.venv/bin/python bench/pipeline_sim.py --from-run "$OUT/runs/gpu-check/metrics.jsonl" --replicas 1,2,4,8 \
+  --json "$OUT/pipeline_sim.json"
 echo "results in $OUT (vllm_path.json, runs/gpu-check/report.md)"

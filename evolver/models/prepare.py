@@ -33,11 +33,15 @@ def gguf_path() -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
+def _hash_file(h, path: Path) -> None:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    _hash_file(h, path)
     return h.hexdigest()
 
 
@@ -122,9 +126,7 @@ def model_digest(model_path: Path | str) -> str:
         h = hashlib.sha256()
         for f in files:
             h.update(f.name.encode() + b"\0")
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
+            _hash_file(h, f)
         _DIGESTS[key] = h.hexdigest()
     return _DIGESTS[key]
 

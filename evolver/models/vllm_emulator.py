@@ -202,6 +202,37 @@ def build_app(engine: EmulatedEngine, *, batch_window_s: float = 0.01):
     return app
 
 
+def start(model_dir: Path | str, *, served_name: str, max_model_len: int = 8192, max_loras: int = 8,
+          threads: int = 1, timeout_s: float = 120.0):
+    """The emulator as its own process on a free loopback port: (base url ".../v1", process).
+    Its output goes to a temporary file, quoted if it exits during start."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import httpx
+
+    from evolver.stack.processes import free_port
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    p = subprocess.Popen([sys.executable, "-m", "evolver.models.vllm_emulator", str(model_dir), "--port", str(port),
+                          "--served-model-name", served_name, "--max-model-len", str(max_model_len),
+                          "--max-loras", str(max_loras), "--threads", str(threads)],
+                         stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return f"http://127.0.0.1:{port}/v1", p
+        except httpx.HTTPError:
+            time.sleep(0.2)
+        if p.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"the vLLM emulator exited: {log.read().decode()[-2000:]}")
+    p.kill()
+    raise RuntimeError("the vLLM emulator did not become healthy")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     import uvicorn
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -173,6 +173,14 @@ class PolicyUpdater:
                 self.model, ids, mask, inputs["completion_ids"].size(1))
         return logps
 
+    def recompute_logprobs(self, s: Sample) -> list[float]:
+        """The current policy's log-prob (sampling distribution) of each of the sample's tokens
+        from its first policy token on: aligned with behaviour_logprobs[cut:] and loss_mask[cut:]
+        (cut = the first policy token). What a rollout's behaviour log-probs are checked against."""
+        inputs = build_inputs([s], self.pad_id, epsilon_high=self.epsilon_high, off_cliprange_high=self.off_cliprange_high)
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        return self._recompute_old(inputs)[0].float().cpu().tolist()
+
     def update(self, samples: Sequence[Sample], micro_batch: int = 2, *, supervised: bool = False,
                prompt_grad: bool = True, learning_rate: float | None = None, mini_batches: int = 1) -> dict[str, float]:
         """One training step over the samples: `mini_batches` optimizer steps (AgentEvolver: 4),

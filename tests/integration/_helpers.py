@@ -49,32 +49,10 @@ async def dead_letters(bus, subject: str) -> list:
 SERVED = "tiny"  # the vLLM emulator's served model name in tests
 
 
-def start_emulator(model_dir: Path, *, max_model_len: int = 8192, max_loras: int = 8):
-    """(base url, process) of a vLLM emulator on a free loopback port."""
-    import subprocess
-    import sys
-    import tempfile
-
-    import httpx
-
-    from evolver.stack.processes import free_port
-    port = free_port()
-    p = subprocess.Popen([sys.executable, "-m", "evolver.models.vllm_emulator", str(model_dir), "--port", str(port),
-                          "--served-model-name", SERVED, "--max-model-len", str(max_model_len),
-                          "--max-loras", str(max_loras), "--threads", "1"],
-                         stdout=subprocess.DEVNULL, stderr=(log := tempfile.TemporaryFile()))
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return f"http://127.0.0.1:{port}/v1", p
-        except httpx.HTTPError:
-            time.sleep(0.2)
-        if p.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"the vLLM emulator exited: {log.read().decode()[-2000:]}")
-    p.kill()
-    raise RuntimeError("the vLLM emulator did not become healthy")
+def start_emulator(model_dir, *, max_model_len: int = 8192, max_loras: int = 8):
+    """(base url, process) of a vLLM emulator serving the model as SERVED."""
+    from evolver.models import vllm_emulator
+    return vllm_emulator.start(model_dir, served_name=SERVED, max_model_len=max_model_len, max_loras=max_loras)
 
 
 def embedded_stack(state_dir, tiny_model_dir, cli, **extra_env):

@@ -14,7 +14,7 @@ from evolver.models.backend import GenerationRequest, SamplingParams
 from evolver.models.conversation import Conversation
 from evolver.models.openai_compat import AdapterLoadFailed, EndpointSettings, OpenAIBackend, adapter_name
 from services.trainer.advantages import Sample
-from services.trainer.updater import PolicyUpdater, build_inputs
+from services.trainer.updater import PolicyUpdater
 from tests.integration._helpers import SERVED, start_emulator
 
 pytestmark = pytest.mark.integration
@@ -47,31 +47,23 @@ def _as_sample(c, tokenizer) -> Sample:
 
 
 def _recomputed(updater: PolicyUpdater, c) -> list[float]:
-    inputs = build_inputs([_as_sample(c, updater.tokenizer)], updater.pad_id, epsilon_high=0.28, off_cliprange_high=0.6)
-    return updater._recompute_old(inputs)[0, :len(c.token_ids)].tolist()
+    return updater.recompute_logprobs(_as_sample(c, updater.tokenizer))[:len(c.token_ids)]
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_model_dir):
-    """A trainer one and two steps past the base, and its adapters (what the object store holds)."""
+    """A trainer one and two steps past the base, its adapters (what the object store holds) and
+    its checkpoints at versions 0 and 1 (restored to recompute log-probs at that version)."""
     upd = PolicyUpdater(tiny_model_dir, learning_rate=0.05, lora_r=4, lora_alpha=8, beta=0.0, epsilon=0.2,
                         epsilon_high=0.28, off_cliprange_high=0.6, temperature=1.0)
     push = Sample("a", "g", [1, 2, 3, 40, 41, 42], [0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1], [0.0] * 6, False, False, 1.0)
-    base_state = {k: v.clone() for k, v in upd.model.named_parameters() if v.requires_grad}
+    states = {0: upd.checkpoint_blob()}
     upd.update([push])
     v1 = upd.adapter_blob()
-    v1_state = {k: v.clone() for k, v in upd.model.named_parameters() if v.requires_grad}
+    states[1] = upd.checkpoint_blob()
     upd.update([push])
     v2 = upd.adapter_blob()
-    return upd, {1: v1, 2: v2}, {0: base_state, 1: v1_state}
-
-
-def _load_state(upd: PolicyUpdater, state: dict) -> None:
-    import torch
-    params = dict(upd.model.named_parameters())
-    with torch.no_grad():
-        for k, v in state.items():
-            params[k].copy_(v)
+    return upd, {1: v1, 2: v2}, states
 
 
 def backend_for(url: str, tokenizer, tmp_path: Path, **kw) -> OpenAIBackend:
@@ -88,17 +80,17 @@ async def test_token_ids_in_exact_tokens_and_logprobs_out_matching_the_trainer(e
         assert c.tokens_exact and c.logprobs_exact and len(c.logprobs) == len(c.token_ids) > 0
         assert backend.counters["exact"] == 1 and backend.counters["text_fallbacks"] == 0
         # The behaviour log-probs are the trainer's at version 0 (the base).
-        _load_state(upd, states[0])
+        upd.restore(states[0])
         assert _recomputed(upd, c) == pytest.approx(c.logprobs, abs=2e-3)
 
         # Version 1's adapter, loaded into the server from the trainer's blob.
         v1 = await backend.use_adapter("r", 1, lambda: asyncio.sleep(0, blobs[1]))
         (c1,) = await v1.generate([GenerationRequest(prompt, SamplingParams(max_new_tokens=12, temperature=1.0, seed=5))])
         assert c1.policy_version == 1 and c1.logprobs_exact
-        _load_state(upd, states[1])
+        upd.restore(states[1])
         assert _recomputed(upd, c1) == pytest.approx(c1.logprobs, abs=2e-3)
         # ...and not the base's: the adapter really served it.
-        _load_state(upd, states[0])
+        upd.restore(states[0])
         assert max(abs(a - b) for a, b in zip(_recomputed(upd, c1), c1.logprobs)) > 0.05
     finally:
         await backend.close()
