@@ -91,7 +91,9 @@ async def measure(args) -> dict:
         url, served = args.endpoint, args.served_model
     else:
         served = "smollm2"
-        url, emulator = vllm_emulator.start(model_dir, served_name=served, threads=args.threads, timeout_s=600)
+        from evolver.stack.processes import free_port
+        url, emulator = vllm_emulator.start(model_dir, port=free_port(), served_name=served, threads=args.threads,
+                                            timeout_s=600)
     adapter_dir = Path(args.adapter_dir or tempfile.mkdtemp(prefix="evolver-adapters-"))
     adapter_dir.mkdir(parents=True, exist_ok=True)
     updater = PolicyUpdater(model_dir, learning_rate=args.learning_rate, lora_r=8, lora_alpha=16, beta=0.001,

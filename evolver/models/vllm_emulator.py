@@ -202,18 +202,17 @@ def build_app(engine: EmulatedEngine, *, batch_window_s: float = 0.01):
     return app
 
 
-def start(model_dir: Path | str, *, served_name: str, max_model_len: int = 8192, max_loras: int = 8,
+def start(model_dir: Path | str, *, port: int, served_name: str, max_model_len: int = 8192, max_loras: int = 8,
           threads: int = 1, timeout_s: float = 120.0):
-    """The emulator as its own process on a free loopback port: (base url ".../v1", process).
-    Its output goes to a temporary file, quoted if it exits during start."""
+    """The emulator as its own process on a loopback port (the caller's free one: picking it
+    belongs to evolver.stack, above this layer): (base url ".../v1", process). Its output goes
+    to a temporary file, quoted if it exits during start."""
     import subprocess
     import sys
     import tempfile
 
     import httpx
 
-    from evolver.stack.processes import free_port
-    port = free_port()
     log = tempfile.TemporaryFile()
     p = subprocess.Popen([sys.executable, "-m", "evolver.models.vllm_emulator", str(model_dir), "--port", str(port),
                           "--served-model-name", served_name, "--max-model-len", str(max_model_len),

@@ -52,7 +52,8 @@ SERVED = "tiny"  # the vLLM emulator's served model name in tests
 def start_emulator(model_dir, *, max_model_len: int = 8192, max_loras: int = 8):
     """(base url, process) of a vLLM emulator serving the model as SERVED."""
     from evolver.models import vllm_emulator
-    return vllm_emulator.start(model_dir, served_name=SERVED, max_model_len=max_model_len, max_loras=max_loras)
+    from evolver.stack.processes import free_port
+    return vllm_emulator.start(model_dir, port=free_port(), served_name=SERVED, max_model_len=max_model_len, max_loras=max_loras)
 
 
 def embedded_stack(state_dir, tiny_model_dir, cli, **extra_env):
