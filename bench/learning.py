@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import shutil
@@ -38,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from evolver.algorithms.stats import eval_deltas, pooled_delta, stage_metrics, task_scores  # noqa: E402
-from evolver.bus import Bus  # noqa: E402
+from evolver.bus import Bus, topology  # noqa: E402
 from evolver.cli import DEFAULT_CONFIG  # noqa: E402
 from evolver.config import load_settings  # noqa: E402
 from evolver.rpc import channel, stub  # noqa: E402
@@ -84,6 +85,41 @@ async def build_pool(state, spec: dict) -> tuple[int, int]:
     finally:
         await sub.close()
         await bus.close()
+    return counts[0], counts[1]
+
+
+async def save_pool(state, path: Path) -> int:
+    """Write the stack's verified task pool (the task_gen KV bucket) to a file, so that other
+    fresh stacks can start from exactly these tasks: exploration is not deterministic run to
+    run (model sampling and timing), and comparing settings on different pools confounds them."""
+    bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": state.nats_url}), name="bench-pool")
+    try:
+        kv = await bus.kv(topology.TASKS_BUCKET)
+        raws = {k: await kv.get(k) for k in await kv.keys()}
+        tasks = {k: base64.b64encode(raw).decode() for k, raw in raws.items() if raw is not None}
+    finally:
+        await bus.close()
+    path.write_text(json.dumps(tasks, indent=0, sort_keys=True))
+    return len(tasks)
+
+
+async def load_pool(state, path: Path, env_id: str) -> tuple[int, int]:
+    """Put a saved pool into a fresh stack's task_gen bucket; a run then skips self-questioning
+    (the pool already holds min_train_tasks). Returns the (train, held-out) counts it serves."""
+    bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": state.nats_url}), name="bench-pool")
+    try:
+        kv = await bus.kv(topology.TASKS_BUCKET)
+        for key, raw in json.loads(path.read_text()).items():
+            await kv.put(key, base64.b64decode(raw))
+    finally:
+        await bus.close()
+    counts = []
+    async with channel(state.address_of("task_gen")) as ch:
+        task_gen = stub(tg_grpc.TaskGenServiceStub, ch, 60.0)
+        for split in ("train", "heldout"):
+            lt = await task_gen.ListTasks(tg.ListTasksRequest(env_id=env_id, split=split,
+                                                              source=task_pb2.TASK_SOURCE_SYNTHETIC))
+            counts.append(len(lt.tasks))
     return counts[0], counts[1]
 
 
