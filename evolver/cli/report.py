@@ -83,6 +83,35 @@ def _delta_plot(path: Path, points: list) -> bool:
     return True
 
 
+def llm_role_lines(progress: Iterable[dict]) -> list[str]:
+    """The LLM roles' totals over the training steps (metrics "llm/<role>/<counter>") and per
+    step, and how often LLM step labels agreed with state progress where both exist."""
+    trained = [p["metrics"] for p in progress if p.get("phase") == "trained"]
+    totals: dict[str, dict[str, float]] = {}
+    for m in trained:
+        for key, v in m.items():
+            if key.startswith("llm/"):
+                _, role, counter = key.split("/", 2)
+                totals.setdefault(role, {}).setdefault(counter, 0.0)
+                totals[role][counter] += v
+    if not totals:
+        return []
+    n = len(trained)
+    cols = ("calls", "prompt_tokens", "completion_tokens", "latency_s", "parse_failures", "fallbacks",
+            "call_failures", "skipped")
+    lines = ["## LLM roles", "", f"Totals over {n} training steps (per step in brackets).", "",
+             "| role | " + " | ".join(c.replace("_", " ") for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for role, t in sorted(totals.items()):
+        lines.append(f"| {role} | " + " | ".join(f"{t.get(c, 0):.4g} ({t.get(c, 0) / n:.3g})" for c in cols) + " |")
+    compared = sum(m.get("label_compared_steps", 0) for m in trained)
+    if compared:
+        agreed = sum(m.get("label_agreed_steps", 0) for m in trained)
+        labelled = sum(m.get("llm_labelled_trajectories", 0) for m in trained)
+        lines += ["", f"LLM step labels agree with state progress on {agreed:g} of {compared:g} steps "
+                      f"({agreed / compared:.1%}), over {labelled:g} LLM-labelled trajectories."]
+    return lines + [""]
+
+
 def write_report(run_dir: Path, run: dict[str, Any], progress: list[dict], bus_summary: dict[str, float]) -> Path:
     run_dir = Path(run_dir)
     plots = []
@@ -128,7 +157,8 @@ def write_report(run_dir: Path, run: dict[str, Any], progress: list[dict], bus_s
         lines.append(f"| {key} | {'' if b is None else f'{b:.3f}'} | {'' if a is None else f'{a:.3f}'} |")
     lines += ["", "## Pipeline", "", "| count | value |", "|---|---|"]
     lines += [f"| {k} | {v:g} |" for k, v in sorted(bus_summary.items())]
-    lines += ["", "## Last training step", "", "| metric | value |", "|---|---|"]
+    lines += ["", *llm_role_lines(progress)]
+    lines += ["## Last training step", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {v:.4g} |" for k, v in sorted(last_trained["metrics"].items())]
     for title, name in plots:
         lines += ["", f"## {title}", "", f"![{title}]({name})"]

@@ -21,6 +21,15 @@ class GenerationRequest:
     sampling: SamplingParams = SamplingParams()
 
 
+@dataclass(frozen=True)
+class ChatReply:
+    """An auxiliary role's chat completion and what it cost."""
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = ""
+
+
 @dataclass
 class Completion:
     prompt_token_ids: list[int]

@@ -3,7 +3,7 @@ interface as AuxChatClient, so the loop runs fully offline."""
 
 from __future__ import annotations
 
-from evolver.models.backend import GenerationRequest, SamplingParams
+from evolver.models.backend import ChatReply, GenerationRequest, SamplingParams
 
 
 class LocalChat:
@@ -12,14 +12,14 @@ class LocalChat:
         self.temperature = temperature
 
     async def complete(self, messages: list[dict[str, str]], *, temperature: float | None = None,
-                       max_tokens: int = 512) -> str:
+                       max_tokens: int = 512) -> ChatReply:
         ids = self.backend.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
         if not isinstance(ids, list):  # some tokenizers return a BatchEncoding
             ids = list(ids["input_ids"])
         sampling = SamplingParams(max_new_tokens=max_tokens,
                                   temperature=self.temperature if temperature is None else temperature)
         (c,) = await self.backend.generate([GenerationRequest(ids, sampling)])
-        return c.text
+        return ChatReply(c.text, len(ids), len(c.token_ids), c.finish_reason)
 
     async def close(self) -> None:
         return None

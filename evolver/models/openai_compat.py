@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import httpx
 
 from evolver.errors import InvalidArgument, Unavailable
-from evolver.models.backend import Completion, GenerationRequest
+from evolver.models.backend import ChatReply, Completion, GenerationRequest
 
 RETRYABLE = {408, 429, 500, 502, 503, 504}
 
@@ -296,13 +296,23 @@ class AuxChatClient:
         self.http = _Http(settings)
 
     async def complete(self, messages: list[dict[str, str]], *, temperature: float | None = None,
-                       max_tokens: int = 512) -> str:
+                       max_tokens: int = 512) -> ChatReply:
         body = {"model": self.http.s.model, "messages": messages, "max_tokens": max_tokens,
                 "temperature": self.http.s.temperature if temperature is None else temperature}
         r = await self.http.post("/chat/completions", body)
         if r.status_code >= 400:
             raise Unavailable(f"{self.http.s.base_url}/chat/completions: HTTP {r.status_code}: {r.text[:200]}")
-        return r.json()["choices"][0]["message"]["content"] or ""
+        try:
+            data = r.json()
+            choice = data["choices"][0]
+            usage = data.get("usage") or {}
+            # A refusal (OpenAI's `refusal` field) or a null content is an empty reply: the
+            # role's parser counts it as a parse failure and its fallback takes over.
+            return ChatReply(choice["message"].get("content") or "", int(usage.get("prompt_tokens") or 0),
+                             int(usage.get("completion_tokens") or 0), choice.get("finish_reason") or "")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
+            raise Unavailable(f"{self.http.s.base_url}/chat/completions: malformed response ({type(e).__name__}): "
+                              f"{r.text[:200]}") from None
 
     async def close(self) -> None:
         await self.http.close()

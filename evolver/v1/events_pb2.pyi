@@ -89,7 +89,7 @@ class ExploreCompleted(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., walks: _Optional[_Iterable[_Union[Walk, _Mapping]]] = ..., max_calls_per_task: _Optional[int] = ...) -> None: ...
 
 class RolloutRequested(_message.Message):
-    __slots__ = ("job_id", "run_id", "train_step", "task", "group_size", "policy_version", "guided_share", "temperature", "evaluation", "max_steps", "max_new_tokens", "experience_top_k", "keep_experience", "max_tools_shown", "attribute", "first_turn_prefix", "allow_text_around_calls", "sampling_seed", "base_model", "base_model_digest")
+    __slots__ = ("job_id", "run_id", "train_step", "task", "group_size", "policy_version", "guided_share", "temperature", "evaluation", "max_steps", "max_new_tokens", "experience_top_k", "keep_experience", "max_tools_shown", "attribute", "first_turn_prefix", "allow_text_around_calls", "sampling_seed", "base_model", "base_model_digest", "step_labeler", "step_label_skip")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TRAIN_STEP_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +110,8 @@ class RolloutRequested(_message.Message):
     SAMPLING_SEED_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    STEP_LABELER_FIELD_NUMBER: _ClassVar[int]
+    STEP_LABEL_SKIP_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     run_id: str
     train_step: int
@@ -130,35 +132,43 @@ class RolloutRequested(_message.Message):
     sampling_seed: int
     base_model: str
     base_model_digest: str
-    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., train_step: _Optional[int] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., group_size: _Optional[int] = ..., policy_version: _Optional[int] = ..., guided_share: _Optional[float] = ..., temperature: _Optional[float] = ..., evaluation: _Optional[bool] = ..., max_steps: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., experience_top_k: _Optional[int] = ..., keep_experience: _Optional[bool] = ..., max_tools_shown: _Optional[int] = ..., attribute: _Optional[bool] = ..., first_turn_prefix: _Optional[str] = ..., allow_text_around_calls: _Optional[bool] = ..., sampling_seed: _Optional[int] = ..., base_model: _Optional[str] = ..., base_model_digest: _Optional[str] = ...) -> None: ...
+    step_labeler: _attribution_pb2.StepLabeler
+    step_label_skip: _attribution_pb2.StepLabelSkip
+    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., train_step: _Optional[int] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., group_size: _Optional[int] = ..., policy_version: _Optional[int] = ..., guided_share: _Optional[float] = ..., temperature: _Optional[float] = ..., evaluation: _Optional[bool] = ..., max_steps: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., experience_top_k: _Optional[int] = ..., keep_experience: _Optional[bool] = ..., max_tools_shown: _Optional[int] = ..., attribute: _Optional[bool] = ..., first_turn_prefix: _Optional[str] = ..., allow_text_around_calls: _Optional[bool] = ..., sampling_seed: _Optional[int] = ..., base_model: _Optional[str] = ..., base_model_digest: _Optional[str] = ..., step_labeler: _Optional[_Union[_attribution_pb2.StepLabeler, str]] = ..., step_label_skip: _Optional[_Union[_attribution_pb2.StepLabelSkip, str]] = ...) -> None: ...
 
 class RolloutCompleted(_message.Message):
-    __slots__ = ("group", "evaluation", "task", "attribute", "demonstration")
+    __slots__ = ("group", "evaluation", "task", "attribute", "demonstration", "step_labeler", "step_label_skip")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     EVALUATION_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTE_FIELD_NUMBER: _ClassVar[int]
     DEMONSTRATION_FIELD_NUMBER: _ClassVar[int]
+    STEP_LABELER_FIELD_NUMBER: _ClassVar[int]
+    STEP_LABEL_SKIP_FIELD_NUMBER: _ClassVar[int]
     group: _trajectory_pb2.RolloutGroup
     evaluation: bool
     task: _task_pb2.Task
     attribute: bool
     demonstration: bool
-    def __init__(self, group: _Optional[_Union[_trajectory_pb2.RolloutGroup, _Mapping]] = ..., evaluation: _Optional[bool] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., attribute: _Optional[bool] = ..., demonstration: _Optional[bool] = ...) -> None: ...
+    step_labeler: _attribution_pb2.StepLabeler
+    step_label_skip: _attribution_pb2.StepLabelSkip
+    def __init__(self, group: _Optional[_Union[_trajectory_pb2.RolloutGroup, _Mapping]] = ..., evaluation: _Optional[bool] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., attribute: _Optional[bool] = ..., demonstration: _Optional[bool] = ..., step_labeler: _Optional[_Union[_attribution_pb2.StepLabeler, str]] = ..., step_label_skip: _Optional[_Union[_attribution_pb2.StepLabelSkip, str]] = ...) -> None: ...
 
 class RolloutAttributed(_message.Message):
-    __slots__ = ("group", "attributions", "evaluation", "task", "demonstration")
+    __slots__ = ("group", "attributions", "evaluation", "task", "demonstration", "role_usage")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
     EVALUATION_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     DEMONSTRATION_FIELD_NUMBER: _ClassVar[int]
+    ROLE_USAGE_FIELD_NUMBER: _ClassVar[int]
     group: _trajectory_pb2.RolloutGroup
     attributions: _containers.RepeatedCompositeFieldContainer[_attribution_pb2.StepAttribution]
     evaluation: bool
     task: _task_pb2.Task
     demonstration: bool
-    def __init__(self, group: _Optional[_Union[_trajectory_pb2.RolloutGroup, _Mapping]] = ..., attributions: _Optional[_Iterable[_Union[_attribution_pb2.StepAttribution, _Mapping]]] = ..., evaluation: _Optional[bool] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., demonstration: _Optional[bool] = ...) -> None: ...
+    role_usage: _containers.RepeatedCompositeFieldContainer[_attribution_pb2.RoleUsage]
+    def __init__(self, group: _Optional[_Union[_trajectory_pb2.RolloutGroup, _Mapping]] = ..., attributions: _Optional[_Iterable[_Union[_attribution_pb2.StepAttribution, _Mapping]]] = ..., evaluation: _Optional[bool] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., demonstration: _Optional[bool] = ..., role_usage: _Optional[_Iterable[_Union[_attribution_pb2.RoleUsage, _Mapping]]] = ...) -> None: ...
 
 class TasksAccepted(_message.Message):
     __slots__ = ("env_id", "tasks", "explore_request_id", "candidates", "rejection_reasons")

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from evolver.bus import topology
 from evolver.envs.registry import environment_spec
+from evolver.models.roles import RoleCallers
 from evolver.rpc import Registration
 from evolver.service import ServiceContext, ServiceParts
 from evolver.v1 import attributor_service_pb2_grpc as pb_grpc
 from services.attributor.attribution import Attributor
 from services.attributor.handlers import handlers
+
+# Two short lines per step ("Step i Analysis: ..." and "Step i Judgment: ..."), up to the run's
+# max_steps of 4 by default with room for longer trajectories.
+STEP_ATTRIBUTOR_MAX_TOKENS = 768
 from services.attributor.servicer import AttributorServicer
 
 
@@ -18,7 +23,8 @@ async def build(ctx: ServiceContext) -> ServiceParts:
     async def locate(env_id: str) -> str:
         return (await environment_spec(registry, env_id)).address
 
-    attributor = Attributor(locate)
+    roles = RoleCallers(ctx.settings, max_tokens={"step_attributor": STEP_ATTRIBUTOR_MAX_TOKENS})
+    attributor = Attributor(locate, lambda: roles.get("step_attributor"))
     return ServiceParts([Registration("evolver.v1.AttributorService", AttributorServicer(attributor),
                                       pb_grpc.add_AttributorServiceServicer_to_server)],
                         handlers=handlers(attributor, ctx.bus))

@@ -12,15 +12,16 @@ from services.attributor.attribution import Attributor
 def handlers(attributor: Attributor, bus: Bus) -> dict[str, Handler]:
     async def on_rollout_completed(d: Delivery) -> None:
         event: events_pb2.RolloutCompleted = d.message  # type: ignore[assignment]
-        attributions = []
+        attributions, usage = [], []
         if event.attribute and not event.evaluation and not event.demonstration:
             try:
-                attributions = await attributor.attribute(event.task, event.group)
+                attributions, usage = await attributor.attribute(event.task, event.group, labeler=event.step_labeler,
+                                                                 skip=event.step_label_skip)
             except (InvalidArgument, NotFound, FailedPrecondition) as e:  # can never succeed
                 raise PoisonMessage(str(e)) from None
         await bus.publish("rollout.attributed", events_pb2.RolloutAttributed(
             group=event.group, attributions=attributions, evaluation=event.evaluation, task=event.task,
-            demonstration=event.demonstration),
+            demonstration=event.demonstration, role_usage=usage),
             key=event.group.group_id)
 
     return {"attributor-rollout-completed": on_rollout_completed}

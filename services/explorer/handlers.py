@@ -20,7 +20,8 @@ def handlers(explorer: Explorer, bus: Bus) -> dict[str, Handler]:
         except NEVER_SUCCEEDS as e:
             raise PoisonMessage(str(e)) from None
         await bus.publish("rollout.completed", events_pb2.RolloutCompleted(
-            group=group, evaluation=req.evaluation, task=req.task, attribute=req.attribute), key=req.job_id)
+            group=group, evaluation=req.evaluation, task=req.task, attribute=req.attribute,
+            step_labeler=req.step_labeler, step_label_skip=req.step_label_skip), key=req.job_id)
 
     async def on_explore(d: Delivery) -> None:
         req: events_pb2.ExploreRequested = d.message  # type: ignore[assignment]

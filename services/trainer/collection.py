@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
+from evolver.v1 import attribution_pb2 as apb
 from evolver.v1 import events_pb2, task_pb2
 from services.trainer.run_config import RunSpec
 
@@ -42,6 +43,12 @@ def restale_job_id(group_id: str, version: int) -> str:
     return f"{group_id}.v{version}"
 
 
+STEP_LABELERS = {"verifiable": apb.STEP_LABELER_STATE_PROGRESS, "llm": apb.STEP_LABELER_LLM,
+                 "hybrid": apb.STEP_LABELER_HYBRID}
+STEP_LABEL_SKIPS = {"none": apb.STEP_LABEL_SKIP_UNSPECIFIED, "small_advantage": apb.STEP_LABEL_SKIP_SMALL_ADVANTAGE,
+                    "negative": apb.STEP_LABEL_SKIP_NEGATIVE}
+
+
 def rollout_request(spec: RunSpec, *, run_id: str, job: str, step: int, task: task_pb2.Task, version: int,
                     evaluation: bool, base_model: tuple[str, str] = ("", "")) -> events_pb2.RolloutRequested:
     """The job for one group: the run's rollout settings, evaluation's own k and temperature,
@@ -56,7 +63,9 @@ def rollout_request(spec: RunSpec, *, run_id: str, job: str, step: int, task: ta
         max_steps=r.max_steps, max_new_tokens=r.max_new_tokens, experience_top_k=s.navigating.top_k,
         keep_experience=s.navigating.keep_experience, max_tools_shown=r.max_tools_shown,
         first_turn_prefix=r.first_turn_prefix, allow_text_around_calls=r.allow_text_around_calls,
-        attribute=s.mechanisms.attributing and not evaluation,
+        attribute=s.mechanisms.attributing and not evaluation and (not s.attributing.prm_steps
+                                                                    or step < s.attributing.prm_steps),
+        step_labeler=STEP_LABELERS[s.attributing.labeler], step_label_skip=STEP_LABEL_SKIPS[s.attributing.skip],
         sampling_seed=s.seed if evaluation else s.seed * 1_000_003 + step + 1,
         base_model=base_model[0], base_model_digest=base_model[1])
 

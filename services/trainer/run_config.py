@@ -66,6 +66,17 @@ class NavigatingSpec(_Section):
 
 
 class AttributingSpec(_Section):
+    # Who labels steps: state progress (verifiable), the step_attributor LLM role (one call per
+    # trajectory, falling back to state progress when its reply is unusable), or hybrid (state
+    # progress where the task has a reference end state, the LLM elsewhere).
+    labeler: Literal["verifiable", "llm", "hybrid"] = "verifiable"
+    # When the LLM labeller skips its call (the steps get the outcome's sign): never, when the
+    # group's attempts all scored the same, or for failed attempts (spec §5.3 skip_type).
+    skip: Literal["none", "small_advantage", "negative"] = "none"
+    # Step labels shape the advantage for the first prm_steps training steps only, after which
+    # the run trains on plain GRPO and asks for no labels at all (AgentEvolver still paid for
+    # them, B18). 0 = every step.
+    prm_steps: int = Field(0, ge=0)
     scheme: Literal["decouple", "allocation"] = "decouple"
     alpha: float = Field(0.1, ge=0)
     alpha_min: float = Field(0.0, ge=0)

@@ -176,6 +176,50 @@ def test_each_mechanism_switch_changes_what_flows(stack_dir, tmp_path, switch):
         assert attributed and all(a.attributions for a in attributed)
 
 
+def test_the_llm_step_labeller_runs_on_the_local_model_and_loses_nothing(stack_dir, tmp_path):
+    """attributing.labeler llm with the step_attributor role on the local endpoint (the stack's
+    model, here the tiny random transformer: its replies rarely parse, which exercises the
+    fallback). Output quality is not the point: every trajectory is labelled, each call is counted."""
+    r = cli(stack_dir, "run", "--config", str(_write(tmp_path, "llm.yaml", steps=1,
+                                                     attributing={"labeler": "llm"},
+                                                     eval={"synthetic_tasks": 0, "seed_tasks": 0, "k": 1})),
+            "--run-id", "llm-labels", "--out", str(tmp_path / "runs"))
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    ev = asyncio.run(_events(stack_dir, "llm-labels"))
+    attributed = [a for a in ev.attributed if not a.evaluation and not a.demonstration]
+    assert len(attributed) == 2
+    calls = labelled = fallbacks = 0
+    for a in attributed:
+        (usage,) = a.role_usage
+        valid = [t for t in a.group.trajectories if not t.infra_failure.reason]
+        assert usage.role == "step_attributor" and usage.calls == len(valid) and usage.prompt_tokens > 0
+        assert usage.parse_failures + usage.call_failures == usage.fallbacks
+        by_id = {x.trajectory_id: x for x in a.attributions}
+        for t in valid:  # nothing lost: LLM labels or the counted fallback, one per step
+            x = by_id[t.trajectory_id]
+            assert len(x.labels) == len(t.steps)
+            llm = x.method == 2  # ATTRIBUTION_METHOD_LLM_JUDGE
+            assert (x.prompt_version == "step_attributor/v1") == llm
+            labelled += llm
+        calls, fallbacks = calls + usage.calls, fallbacks + usage.fallbacks
+    assert labelled + fallbacks == calls
+    run_dir = tmp_path / "runs" / "llm-labels"
+    (trained,) = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()
+                  if json.loads(x)["phase"] == "trained"]
+    assert trained["metrics"]["llm/step_attributor/calls"] == calls
+    assert trained["metrics"]["llm/step_attributor/fallbacks"] == fallbacks
+    assert "## LLM roles" in (run_dir / "report.md").read_text()
+    from evolver.cli.observe import load_spans
+    spans_path, deadline = Path(Stack(stack_dir).read_state().spans_path), time.monotonic() + 20
+
+    def llm_spans() -> list[dict]:  # a span per call, with its role (exported in batches)
+        return [s for s in load_spans(spans_path) if s["name"] == "llm step_attributor"
+                and s["service"] == "attributor" and s["attributes"].get("evolver.llm.role") == "step_attributor"]
+    while len(llm_spans()) < calls and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(llm_spans()) >= calls
+
+
 def test_self_bootstrapping_warm_starts_on_train_tasks_only_and_is_evaluated_at_three_points(stack_dir, tmp_path):
     mechanisms = {"questioning": True, "navigating": True, "attributing": True, "bootstrapping": True}
     r = cli(stack_dir, "run", "--config", str(_write(

@@ -69,7 +69,7 @@ async def test_aux_chat_client_completes_with_a_concurrency_limit(server):
                                          for i in range(5)))
     finally:
         await client.close()
-    assert len(replies) == 5 and all(isinstance(r, str) and r for r in replies)
+    assert len(replies) == 5 and all(r.text and r.completion_tokens > 0 and r.prompt_tokens > 0 for r in replies)
     assert 1 <= client.http.max_in_flight <= 2
 
 
@@ -86,4 +86,4 @@ async def test_unreachable_endpoint_fails_after_bounded_retries():
 async def test_local_chat_is_the_offline_default(tiny_model_dir):
     chat = LocalChat(HFBackend(tiny_model_dir, threads=2))
     reply = await chat.complete([{"role": "user", "content": "Summarise: ls then cd."}], max_tokens=5)
-    assert isinstance(reply, str)
+    assert isinstance(reply.text, str) and reply.prompt_tokens > 5 and 0 < reply.completion_tokens <= 5

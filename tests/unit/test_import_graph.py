@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 # Lower layers never import higher ones. Within a layer imports are allowed but must not cycle.
 LAYERS = [
-    {"evolver.v1", "evolver.errors", "evolver.limits", "evolver.config", "evolver.telemetry"},
+    {"evolver.v1", "evolver.errors", "evolver.limits", "evolver.config", "evolver.telemetry", "evolver.prompts"},
     {"evolver.rpc", "evolver.bus", "evolver.envs", "evolver.algorithms", "evolver.models", "evolver.memory"},
     {"evolver.agent", "evolver.service"},
     {"services.explorer", "services.task_gen", "services.memory", "services.attributor", "services.trainer"},

@@ -1,0 +1,122 @@
+"""The LLM roles' pure parts: versioned prompt templates, the step labeller's prompt fields,
+reply parsing and skip rules, the usage counters' sums, and how a run's attributing settings
+become a rollout request."""
+
+from __future__ import annotations
+
+import pytest
+
+from evolver import prompts
+from evolver.algorithms.adca import AdcaConfig
+from evolver.cli.report import llm_role_lines
+from evolver.errors import FailedPrecondition
+from evolver.models.roles import RoleCounters, usage_metrics
+from evolver.v1 import attribution_pb2 as apb
+from evolver.v1 import events_pb2, task_pb2
+from evolver.v1 import trajectory_pb2 as tpb
+from services.attributor.llm_labels import parse_labels, prompt_fields, skip_reason, uses_llm
+from services.trainer.collection import job_id, rollout_request
+from services.trainer.run_config import RunSpec
+from services.trainer.step_tally import tally
+
+
+def test_the_packaged_templates_load_with_their_version_and_fill_every_field():
+    t = prompts.load("step_attributor")
+    assert t.version == "step_attributor/v1" and "GOOD" in t.system
+    system, user = t.messages(task="Make a folder", n=2, steps="S", score="+1.0000", sign="positive")
+    assert system["role"] == "system" and "Make a folder" in user["content"] and "$" not in user["content"]
+    with pytest.raises(KeyError):
+        t.messages(task="x")  # a missing field is a bug, not a silent "$n" in the prompt
+
+
+def test_a_prompts_folder_overrides_the_packaged_one_newest_version_first(tmp_path, monkeypatch):
+    (tmp_path / "step_attributor.v1.txt").write_text("## system\nold\n## user\n$task")
+    (tmp_path / "step_attributor.v12.txt").write_text("# a comment line\n## system\nnew $task\n## user\nq: $task\n")
+    monkeypatch.setenv("EVOLVER_PROMPTS_DIR", str(tmp_path))
+    t = prompts.load("step_attributor")
+    assert t.version == "step_attributor/v12" and t.messages(task="T")[0]["content"] == "new T"
+    (tmp_path / "judge.v1.txt").write_text("## system\nno user section\n")
+    with pytest.raises(FailedPrecondition, match="user"):
+        prompts.load("judge")
+    with pytest.raises(FailedPrecondition, match="no prompt template"):
+        prompts.load("task_writer")
+
+
+@pytest.mark.parametrize("reply,labels", [
+    ("Step 1 Analysis: ok\nStep 1 Judgment: GOOD\nStep 2 Analysis: no\nStep 2 Judgment: BAD", [True, False]),
+    ("step 2 judgment: bad\nStep 1 Judgment: **GOOD**", [True, False]),  # any order, case, markdown
+    ("Step 1 Judgment: GOOD\nStep 1 Judgment: BAD\nStep 2 Judgment: GOOD", [True, True]),  # first one counts
+    ("1. GOOD - made the folder\n2. BAD - wrong", [True, False]),  # AgentEvolver's standalone fallback
+    ("Step 1 Judgment: GOOD", None),  # too few labels
+    ("Both steps look good and nothing was bad.", None),  # lower-case words are not labels
+    ("", None),
+    ("I can't help with that.", None),
+])
+def test_step_label_replies_parse_or_say_they_cannot(reply, labels):
+    assert parse_labels(reply, 2) == labels
+
+
+def test_the_prompt_states_the_outcome_sign_and_trims_long_parts():
+    t = tpb.Trajectory(reward=tpb.Reward(score=0.25))
+    t.steps.append(tpb.Step(assistant_text="x" * 5000, observations=[tpb.Observation(content="ok")]))
+    t.steps.append(tpb.Step(tool_calls=[tpb.ToolCall(name="ls", arguments_json="{}")]))
+    f = prompt_fields("List files", t)
+    assert f["n"] == 2 and f["score"] == "-0.5000" and f["sign"] == "negative"
+    assert "[trimmed]" in f["steps"] and len(f["steps"]) < 2300 and 'ls({})' in f["steps"]
+    assert ">>> EVAL-STEP 2 <<<" in f["steps"] and f["steps"].count("<|OBSERVATION|>") == 1
+
+
+def test_skip_rules_and_which_labeler_calls_the_llm():
+    assert skip_reason(apb.STEP_LABEL_SKIP_UNSPECIFIED, [0.0, 0.0], 0.0) is None
+    assert skip_reason(apb.STEP_LABEL_SKIP_SMALL_ADVANTAGE, [1.0, 1.0], 1.0)
+    assert skip_reason(apb.STEP_LABEL_SKIP_SMALL_ADVANTAGE, [1.0, 0.0], 1.0) is None
+    assert skip_reason(apb.STEP_LABEL_SKIP_NEGATIVE, [1.0, 0.0], 0.5) and not skip_reason(
+        apb.STEP_LABEL_SKIP_NEGATIVE, [1.0, 0.0], 0.75)
+    assert uses_llm(apb.STEP_LABELER_LLM, True) and uses_llm(apb.STEP_LABELER_HYBRID, False)
+    assert not uses_llm(apb.STEP_LABELER_HYBRID, True) and not uses_llm(apb.STEP_LABELER_STATE_PROGRESS, False)
+
+
+def _labelled(tid: str, labels, state) -> apb.StepAttribution:
+    return apb.StepAttribution(trajectory_id=tid, method=apb.ATTRIBUTION_METHOD_LLM_JUDGE, labels=labels,
+                               state_progress_labels=state)
+
+
+def test_a_step_sums_role_usage_and_label_agreement_into_its_metrics():
+    G, B = apb.STEP_LABEL_GOOD, apb.STEP_LABEL_BAD
+    usage = [RoleCounters("step_attributor", calls=2, prompt_tokens=300, completion_tokens=40, latency_s=1.5,
+                          parse_failures=1, fallbacks=1).to_pb(),
+             RoleCounters("step_attributor", calls=1, prompt_tokens=100, skipped=1).to_pb()]
+    groups = []
+    for gid, u, atts in (("g0", usage[:1], [_labelled("a", [G, B], [G, G]), _labelled("b", [B], [])]),
+                         ("g1", usage[1:], [_labelled("c", [G, G, B], [G, G, B])])):
+        t = tpb.Trajectory(trajectory_id=atts[0].trajectory_id, reward=tpb.Reward(score=1.0))
+        groups.append(events_pb2.RolloutAttributed(group=tpb.RolloutGroup(group_id=gid, trajectories=[t]),
+                                                   attributions=atts, role_usage=u, task=task_pb2.Task()))
+    m = tally(groups, AdcaConfig(), attributing=True, alpha=0.1).metrics(alpha=0.1, groups=2)
+    assert m["llm/step_attributor/calls"] == 3 and m["llm/step_attributor/prompt_tokens"] == 400
+    assert m["llm/step_attributor/parse_failures"] == 1 and m["llm/step_attributor/skipped"] == 1
+    assert (m["llm_labelled_trajectories"], m["label_compared_steps"], m["label_agreed_steps"]) == (3, 5, 4)
+    assert usage_metrics([]) == {} and "llm/step_attributor/calls" not in tally(
+        [], AdcaConfig(), attributing=True, alpha=0.1).metrics(alpha=0.1, groups=0)
+
+    progress = [{"phase": "trained", "train_step": i, "metrics": m} for i in (1, 2)]
+    text = "\n".join(llm_role_lines(progress))
+    assert "| step_attributor | 6 (3) | 800 (400)" in text and "8 of 10 steps (80.0%)" in text
+    assert llm_role_lines([{"phase": "trained", "metrics": {"reward_mean": 1.0}}]) == []
+
+
+def test_attributing_settings_travel_in_the_rollout_request_and_labels_stop_after_prm_steps():
+    spec = RunSpec.model_validate({"attributing": {"labeler": "hybrid", "skip": "small_advantage", "prm_steps": 2}})
+    task = task_pb2.Task(task_id="t")
+
+    def request(step: int, evaluation: bool = False) -> events_pb2.RolloutRequested:
+        return rollout_request(spec, run_id="r", job=job_id("r", "s", step, 0), step=step, task=task, version=0,
+                               evaluation=evaluation)
+    first = request(0)
+    assert first.attribute and first.step_labeler == apb.STEP_LABELER_HYBRID
+    assert first.step_label_skip == apb.STEP_LABEL_SKIP_SMALL_ADVANTAGE
+    assert request(1).attribute and not request(2).attribute and not request(0, evaluation=True).attribute
+    assert RunSpec.model_validate({}).attributing.labeler == "verifiable" and rollout_request(
+        RunSpec.model_validate({}), run_id="r", job="j", step=50, task=task, version=0, evaluation=False).attribute
+    with pytest.raises(ValueError, match="labeler"):
+        RunSpec.model_validate({"attributing": {"labeler": "oracle"}})
