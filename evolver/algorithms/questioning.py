@@ -271,10 +271,13 @@ class Candidate:
     walk_id: str
 
 
-def task_id_for(env_id: str, origin: str, walk_id: str, calls: Sequence[Call]) -> str:
-    """Unique per (environment, starting state, walk, call sequence, generator): never a seed's id
-    (spec B5: reusing it merged GRPO groups of sibling tasks)."""
-    blob = json.dumps([env_id, origin, walk_id, GENERATOR_VERSION, [(c.name, c.arguments) for c in calls]], sort_keys=True)
+def task_id_for(env_id: str, origin: str, walk_id: str, calls: Sequence[Call], *, generator: str = GENERATOR_VERSION,
+                query: str = "") -> str:
+    """Unique per (environment, starting state, walk, call sequence, generator, and for an LLM
+    writer the query it wrote): never a seed's id (spec B5: reusing it merged GRPO groups of
+    sibling tasks)."""
+    parts = [env_id, origin, walk_id, generator, [(c.name, c.arguments) for c in calls]] + ([query] if query else [])
+    blob = json.dumps(parts, sort_keys=True)
     return "syn-" + hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

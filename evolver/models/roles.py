@@ -73,8 +73,11 @@ class RoleCaller:
     def prompt_version(self) -> str:
         return self.template.version
 
-    async def ask(self, counters: RoleCounters, parse: Callable[[str], T | None], **fields: object) -> T | None:
+    async def ask(self, counters: RoleCounters, parse: Callable[[str], T | None], *, max_tokens: int | None = None,
+                  **fields: object) -> T | None:
+        """max_tokens: this call's bound when lower than the role's (a reply's length is known)."""
         messages = self.template.messages(**fields)
+        limit = min(self.max_tokens, max_tokens) if max_tokens else self.max_tokens
         counters.calls += 1
         t0 = time.monotonic()
         with telemetry.tracer().start_as_current_span(
@@ -82,7 +85,7 @@ class RoleCaller:
                                                 "evolver.llm.prompt_version": self.template.version}) as span:
             try:
                 reply = await asyncio.wait_for(
-                    self.client.complete(messages, temperature=self.temperature, max_tokens=self.max_tokens),
+                    self.client.complete(messages, temperature=self.temperature, max_tokens=limit),
                     self.timeout_s)
             except (EvolverError, asyncio.TimeoutError, OSError) as e:
                 counters.call_failures += 1

@@ -43,7 +43,7 @@ RUN_PHASE_STOPPED: RunPhase
 RUN_PHASE_WARM_START: RunPhase
 
 class ExploreRequested(_message.Message):
-    __slots__ = ("request_id", "env_id", "seed_task_id", "initial_state_json", "toolsets", "walks", "max_steps_per_walk", "seed", "max_calls_per_task")
+    __slots__ = ("request_id", "env_id", "seed_task_id", "initial_state_json", "toolsets", "walks", "max_steps_per_walk", "seed", "max_calls_per_task", "task_writer")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ENV_ID_FIELD_NUMBER: _ClassVar[int]
     SEED_TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class ExploreRequested(_message.Message):
     MAX_STEPS_PER_WALK_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     MAX_CALLS_PER_TASK_FIELD_NUMBER: _ClassVar[int]
+    TASK_WRITER_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     env_id: str
     seed_task_id: str
@@ -62,7 +63,8 @@ class ExploreRequested(_message.Message):
     max_steps_per_walk: int
     seed: int
     max_calls_per_task: int
-    def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., initial_state_json: _Optional[str] = ..., toolsets: _Optional[_Iterable[str]] = ..., walks: _Optional[int] = ..., max_steps_per_walk: _Optional[int] = ..., seed: _Optional[int] = ..., max_calls_per_task: _Optional[int] = ...) -> None: ...
+    task_writer: _task_pb2.TaskWriterKind
+    def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., initial_state_json: _Optional[str] = ..., toolsets: _Optional[_Iterable[str]] = ..., walks: _Optional[int] = ..., max_steps_per_walk: _Optional[int] = ..., seed: _Optional[int] = ..., max_calls_per_task: _Optional[int] = ..., task_writer: _Optional[_Union[_task_pb2.TaskWriterKind, str]] = ...) -> None: ...
 
 class Walk(_message.Message):
     __slots__ = ("walk_id", "steps", "initial_state_json")
@@ -75,18 +77,20 @@ class Walk(_message.Message):
     def __init__(self, walk_id: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[_trajectory_pb2.Step, _Mapping]]] = ..., initial_state_json: _Optional[str] = ...) -> None: ...
 
 class ExploreCompleted(_message.Message):
-    __slots__ = ("request_id", "env_id", "seed_task_id", "walks", "max_calls_per_task")
+    __slots__ = ("request_id", "env_id", "seed_task_id", "walks", "max_calls_per_task", "task_writer")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ENV_ID_FIELD_NUMBER: _ClassVar[int]
     SEED_TASK_ID_FIELD_NUMBER: _ClassVar[int]
     WALKS_FIELD_NUMBER: _ClassVar[int]
     MAX_CALLS_PER_TASK_FIELD_NUMBER: _ClassVar[int]
+    TASK_WRITER_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     env_id: str
     seed_task_id: str
     walks: _containers.RepeatedCompositeFieldContainer[Walk]
     max_calls_per_task: int
-    def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., walks: _Optional[_Iterable[_Union[Walk, _Mapping]]] = ..., max_calls_per_task: _Optional[int] = ...) -> None: ...
+    task_writer: _task_pb2.TaskWriterKind
+    def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., walks: _Optional[_Iterable[_Union[Walk, _Mapping]]] = ..., max_calls_per_task: _Optional[int] = ..., task_writer: _Optional[_Union[_task_pb2.TaskWriterKind, str]] = ...) -> None: ...
 
 class RolloutRequested(_message.Message):
     __slots__ = ("job_id", "run_id", "train_step", "task", "group_size", "policy_version", "guided_share", "temperature", "evaluation", "max_steps", "max_new_tokens", "experience_top_k", "keep_experience", "max_tools_shown", "attribute", "first_turn_prefix", "allow_text_around_calls", "sampling_seed", "base_model", "base_model_digest", "step_labeler", "step_label_skip")
@@ -171,18 +175,20 @@ class RolloutAttributed(_message.Message):
     def __init__(self, group: _Optional[_Union[_trajectory_pb2.RolloutGroup, _Mapping]] = ..., attributions: _Optional[_Iterable[_Union[_attribution_pb2.StepAttribution, _Mapping]]] = ..., evaluation: _Optional[bool] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., demonstration: _Optional[bool] = ..., role_usage: _Optional[_Iterable[_Union[_attribution_pb2.RoleUsage, _Mapping]]] = ...) -> None: ...
 
 class TasksAccepted(_message.Message):
-    __slots__ = ("env_id", "tasks", "explore_request_id", "candidates", "rejection_reasons")
+    __slots__ = ("env_id", "tasks", "explore_request_id", "candidates", "rejection_reasons", "role_usage")
     ENV_ID_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     EXPLORE_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     REJECTION_REASONS_FIELD_NUMBER: _ClassVar[int]
+    ROLE_USAGE_FIELD_NUMBER: _ClassVar[int]
     env_id: str
     tasks: _containers.RepeatedCompositeFieldContainer[_task_pb2.Task]
     explore_request_id: str
     candidates: int
     rejection_reasons: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, env_id: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[_task_pb2.Task, _Mapping]]] = ..., explore_request_id: _Optional[str] = ..., candidates: _Optional[int] = ..., rejection_reasons: _Optional[_Iterable[str]] = ...) -> None: ...
+    role_usage: _containers.RepeatedCompositeFieldContainer[_attribution_pb2.RoleUsage]
+    def __init__(self, env_id: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[_task_pb2.Task, _Mapping]]] = ..., explore_request_id: _Optional[str] = ..., candidates: _Optional[int] = ..., rejection_reasons: _Optional[_Iterable[str]] = ..., role_usage: _Optional[_Iterable[_Union[_attribution_pb2.RoleUsage, _Mapping]]] = ...) -> None: ...
 
 class ExperienceStored(_message.Message):
     __slots__ = ("source_group_id", "experiences")

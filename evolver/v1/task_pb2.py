@@ -26,19 +26,21 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from evolver.v1 import trajectory_pb2 as evolver_dot_v1_dot_trajectory__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65volver/v1/task.proto\x12\nevolver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1b\x65volver/v1/trajectory.proto\"\x92\x01\n\x0eTaskProvenance\x12\x0e\n\x06\x65nv_id\x18\x01 \x01(\t\x12\x14\n\x0cseed_task_id\x18\x02 \x01(\t\x12\x0f\n\x07walk_id\x18\x03 \x01(\t\x12\x19\n\x11generator_version\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd6\x02\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65nv_id\x18\x02 \x01(\t\x12&\n\x06source\x18\x03 \x01(\x0e\x32\x16.evolver.v1.TaskSource\x12\r\n\x05split\x18\x04 \x01(\t\x12\r\n\x05query\x18\x05 \x01(\t\x12\x16\n\x0e\x66ollowup_turns\x18\x06 \x03(\t\x12\x1a\n\x12initial_state_json\x18\x07 \x01(\t\x12\x10\n\x08toolsets\x18\x08 \x03(\t\x12\x30\n\x12reference_solution\x18\t \x03(\x0b\x32\x14.evolver.v1.ToolCall\x12 \n\x18reference_end_state_json\x18\n \x01(\t\x12\x1d\n\x15\x65xpected_answer_facts\x18\x0b \x03(\t\x12.\n\nprovenance\x18\x0c \x01(\x0b\x32\x1a.evolver.v1.TaskProvenance\"A\n\tTaskStats\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x02 \x01(\x03\x12\x11\n\tsuccesses\x18\x03 \x01(\x03*Z\n\nTaskSource\x12\x1b\n\x17TASK_SOURCE_UNSPECIFIED\x10\x00\x12\x14\n\x10TASK_SOURCE_SEED\x10\x01\x12\x19\n\x15TASK_SOURCE_SYNTHETIC\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x65volver/v1/task.proto\x12\nevolver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1b\x65volver/v1/trajectory.proto\"\xbe\x01\n\x0eTaskProvenance\x12\x0e\n\x06\x65nv_id\x18\x01 \x01(\t\x12\x14\n\x0cseed_task_id\x18\x02 \x01(\t\x12\x0f\n\x07walk_id\x18\x03 \x01(\t\x12\x19\n\x11generator_version\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eprompt_version\x18\x06 \x01(\t\x12\x12\n\nconfidence\x18\x07 \x01(\x01\"\xd6\x02\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65nv_id\x18\x02 \x01(\t\x12&\n\x06source\x18\x03 \x01(\x0e\x32\x16.evolver.v1.TaskSource\x12\r\n\x05split\x18\x04 \x01(\t\x12\r\n\x05query\x18\x05 \x01(\t\x12\x16\n\x0e\x66ollowup_turns\x18\x06 \x03(\t\x12\x1a\n\x12initial_state_json\x18\x07 \x01(\t\x12\x10\n\x08toolsets\x18\x08 \x03(\t\x12\x30\n\x12reference_solution\x18\t \x03(\x0b\x32\x14.evolver.v1.ToolCall\x12 \n\x18reference_end_state_json\x18\n \x01(\t\x12\x1d\n\x15\x65xpected_answer_facts\x18\x0b \x03(\t\x12.\n\nprovenance\x18\x0c \x01(\x0b\x32\x1a.evolver.v1.TaskProvenance\"A\n\tTaskStats\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x02 \x01(\x03\x12\x11\n\tsuccesses\x18\x03 \x01(\x03*Z\n\nTaskSource\x12\x1b\n\x17TASK_SOURCE_UNSPECIFIED\x10\x00\x12\x14\n\x10TASK_SOURCE_SEED\x10\x01\x12\x19\n\x15TASK_SOURCE_SYNTHETIC\x10\x02*\x88\x01\n\x0eTaskWriterKind\x12 \n\x1cTASK_WRITER_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19TASK_WRITER_KIND_TEMPLATE\x10\x01\x12\x18\n\x14TASK_WRITER_KIND_LLM\x10\x02\x12\x1b\n\x17TASK_WRITER_KIND_HYBRID\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'evolver.v1.task_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKSOURCE']._serialized_start=660
-  _globals['_TASKSOURCE']._serialized_end=750
+  _globals['_TASKSOURCE']._serialized_start=704
+  _globals['_TASKSOURCE']._serialized_end=794
+  _globals['_TASKWRITERKIND']._serialized_start=797
+  _globals['_TASKWRITERKIND']._serialized_end=933
   _globals['_TASKPROVENANCE']._serialized_start=100
-  _globals['_TASKPROVENANCE']._serialized_end=246
-  _globals['_TASK']._serialized_start=249
-  _globals['_TASK']._serialized_end=591
-  _globals['_TASKSTATS']._serialized_start=593
-  _globals['_TASKSTATS']._serialized_end=658
+  _globals['_TASKPROVENANCE']._serialized_end=290
+  _globals['_TASK']._serialized_start=293
+  _globals['_TASK']._serialized_end=635
+  _globals['_TASKSTATS']._serialized_start=637
+  _globals['_TASKSTATS']._serialized_end=702
 # @@protoc_insertion_point(module_scope)

@@ -16,23 +16,38 @@ class TaskSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_SOURCE_UNSPECIFIED: _ClassVar[TaskSource]
     TASK_SOURCE_SEED: _ClassVar[TaskSource]
     TASK_SOURCE_SYNTHETIC: _ClassVar[TaskSource]
+
+class TaskWriterKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_WRITER_KIND_UNSPECIFIED: _ClassVar[TaskWriterKind]
+    TASK_WRITER_KIND_TEMPLATE: _ClassVar[TaskWriterKind]
+    TASK_WRITER_KIND_LLM: _ClassVar[TaskWriterKind]
+    TASK_WRITER_KIND_HYBRID: _ClassVar[TaskWriterKind]
 TASK_SOURCE_UNSPECIFIED: TaskSource
 TASK_SOURCE_SEED: TaskSource
 TASK_SOURCE_SYNTHETIC: TaskSource
+TASK_WRITER_KIND_UNSPECIFIED: TaskWriterKind
+TASK_WRITER_KIND_TEMPLATE: TaskWriterKind
+TASK_WRITER_KIND_LLM: TaskWriterKind
+TASK_WRITER_KIND_HYBRID: TaskWriterKind
 
 class TaskProvenance(_message.Message):
-    __slots__ = ("env_id", "seed_task_id", "walk_id", "generator_version", "created_at")
+    __slots__ = ("env_id", "seed_task_id", "walk_id", "generator_version", "created_at", "prompt_version", "confidence")
     ENV_ID_FIELD_NUMBER: _ClassVar[int]
     SEED_TASK_ID_FIELD_NUMBER: _ClassVar[int]
     WALK_ID_FIELD_NUMBER: _ClassVar[int]
     GENERATOR_VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     env_id: str
     seed_task_id: str
     walk_id: str
     generator_version: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., walk_id: _Optional[str] = ..., generator_version: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    prompt_version: str
+    confidence: float
+    def __init__(self, env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., walk_id: _Optional[str] = ..., generator_version: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., prompt_version: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("task_id", "env_id", "source", "split", "query", "followup_turns", "initial_state_json", "toolsets", "reference_solution", "reference_end_state_json", "expected_answer_facts", "provenance")

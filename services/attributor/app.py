@@ -11,9 +11,8 @@ from evolver.v1 import attributor_service_pb2_grpc as pb_grpc
 from services.attributor.attribution import Attributor
 from services.attributor.handlers import handlers
 
-# Two short lines per step ("Step i Analysis: ..." and "Step i Judgment: ..."), up to the run's
-# max_steps of 4 by default with room for longer trajectories.
-STEP_ATTRIBUTOR_MAX_TOKENS = 768
+# The ceiling; each call asks for what its trajectory's steps need (llm_labels.reply_tokens).
+STEP_ATTRIBUTOR_MAX_TOKENS = 1024
 from services.attributor.servicer import AttributorServicer
 
 

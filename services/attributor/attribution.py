@@ -110,7 +110,7 @@ async def attribute_group(env: RemoteEnvironment, task: task_pb2.Task, group: tp
         else:
             n = len(traj.steps)
             labels = await llm.ask(counters, lambda reply: llm_labels.parse_labels(reply, n),
-                                   **llm_labels.prompt_fields(task.query, traj))
+                                   max_tokens=llm_labels.reply_tokens(n), **llm_labels.prompt_fields(task.query, traj))
             if labels is None:  # unparseable or failed: the verifiable labels stand, counted
                 counters.fallbacks += 1
                 return

@@ -38,6 +38,12 @@ def prompt_fields(query: str, traj: tpb.Trajectory) -> dict[str, object]:
             "sign": "positive" if score > 0 else "negative"}
 
 
+def reply_tokens(n: int) -> int:
+    """Enough for the asked format (two short lines per step) with slack: a reply that runs on
+    past it cannot parse anyway, and on a CPU every token costs."""
+    return 48 * n + 32
+
+
 def parse_labels(reply: str, n: int) -> list[bool] | None:
     """True = GOOD per step, from "Step i Judgment: GOOD|BAD" lines; failing that the first n
     standalone GOOD/BAD words (AgentEvolver's fallback); None when neither gives n labels (an

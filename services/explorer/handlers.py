@@ -31,6 +31,6 @@ def handlers(explorer: Explorer, bus: Bus) -> dict[str, Handler]:
             raise PoisonMessage(str(e)) from None
         await bus.publish("explore.completed", events_pb2.ExploreCompleted(
             request_id=req.request_id, env_id=req.env_id, seed_task_id=req.seed_task_id, walks=walks,
-            max_calls_per_task=req.max_calls_per_task), key=req.request_id)
+            max_calls_per_task=req.max_calls_per_task, task_writer=req.task_writer), key=req.request_id)
 
     return {"explorer-explore-requested": on_explore, "explorer-rollout-requested": on_rollout}

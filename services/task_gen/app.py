@@ -7,6 +7,7 @@ from evolver.bus import topology
 from evolver.envs.client import check_conformance
 from evolver.memory.embeddings import MiniLMEmbedder
 from evolver.memory.store import open_store
+from evolver.models.roles import RoleCallers
 from evolver.rpc import Registration
 from evolver.service import ServiceContext, ServiceParts
 from evolver.v1 import task_gen_service_pb2_grpc as pb_grpc
@@ -18,6 +19,10 @@ from services.task_gen.servicer import TaskGenServicer
 from services.task_gen.task_gen import TaskGen
 
 
+# Up to four <task> blocks of about 60 tokens each, with room to spare.
+TASK_WRITER_MAX_TOKENS = 320
+
+
 def open_task_store(ctx: ServiceContext):
     return open_store(ctx.settings.memory, ctx.settings.state_dir, "task_gen/task_vectors", "task_queries",
                       MiniLMEmbedder.dim)
@@ -27,10 +32,12 @@ async def build(ctx: ServiceContext) -> ServiceParts:
     async def publish(subject: str, message, key: str):
         return await ctx.bus.publish(subject, message, key=key)
 
+    roles = RoleCallers(ctx.settings, max_tokens={"task_writer": TASK_WRITER_MAX_TOKENS})
     task_gen = TaskGen(EnvironmentRegistry(await ctx.bus.kv(topology.ENVIRONMENTS_BUCKET), check_conformance),
                        TaskPool(await ctx.bus.kv(topology.TASKS_BUCKET)),
                        TaskStatsBook(await ctx.bus.kv(topology.TASK_STATS_BUCKET)),
-                       TaskVectorIndex(open_task_store(ctx), MiniLMEmbedder), publish)
+                       TaskVectorIndex(open_task_store(ctx), MiniLMEmbedder), publish,
+                       task_writer=lambda: roles.get("task_writer"))
 
     async def close() -> None:
         task_gen.close()

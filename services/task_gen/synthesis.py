@@ -1,22 +1,40 @@
-"""Walks -> verified synthetic tasks. Candidates are cut from walks, filtered for lexical
-near-duplicates against the pool, and kept only when their reference solution replays in a
+"""Walks -> verified synthetic tasks. Candidates are cut from walks (the template writer) or
+written by the task_writer LLM role, filtered for lexical near-duplicates (by confidence) against the pool, and kept only when their reference solution replays in a
 fresh instance (every call succeeds, and it changes state or returns what the task asks for)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
 
+from evolver.agent.exploration import walk_from_pb
 from evolver.algorithms.dedup import Candidate as DedupCandidate
 from evolver.algorithms.dedup import lexical_filter
-from evolver.algorithms.questioning import GENERATOR_VERSION, candidates_from_walk, check_replay, names_code
+from evolver.algorithms.questioning import (GENERATOR_VERSION, Candidate, candidates_from_walk, check_replay,
+                                            names_code, task_id_for)
+from evolver.envs.base import Call
 from evolver.envs.client import RemoteEnvironment
-from evolver.agent.exploration import walk_from_pb
-from evolver.v1 import events_pb2, task_pb2, trajectory_pb2
-
+from evolver.errors import FailedPrecondition
+from evolver.models.roles import RoleCaller, RoleCounters
+from evolver.v1 import attribution_pb2, events_pb2, task_pb2, trajectory_pb2
+from services.task_gen.llm_writer import parse_tasks, prompt_fields
 
 HELDOUT_SHARE = 0.2
+# The template writer's tasks rank below an LLM task its writer is more than half sure of.
+TEMPLATE_CONFIDENCE = 0.5
+# The task_writer role's caller, built on first use (the local model loads only then).
+TaskWriterRole = Callable[[], Awaitable[RoleCaller]]
+
+
+@dataclass
+class Synthesis:
+    accepted: list[task_pb2.Task]
+    reasons: list[str]
+    role_usage: list[attribution_pb2.RoleUsage] = field(default_factory=list)
 
 
 def split_for(task_id: str, heldout_share: float = HELDOUT_SHARE) -> str:
@@ -25,17 +43,68 @@ def split_for(task_id: str, heldout_share: float = HELDOUT_SHARE) -> str:
         else "train"
 
 
+@dataclass
+class Written:
+    """How a candidate was written: its confidence ranks the near-duplicate filter."""
+    confidence: float = TEMPLATE_CONFIDENCE
+    generator: str = GENERATOR_VERSION
+    prompt_version: str = ""
+
+
+async def llm_candidates(llm: RoleCaller, counters: RoleCounters, walk, tools, event: events_pb2.ExploreCompleted,
+                         known: list[str], max_calls: int, reasons: list[str],
+                         written: dict[str, Written]) -> list[Candidate] | None:
+    """The task_writer role's tasks from one walk; None when its reply was unusable."""
+    parsed = await llm.ask(counters, lambda reply: parse_tasks(reply, walk, max_calls),
+                           **prompt_fields(walk, tools, known, max_calls))
+    if parsed is None:
+        return None
+    tasks, dropped = parsed
+    reasons += dropped
+    out = []
+    for t in tasks:
+        calls = [walk.steps[i].call for i in t.steps]
+        last = walk.steps[t.steps[-1]]
+        reads = [v for v in last.new_values if isinstance(v, (str, int)) and len(str(v)) > 1]
+        facts = [] if last.changed_state else [str(v) for v in reads[:2]]
+        tid = task_id_for(event.env_id, event.seed_task_id, walk.walk_id, calls, generator=llm.prompt_version,
+                          query=t.query)
+        written[tid] = Written(t.confidence, llm.prompt_version, llm.prompt_version)
+        out.append(Candidate(tid, t.query, [Call(c.name, c.arguments, f"ref_{i}") for i, c in enumerate(calls)],
+                             facts, walk.walk_id))
+    return out
+
+
 async def synthesize(env: RemoteEnvironment, event: events_pb2.ExploreCompleted, pool_queries: list[str],
-                     max_per_walk: int = 6, embedding_filter=None) -> tuple[list[task_pb2.Task], list[str]]:
-    """(accepted tasks, rejection reasons). embedding_filter(tasks) -> (kept ids, reasons) runs
-    on replay-verified tasks only, so the vector index holds accepted tasks alone."""
+                     max_per_walk: int = 6, embedding_filter=None,
+                     task_writer: TaskWriterRole | None = None) -> Synthesis:
+    """Accepted tasks, rejection reasons and what the LLM writer cost. embedding_filter(tasks) ->
+    (kept ids, reasons) runs on replay-verified tasks only, so the vector index holds accepted
+    tasks alone. The run's task_writer kind picks the template writer, the LLM one, or both; a
+    walk whose LLM reply is unusable gets the template writer's tasks (counted as a fallback)."""
     tools, _ = await env.tools()
+    kind = event.task_writer
+    use_llm = kind in (task_pb2.TASK_WRITER_KIND_LLM, task_pb2.TASK_WRITER_KIND_HYBRID)
+    max_calls = event.max_calls_per_task or 4
+    reasons: list[str] = []
+    written: dict[str, Written] = {}
+    counters = RoleCounters("task_writer") if use_llm else None
+    walks = [walk_from_pb(w) for w in event.walks]
+    by_llm: list[list[Candidate] | None] = [None] * len(walks)
+    if use_llm:
+        if task_writer is None:
+            raise FailedPrecondition("the LLM task writer was asked for, but no task_writer role is configured")
+        llm = await task_writer()
+        by_llm = list(await asyncio.gather(*(llm_candidates(llm, counters, w, tools, event, pool_queries, max_calls,
+                                                            reasons, written) for w in walks)))
     candidates = []
-    for w in event.walks:
-        walk = walk_from_pb(w)
-        candidates += candidates_from_walk(walk, tools, event.env_id, origin=event.seed_task_id,
-                                           max_len=event.max_calls_per_task or 4)[:max_per_walk]
-    reasons = []
+    for walk, from_llm in zip(walks, by_llm):
+        if use_llm and from_llm is None:
+            counters.fallbacks += 1
+        if from_llm is None or kind == task_pb2.TASK_WRITER_KIND_HYBRID:
+            candidates += candidates_from_walk(walk, tools, event.env_id, origin=event.seed_task_id,
+                                               max_len=max_calls)[:max_per_walk]
+        candidates += from_llm or []
     said = []
     for c in candidates:  # a query that writes code gives the answer away: never a task
         leaked = names_code(c.query, tools)
@@ -44,7 +113,8 @@ async def synthesize(env: RemoteEnvironment, event: events_pb2.ExploreCompleted,
         else:
             said.append(c)
     by_id = {c.task_id: c for c in said}
-    kept, rejected = lexical_filter([DedupCandidate(c.task_id, c.query) for c in said], pool_queries)
+    kept, rejected = lexical_filter([DedupCandidate(c.task_id, c.query, written.get(c.task_id, Written()).confidence)
+                                     for c in said], pool_queries)
     reasons += [r for _, r in rejected]
     accepted = []
     for k in kept:
@@ -62,6 +132,7 @@ async def synthesize(env: RemoteEnvironment, event: events_pb2.ExploreCompleted,
         if not verdict.accepted:
             reasons.append(verdict.reason)
             continue
+        how = written.get(c.task_id, Written(1.0))
         task = task_pb2.Task(
             task_id=c.task_id, env_id=event.env_id, source=task_pb2.TASK_SOURCE_SYNTHETIC, split=split_for(c.task_id),
             query=c.query, initial_state_json=json.dumps(initial),
@@ -69,11 +140,12 @@ async def synthesize(env: RemoteEnvironment, event: events_pb2.ExploreCompleted,
                                 for x in c.calls],
             reference_end_state_json=json.dumps(verdict.reference_end_state), expected_answer_facts=c.expected_facts,
             provenance=task_pb2.TaskProvenance(env_id=event.env_id, seed_task_id=event.seed_task_id, walk_id=c.walk_id,
-                                               generator_version=GENERATOR_VERSION))
+                                               generator_version=how.generator, prompt_version=how.prompt_version,
+                                               confidence=how.confidence))
         task.provenance.created_at.FromSeconds(int(time.time()))
         accepted.append(task)
     if embedding_filter is not None and accepted:
         kept_ids, more = await embedding_filter([(t.task_id, t.query) for t in accepted])
         reasons += more
         accepted = [t for t in accepted if t.task_id in set(kept_ids)]
-    return accepted, reasons
+    return Synthesis(accepted, reasons, [counters.to_pb()] if counters else [])

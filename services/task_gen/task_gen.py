@@ -18,7 +18,7 @@ from evolver.v1 import events_pb2, task_pb2
 from services.task_gen.embedding_dedup import TaskVectorIndex
 from services.task_gen.pool import TaskPool, TaskStatsBook
 from services.task_gen.registry import EnvironmentRegistry
-from services.task_gen.synthesis import synthesize
+from services.task_gen.synthesis import TaskWriterRole, synthesize
 
 log = logging.getLogger(__name__)
 BUILTIN_IDS = {"bfcl"}
@@ -27,8 +27,10 @@ Publish = Callable[[str, object, str], Awaitable[object]]
 
 
 def check_generate(env_id: str, explorations: int, walks_per_exploration: int, max_steps_per_walk: int,
-                   max_calls_per_task: int) -> None:
+                   max_calls_per_task: int, task_writer: int = 0) -> None:
     v = Validator()
+    v.check(task_writer in task_pb2.TaskWriterKind.values(), "task_writer",
+            f"must be a TaskWriterKind (got {str(task_writer)[:12]})")
     v.check(bool(env_id), "env_id", "must name a registered environment")
     v.check(1 <= explorations <= EXPLORATIONS_MAX, "explorations", f"must be between 1 and {EXPLORATIONS_MAX}")
     v.check(1 <= walks_per_exploration <= MAX_WALKS, "walks_per_exploration", f"must be between 1 and {MAX_WALKS}")
@@ -40,9 +42,10 @@ def check_generate(env_id: str, explorations: int, walks_per_exploration: int, m
 
 class TaskGen:
     def __init__(self, registry: EnvironmentRegistry, pool: TaskPool, stats: TaskStatsBook,
-                 index: TaskVectorIndex, publish: Publish):
+                 index: TaskVectorIndex, publish: Publish, task_writer: TaskWriterRole | None = None):
         self.registry, self.pool, self.stats, self.index = registry, pool, stats, index
         self.publish = publish
+        self.task_writer = task_writer
 
     # --- environments --------------------------------------------------------------------------
 
@@ -62,11 +65,11 @@ class TaskGen:
 
     async def request_explorations(self, env_id: str, *, explorations: int, walks_per_exploration: int,
                                    max_steps_per_walk: int, max_calls_per_task: int, seed: int,
-                                   requester_id: str = "") -> list[str]:
+                                   requester_id: str = "", task_writer: int = 0) -> list[str]:
         """One explore.requested per exploration, from the environment's train seed tasks in turn;
         an environment without any is explored from its default initial state (no human-written
         task is needed)."""
-        check_generate(env_id, explorations, walks_per_exploration, max_steps_per_walk, max_calls_per_task)
+        check_generate(env_id, explorations, walks_per_exploration, max_steps_per_walk, max_calls_per_task, task_writer)
         spec = await self.registry.get(env_id)
         async with RemoteEnvironment(spec.address) as env:
             seeds = await env.seed_tasks("train")  # never evaluation tasks (spec B3)
@@ -82,7 +85,7 @@ class TaskGen:
             await self.publish("explore.requested", events_pb2.ExploreRequested(
                 request_id=rid, env_id=env_id, seed_task_id=seed_task_id,
                 walks=walks_per_exploration, max_steps_per_walk=max_steps_per_walk,
-                seed=seed + i, max_calls_per_task=max_calls_per_task), rid)
+                seed=seed + i, max_calls_per_task=max_calls_per_task, task_writer=task_writer), rid)
             ids.append(rid)
         return ids
 
@@ -91,14 +94,16 @@ class TaskGen:
         spec = await self.registry.get(event.env_id)
         existing = await self.pool.all()
         async with RemoteEnvironment(spec.address) as env:
-            accepted, reasons = await synthesize(
-                env, event, [t.query for t in existing],
-                embedding_filter=lambda tasks: self.index.filter_new(event.env_id, tasks))
+            made = await synthesize(env, event, [t.query for t in existing],
+                                    embedding_filter=lambda tasks: self.index.filter_new(event.env_id, tasks),
+                                    task_writer=self.task_writer)
+        accepted, reasons = made.accepted, made.reasons
         for task in accepted:
             await self.pool.put(task)  # idempotent: ids are content-derived
         log.info("exploration %s: %d tasks accepted, %d rejected", event.request_id, len(accepted), len(reasons))
         return events_pb2.TasksAccepted(env_id=event.env_id, tasks=accepted, explore_request_id=event.request_id,
-                                        candidates=len(accepted) + len(reasons), rejection_reasons=reasons[:100])
+                                        candidates=len(accepted) + len(reasons), rejection_reasons=reasons[:100],
+                                        role_usage=made.role_usage)
 
     # --- the pool and the curriculum -----------------------------------------------------------
 

@@ -57,6 +57,10 @@ class QuestioningSpec(_Section):
     use_seed_tasks: bool = False
     synthetic_ratio: float = Field(1.0, ge=0)
     wait_s: float = Field(600, gt=0)
+    # Who writes the queries: the LLM-free template writer (verifiable), the task_writer LLM role
+    # (several tasks per walk, each naming the walk steps that solve it; a walk whose reply is
+    # unusable falls back to the template writer), or both (hybrid). Every task is replayed.
+    task_writer: Literal["verifiable", "llm", "hybrid"] = "verifiable"
 
 
 class NavigatingSpec(_Section):

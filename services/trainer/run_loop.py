@@ -31,6 +31,7 @@ from evolver.envs.client import RemoteEnvironment
 from evolver.envs.registry import environment_spec
 from evolver.errors import FailedPrecondition, PoisonMessage
 from evolver.models.policy_store import publish_policy
+from evolver.models.roles import usage_metrics
 from evolver.rpc import channel, is_transient, retry_transient, stub
 from evolver.v1 import events_pb2, run_pb2, task_pb2
 from evolver.v1 import task_gen_service_pb2 as tg_pb
@@ -42,7 +43,7 @@ from services.trainer.advantages import Sample, demonstration_sample, imitation_
 from services.trainer.evaluation import eval_metrics, evaluation_due
 from services.trainer.checkpoint import Checkpoint
 from services.trainer.step_tally import tally
-from services.trainer.tasks import choose_train_tasks, mixture, seed_task_pb, select_eval_tasks
+from services.trainer.tasks import TASK_WRITERS, choose_train_tasks, mixture, seed_task_pb, select_eval_tasks
 from services.trainer.progress import phase_name
 from services.trainer.run_config import RunSpec
 
@@ -168,6 +169,8 @@ class RunLoop:
                 for r in event.message.rejection_reasons:
                     kind = f"rejected: {rejection_kind(r)}"
                     rejected[kind] = rejected.get(kind, 0) + 1
+                for key, v in usage_metrics(event.message.role_usage).items():
+                    rejected[key] = rejected.get(key, 0) + v  # the task writer's calls, tokens, failures
                 answered.set()
         sub = await self.bus.subscribe("tasks.accepted", on_accepted)
         started = time.monotonic()
@@ -180,7 +183,8 @@ class RunLoop:
                     return await tg.GenerateTasks(tg_pb.GenerateTasksRequest(
                         env_id=self.spec.env_id, explorations=q.explorations,
                         walks_per_exploration=q.walks_per_exploration, max_steps_per_walk=q.max_steps_per_walk,
-                        seed=self.spec.seed, max_calls_per_task=q.max_calls_per_task, requester_id=self.run_id))
+                        seed=self.spec.seed, max_calls_per_task=q.max_calls_per_task, requester_id=self.run_id,
+                        task_writer=TASK_WRITERS[q.task_writer]))
             r = await self._retrying("task_gen GenerateTasks", generate)
             # Wait for every exploration (not just enough tasks): the held-out share and the
             # curriculum then see the whole pool from the first step on.

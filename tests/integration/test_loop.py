@@ -60,6 +60,16 @@ async def _events(stack_dir: Path, run_id: str):
         await bus.close()
 
 
+async def _env_address(stack_dir: Path, env_id: str) -> str:
+    from evolver.envs.registry import environment_spec
+    state = Stack(stack_dir).read_state()
+    bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": state.nats_url}), name="test")
+    try:
+        return (await environment_spec(await bus.kv(topology.ENVIRONMENTS_BUCKET), env_id)).address
+    finally:
+        await bus.close()
+
+
 async def _checkpoint(stack_dir: Path, run_id: str) -> dict:
     """The trainer's checkpoint record of a run on the stack."""
     state = Stack(stack_dir).read_state()
@@ -176,15 +186,27 @@ def test_each_mechanism_switch_changes_what_flows(stack_dir, tmp_path, switch):
         assert attributed and all(a.attributions for a in attributed)
 
 
-def test_the_llm_step_labeller_runs_on_the_local_model_and_loses_nothing(stack_dir, tmp_path):
-    """attributing.labeler llm with the step_attributor role on the local endpoint (the stack's
-    model, here the tiny random transformer: its replies rarely parse, which exercises the
-    fallback). Output quality is not the point: every trajectory is labelled, each call is counted."""
-    r = cli(stack_dir, "run", "--config", str(_write(tmp_path, "llm.yaml", steps=1,
+def test_the_llm_roles_run_on_the_local_model_and_lose_nothing(stack_dir, tmp_path):
+    """questioning.task_writer and attributing.labeler llm, their roles on the local endpoint (the
+    stack's model, here the tiny random transformer: its replies rarely parse, which exercises
+    the fallbacks). Output quality is not the point: tasks are still written, every trajectory
+    is labelled, each call is counted."""
+    # BFCL's server again under its own id: an empty task pool, so this run's questioning writes one
+    address = asyncio.run(_env_address(stack_dir, "bfcl"))
+    assert cli(stack_dir, "env", "add", address, "--id", "bfcl-llm").returncode == 0
+    questioning = {**SMALL["questioning"], "task_writer": "llm", "explorations": 1}
+    r = cli(stack_dir, "run", "--config", str(_write(tmp_path, "llm.yaml", steps=1, questioning=questioning,
+                                                     env_id="bfcl-llm",
                                                      attributing={"labeler": "llm"},
                                                      eval={"synthetic_tasks": 0, "seed_tasks": 0, "k": 1})),
             "--run-id", "llm-labels", "--out", str(tmp_path / "runs"))
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    progress = [json.loads(x) for x in (tmp_path / "runs" / "llm-labels" / "metrics.jsonl").read_text().splitlines()]
+    asked = [p["metrics"] for p in progress if p["phase"] == "questioning" and "llm/task_writer/calls" in p["metrics"]]
+    # one call per walk (1 exploration x 2 walks); an unusable reply: that walk's template tasks
+    assert asked and asked[-1]["llm/task_writer/calls"] == 2
+    assert asked[-1]["llm/task_writer/fallbacks"] == (asked[-1]["llm/task_writer/parse_failures"]
+                                                      + asked[-1]["llm/task_writer/call_failures"])
     ev = asyncio.run(_events(stack_dir, "llm-labels"))
     attributed = [a for a in ev.attributed if not a.evaluation and not a.demonstration]
     assert len(attributed) == 2

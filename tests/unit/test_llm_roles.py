@@ -120,3 +120,45 @@ def test_attributing_settings_travel_in_the_rollout_request_and_labels_stop_afte
         RunSpec.model_validate({}), run_id="r", job="j", step=50, task=task, version=0, evaluation=False).attribute
     with pytest.raises(ValueError, match="labeler"):
         RunSpec.model_validate({"attributing": {"labeler": "oracle"}})
+
+
+def _walk():
+    from evolver.algorithms.questioning import Walk, WalkStep
+    from evolver.envs.base import Call
+    w = Walk("w", {})
+    w.steps += [WalkStep(Call("mkdir", {"dir_name": "a"}), "ok", False, "h1", True),
+                WalkStep(Call("cd", {"folder": "zz"}), "No such folder", True, "h1", False),
+                WalkStep(Call("ls", {}), "a", False, "h1", False, ["a"])]
+    return w
+
+
+def test_task_writer_replies_parse_into_every_block_with_steps_checked():
+    from services.task_gen.llm_writer import parse_tasks, prompt_fields
+    w = _walk()
+    reply = ('<task>{"query": "Make a folder called a.", "confidence": 0.8, "action_sequence": [1]}</task>\n'
+             '<task>{"query": "Make a folder a and list  it.", "confidence": "high", "action_sequence": "steps 1 and 3"}</task>'
+             '<TASK>{"query": "Go to zz.", "confidence": 0.9, "action_sequence": [2]}</TASK>'
+             '<task>{"query": "x", "action_sequence": [1, 3, 1]}</task><task>[1]</task><task>{oops</task>'
+             '<task>{"query": "", "action_sequence": [1]}</task>')
+    tasks, dropped = parse_tasks(reply, w, max_calls=2)
+    assert [(t.query, t.confidence, t.steps) for t in tasks] == [
+        ("Make a folder called a.", 0.8, [0]), ("Make a folder a and list it.", 0.5, [0, 2])]
+    assert dropped == ["LLM task: action_sequence names a missing or failed step",
+                       "LLM task: action_sequence must list 1 to 2 step numbers", "LLM task: not a JSON object",
+                       "LLM task: not valid JSON", "LLM task: no usable query"]
+    assert parse_tasks("", w, 2) is None and parse_tasks("Sorry, I can't.", w, 2) is None
+    f = prompt_fields(w, [], ["an old task"], 2)
+    assert f["n"] == 3 and ">>> STEP 2 <<< (ERROR)" in f["steps"] and '<|ACTION|>mkdir({"dir_name": "a"})' in f["steps"]
+    assert f["known"] == "- an old task"
+    system, user = prompts.load("task_writer").messages(**f)
+    assert "Use 1 to 2 steps" in system["content"] and "an old task" in user["content"]
+
+
+def test_generate_tasks_refuses_an_unknown_task_writer_naming_the_field():
+    from evolver.errors import InvalidArgument
+    from services.task_gen.task_gen import check_generate
+    check_generate("bfcl", 1, 1, 1, 0, task_pb2.TASK_WRITER_KIND_LLM)
+    with pytest.raises(InvalidArgument) as bad:
+        check_generate("bfcl", 1, 1, 1, 0, 77)
+    assert [v.field for v in bad.value.violations] == ["task_writer"]
+    assert RunSpec.model_validate({"questioning": {"task_writer": "hybrid"}}).questioning.task_writer == "hybrid"

@@ -1,0 +1,109 @@
+"""The LLM task writer (questioning.task_writer llm | hybrid) on real BFCL exploration walks over
+the Environment protocol, against ScriptedOpenAIServer (a FAKE OpenAI-compatible server): every
+<task> block becomes its own candidate, each named step sequence is replayed, queries that write
+code are refused, confidence ranks the near-duplicate filter, and an unusable reply falls back to
+the template writer for that walk, counted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evolver import prompts
+from evolver.agent.exploration import run_walk, walk_to_pb
+from evolver.models.openai_compat import AuxChatClient, EndpointSettings
+from evolver.models.roles import RoleCaller
+from evolver.v1 import events_pb2, task_pb2
+from services.task_gen.synthesis import synthesize
+from tests.fake_openai_server import Reply, ScriptedOpenAIServer
+
+pytestmark = pytest.mark.integration
+
+
+def block(**task) -> str:
+    return f"<task>{json.dumps(task)}</task>"
+
+
+async def walks(bfcl, *seeds: int) -> list:
+    """Seeded schema walks (the planner is deterministic): seeds 9 and 13 each make a successful
+    state change among failed calls."""
+    return [await run_walk(bfcl, walk_id=f"x/w{i}", seed=seed, max_steps=6, seed_task_id="multi_turn_base_0")
+            for i, seed in enumerate(seeds)]
+
+
+async def test_llm_written_tasks_are_replayed_filtered_and_carry_their_provenance(bfcl):
+    (walk, other) = await walks(bfcl, 9, 13)
+    changed = [i for i, s in enumerate(walk.steps) if s.changed_state and not s.is_error]
+    failed = [i for i, s in enumerate(walk.steps) if s.is_error]
+    assert changed, "the walk needs a successful step that changed state"
+    k = changed[0] + 1  # the prompt numbers steps from 1
+    reply = "\n".join([
+        "Here are the tasks.",
+        block(query="Set things up the way the log shows, with the concrete names from step one.",
+              confidence=0.9, action_sequence=[k]),
+        block(query="Set things up the way the log shows, with the concrete names from step one!",
+              confidence=0.4, action_sequence=[k]),  # a near-duplicate of a more confident task
+        "<task>{\"query\": \"broken\", </task>",  # not JSON: dropped, the rest still count
+        block(query=f"Call {walk.steps[changed[0]].call.name}(...) for me", confidence=0.8, action_sequence=[k]),
+        block(query="Do the step that failed.", confidence=0.7,
+              action_sequence=[failed[0] + 1] if failed else [len(walk.steps) + 5]),
+    ])
+    event = events_pb2.ExploreCompleted(request_id="x", env_id="bfcl", seed_task_id="multi_turn_base_0",
+                                        walks=[walk_to_pb(walk), walk_to_pb(other)], max_calls_per_task=2,
+                                        task_writer=task_pb2.TASK_WRITER_KIND_LLM)
+    with ScriptedOpenAIServer() as fake:
+        first = f"<|ACTION|>{walk.steps[0].call.name}("  # which walk a request is about (they run at once)
+        fake.add("task_writer", *[lambda body: Reply(reply) if first in body["messages"][1]["content"]
+                                  else Reply("I would rather not.")] * 2)  # the 2nd walk's reply is unusable
+        client = AuxChatClient(EndpointSettings(fake.url, "writer-7b", max_retries=0))
+        llm = RoleCaller("task_writer", client, prompts.load("task_writer"))
+
+        async def role():
+            return llm
+        made = await synthesize(bfcl, event, ["an existing task in the pool"], task_writer=role)
+        bodies = fake.calls("task_writer")
+    (usage,) = made.role_usage
+    assert (usage.role, usage.calls, usage.parse_failures, usage.fallbacks) == ("task_writer", 2, 1, 1)
+    written = [t for t in made.accepted if t.provenance.prompt_version == "task_writer/v1"]
+    assert len(written) == 1 and written[0].provenance.confidence == pytest.approx(0.9)
+    t = written[0]
+    assert t.query.startswith("Set things up") and t.provenance.generator_version == "task_writer/v1"
+    step = walk.steps[changed[0]]
+    assert [(c.name, json.loads(c.arguments_json)) for c in t.reference_solution] == [(step.call.name, step.call.arguments)]
+    assert t.reference_end_state_json  # replayed in a fresh instance
+    reasons = " | ".join(made.reasons)
+    assert "not valid JSON" in reasons and "query names a tool" in reasons and "lexical near-duplicate" in reasons
+    assert "missing or failed step" in reasons
+    # the walk whose reply was unusable: the template writer's tasks, counted as a fallback
+    assert any(not x.provenance.prompt_version and x.provenance.walk_id == "x/w1" for x in made.accepted)
+    # the prompt: the numbered log with each step's status, the pool's tasks as "already known"
+    user = next(b["messages"][1]["content"] for b in bodies if ">>> STEP" in b["messages"][1]["content"]
+                and walk.steps[0].call.name in b["messages"][1]["content"])
+    assert f">>> STEP {k} <<< (ok)" in user and "an existing task in the pool" in user and "1 to 2 steps" not in user
+    assert "Use 1 to 2 steps" in bodies[0]["messages"][0]["content"]
+
+
+async def test_hybrid_keeps_both_writers_and_template_mode_never_calls(bfcl):
+    (walk,) = await walks(bfcl, 13)
+    changed = [i for i, s in enumerate(walk.steps) if s.changed_state and not s.is_error]
+    assert changed
+    reply = block(query="Please make the change from the log, exactly as it was done there.", confidence=0.95,
+                  action_sequence=[changed[0] + 1])
+    with ScriptedOpenAIServer(default=Reply(reply)) as fake:
+        llm = RoleCaller("task_writer", AuxChatClient(EndpointSettings(fake.url, "w", max_retries=0)),
+                         prompts.load("task_writer"))
+
+        async def role():
+            return llm
+        event = events_pb2.ExploreCompleted(request_id="y", env_id="bfcl", seed_task_id="multi_turn_base_0",
+                                            walks=[walk_to_pb(walk)], max_calls_per_task=2,
+                                            task_writer=task_pb2.TASK_WRITER_KIND_HYBRID)
+        hybrid = await synthesize(bfcl, event, [], task_writer=role)
+        event.task_writer = task_pb2.TASK_WRITER_KIND_TEMPLATE
+        template = await synthesize(bfcl, event, [], task_writer=role)
+        assert len(fake.requests) == 1  # the template writer calls nobody
+    sources = {bool(t.provenance.prompt_version) for t in hybrid.accepted}
+    assert sources == {True, False} and hybrid.role_usage[0].fallbacks == 0
+    assert not template.role_usage and all(not t.provenance.prompt_version for t in template.accepted)
+    assert {t.task_id for t in template.accepted} <= {t.task_id for t in hybrid.accepted}
