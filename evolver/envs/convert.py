@@ -10,11 +10,12 @@ from evolver.v1 import trajectory_pb2 as traj_pb
 
 
 def tool_to_pb(t: Tool) -> env_pb.ToolSchema:
-    return env_pb.ToolSchema(name=t.name, description=t.description, parameters_json_schema=json.dumps(t.parameters))
+    return env_pb.ToolSchema(name=t.name, description=t.description, parameters_json_schema=json.dumps(t.parameters),
+                             toolset=t.toolset)
 
 
 def tool_from_pb(t: env_pb.ToolSchema) -> Tool:
-    return Tool(t.name, t.description, json.loads(t.parameters_json_schema or "{}"))
+    return Tool(t.name, t.description, json.loads(t.parameters_json_schema or "{}"), t.toolset)
 
 
 def seed_to_pb(s: SeedTask) -> env_pb.SeedTask:

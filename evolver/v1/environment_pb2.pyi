@@ -18,17 +18,70 @@ ENVIRONMENT_KIND_BUILTIN: EnvironmentKind
 ENVIRONMENT_KIND_USER: EnvironmentKind
 
 class ToolSchema(_message.Message):
-    __slots__ = ("name", "description", "parameters_json_schema")
+    __slots__ = ("name", "description", "parameters_json_schema", "toolset")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_JSON_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    TOOLSET_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     parameters_json_schema: str
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters_json_schema: _Optional[str] = ...) -> None: ...
+    toolset: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters_json_schema: _Optional[str] = ..., toolset: _Optional[str] = ...) -> None: ...
+
+class EnvironmentProfile(_message.Message):
+    __slots__ = ("name", "background", "entities", "task_preference", "source")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BACKGROUND_FIELD_NUMBER: _ClassVar[int]
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    TASK_PREFERENCE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    background: str
+    entities: _containers.RepeatedCompositeFieldContainer[ProfileEntity]
+    task_preference: TaskPreference
+    source: str
+    def __init__(self, name: _Optional[str] = ..., background: _Optional[str] = ..., entities: _Optional[_Iterable[_Union[ProfileEntity, _Mapping]]] = ..., task_preference: _Optional[_Union[TaskPreference, _Mapping]] = ..., source: _Optional[str] = ...) -> None: ...
+
+class ProfileEntity(_message.Message):
+    __slots__ = ("name", "description", "attributes", "operations")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    attributes: _containers.ScalarMap[str, str]
+    operations: _containers.RepeatedCompositeFieldContainer[ProfileOperation]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ..., operations: _Optional[_Iterable[_Union[ProfileOperation, _Mapping]]] = ...) -> None: ...
+
+class ProfileOperation(_message.Message):
+    __slots__ = ("name", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class TaskPreference(_message.Message):
+    __slots__ = ("num_entities", "num_operations", "relation_difficulty")
+    NUM_ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    NUM_OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    RELATION_DIFFICULTY_FIELD_NUMBER: _ClassVar[int]
+    num_entities: int
+    num_operations: int
+    relation_difficulty: int
+    def __init__(self, num_entities: _Optional[int] = ..., num_operations: _Optional[int] = ..., relation_difficulty: _Optional[int] = ...) -> None: ...
 
 class EnvironmentSpec(_message.Message):
-    __slots__ = ("env_id", "display_name", "kind", "address", "tools", "state_visible", "description")
+    __slots__ = ("env_id", "display_name", "kind", "address", "tools", "state_visible", "description", "profile")
     ENV_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +89,7 @@ class EnvironmentSpec(_message.Message):
     TOOLS_FIELD_NUMBER: _ClassVar[int]
     STATE_VISIBLE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
     env_id: str
     display_name: str
     kind: EnvironmentKind
@@ -43,7 +97,8 @@ class EnvironmentSpec(_message.Message):
     tools: _containers.RepeatedCompositeFieldContainer[ToolSchema]
     state_visible: bool
     description: str
-    def __init__(self, env_id: _Optional[str] = ..., display_name: _Optional[str] = ..., kind: _Optional[_Union[EnvironmentKind, str]] = ..., address: _Optional[str] = ..., tools: _Optional[_Iterable[_Union[ToolSchema, _Mapping]]] = ..., state_visible: _Optional[bool] = ..., description: _Optional[str] = ...) -> None: ...
+    profile: EnvironmentProfile
+    def __init__(self, env_id: _Optional[str] = ..., display_name: _Optional[str] = ..., kind: _Optional[_Union[EnvironmentKind, str]] = ..., address: _Optional[str] = ..., tools: _Optional[_Iterable[_Union[ToolSchema, _Mapping]]] = ..., state_visible: _Optional[bool] = ..., description: _Optional[str] = ..., profile: _Optional[_Union[EnvironmentProfile, _Mapping]] = ...) -> None: ...
 
 class SeedTask(_message.Message):
     __slots__ = ("seed_task_id", "split", "user_turns", "initial_state_json", "involved_classes")

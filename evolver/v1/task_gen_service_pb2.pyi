@@ -9,14 +9,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RegisterEnvironmentRequest(_message.Message):
-    __slots__ = ("env_id", "address", "display_name")
+    __slots__ = ("env_id", "address", "display_name", "profile")
     ENV_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
     env_id: str
     address: str
     display_name: str
-    def __init__(self, env_id: _Optional[str] = ..., address: _Optional[str] = ..., display_name: _Optional[str] = ...) -> None: ...
+    profile: _environment_pb2.EnvironmentProfile
+    def __init__(self, env_id: _Optional[str] = ..., address: _Optional[str] = ..., display_name: _Optional[str] = ..., profile: _Optional[_Union[_environment_pb2.EnvironmentProfile, _Mapping]] = ...) -> None: ...
 
 class RegisterEnvironmentResponse(_message.Message):
     __slots__ = ("environment",)

@@ -10,8 +10,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from evolver.algorithms.questioning import Walk, short_description
-from evolver.envs.base import Tool
+from evolver.algorithms.questioning import Walk
+from evolver.envs.profile import render_profile
+from evolver.v1 import environment_pb2 as env_pb
 
 PART_CHARS = 600  # an observation in the log is trimmed to this
 KNOWN_SHOWN = 12  # tasks already in the pool shown as "do not repeat"
@@ -37,10 +38,12 @@ def render_walk(walk: Walk) -> str:
     return "\n".join(parts)
 
 
-def prompt_fields(walk: Walk, tools: Sequence[Tool], known: Sequence[str], max_calls: int) -> dict[str, object]:
+def prompt_fields(walk: Walk, profile: env_pb.EnvironmentProfile, known: Sequence[str],
+                  max_calls: int) -> dict[str, object]:
+    """The environment profile (the entities the walk touched), the numbered log, the tasks
+    already known."""
     used = {s.call.name for s in walk.steps}
-    tool_lines = [f"- {t.name}: {short_description(t)}" for t in tools if t.name in used]
-    return {"tools": "\n".join(tool_lines) or "(none)", "n": len(walk.steps), "steps": render_walk(walk),
+    return {"profile": render_profile(profile, used), "n": len(walk.steps), "steps": render_walk(walk),
             "known": "\n".join(f"- {q}" for q in list(known)[:KNOWN_SHOWN]) or "(none)",
             "max_calls": max_calls, "max_tasks": MAX_TASKS}
 

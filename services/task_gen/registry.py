@@ -7,6 +7,7 @@ import re
 from typing import Awaitable, Callable, Protocol
 
 from evolver.envs.convert import tool_to_pb
+from evolver.envs.profile import check_profile, derive_profile
 from evolver.envs.base import Tool
 from evolver.envs.registry import environment_spec
 from evolver.errors import FailedPrecondition, NotFound, Validator
@@ -25,8 +26,10 @@ class KeyValue(Protocol):
     async def delete(self, key: str) -> None: ...
 
 
-def validate_registration(env_id: str, address: str) -> None:
+def validate_registration(env_id: str, address: str, profile: env_pb.EnvironmentProfile | None = None) -> None:
     v = Validator()
+    if profile is not None:
+        check_profile(profile, v)
     v.check(bool(ENV_ID.match(env_id)), "env_id", "must be 1-63 chars of a-z, 0-9, '_' or '-', starting alphanumeric")
     port_ok = bool(ADDRESS.match(address)) and 0 < int(address.rsplit(":", 1)[1]) < 65536
     v.check(port_ok, "address", "must be HOST:PORT with a port between 1 and 65535")
@@ -39,10 +42,13 @@ class EnvironmentRegistry:
         self.check = check
 
     async def register(self, env_id: str, address: str, display_name: str = "",
-                       kind: int = env_pb.ENVIRONMENT_KIND_USER) -> env_pb.EnvironmentSpec:
+                       kind: int = env_pb.ENVIRONMENT_KIND_USER,
+                       profile: env_pb.EnvironmentProfile | None = None) -> env_pb.EnvironmentSpec:
         """Validates, checks the server answers and conforms, then records it (re-registering an
-        id replaces its address: that is how an environment moves)."""
-        validate_registration(env_id, address)
+        id replaces its address: that is how an environment moves). Without a profile, one is
+        derived from the tool schemas."""
+        supplied = profile is not None and profile.ByteSize() > 0
+        validate_registration(env_id, address, profile if supplied else None)
         tools, state_visible = await self.check(address)
         names = [t.name for t in tools]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -51,6 +57,11 @@ class EnvironmentRegistry:
         spec = env_pb.EnvironmentSpec(env_id=env_id, display_name=display_name or env_id, address=address,
                                       kind=kind, tools=[tool_to_pb(t) for t in tools],
                                       state_visible=state_visible)
+        if supplied:
+            spec.profile.CopyFrom(profile)
+            spec.profile.source = "user"
+        else:
+            spec.profile.CopyFrom(derive_profile(tools, display_name or env_id))
         await self.kv.put(env_id, spec.SerializeToString())
         return spec
 

@@ -12,7 +12,8 @@ class TaskGenServicer(pb_grpc.TaskGenServiceServicer):
         self.task_gen = task_gen
 
     async def RegisterEnvironment(self, request: pb.RegisterEnvironmentRequest, context) -> pb.RegisterEnvironmentResponse:
-        spec = await self.task_gen.register(request.env_id, request.address, request.display_name)
+        spec = await self.task_gen.register(request.env_id, request.address, request.display_name,
+                                            request.profile if request.HasField("profile") else None)
         return pb.RegisterEnvironmentResponse(environment=spec)
 
     async def UnregisterEnvironment(self, request: pb.UnregisterEnvironmentRequest,

@@ -18,9 +18,11 @@ from evolver.algorithms.questioning import (GENERATOR_VERSION, Candidate, candid
                                             names_code, task_id_for)
 from evolver.envs.base import Call
 from evolver.envs.client import RemoteEnvironment
+from evolver.envs.profile import derive_profile
 from evolver.errors import FailedPrecondition
 from evolver.models.roles import RoleCaller, RoleCounters
 from evolver.v1 import attribution_pb2, events_pb2, task_pb2, trajectory_pb2
+from evolver.v1 import environment_pb2 as env_pb
 from services.task_gen.llm_writer import parse_tasks, prompt_fields
 
 HELDOUT_SHARE = 0.2
@@ -51,12 +53,13 @@ class Written:
     prompt_version: str = ""
 
 
-async def llm_candidates(llm: RoleCaller, counters: RoleCounters, walk, tools, event: events_pb2.ExploreCompleted,
+async def llm_candidates(llm: RoleCaller, counters: RoleCounters, walk, profile: env_pb.EnvironmentProfile,
+                         event: events_pb2.ExploreCompleted,
                          known: list[str], max_calls: int, reasons: list[str],
                          written: dict[str, Written]) -> list[Candidate] | None:
     """The task_writer role's tasks from one walk; None when its reply was unusable."""
     parsed = await llm.ask(counters, lambda reply: parse_tasks(reply, walk, max_calls),
-                           **prompt_fields(walk, tools, known, max_calls))
+                           **prompt_fields(walk, profile, known, max_calls))
     if parsed is None:
         return None
     tasks, dropped = parsed
@@ -77,7 +80,8 @@ async def llm_candidates(llm: RoleCaller, counters: RoleCounters, walk, tools, e
 
 async def synthesize(env: RemoteEnvironment, event: events_pb2.ExploreCompleted, pool_queries: list[str],
                      max_per_walk: int = 6, embedding_filter=None,
-                     task_writer: TaskWriterRole | None = None) -> Synthesis:
+                     task_writer: TaskWriterRole | None = None,
+                     profile: env_pb.EnvironmentProfile | None = None) -> Synthesis:
     """Accepted tasks, rejection reasons and what the LLM writer cost. embedding_filter(tasks) ->
     (kept ids, reasons) runs on replay-verified tasks only, so the vector index holds accepted
     tasks alone. The run's task_writer kind picks the template writer, the LLM one, or both; a
@@ -95,7 +99,8 @@ async def synthesize(env: RemoteEnvironment, event: events_pb2.ExploreCompleted,
         if task_writer is None:
             raise FailedPrecondition("the LLM task writer was asked for, but no task_writer role is configured")
         llm = await task_writer()
-        by_llm = list(await asyncio.gather(*(llm_candidates(llm, counters, w, tools, event, pool_queries, max_calls,
+        profile = profile if profile is not None and profile.ByteSize() else derive_profile(tools, event.env_id)
+        by_llm = list(await asyncio.gather(*(llm_candidates(llm, counters, w, profile, event, pool_queries, max_calls,
                                                             reasons, written) for w in walks)))
     candidates = []
     for walk, from_llm in zip(walks, by_llm):

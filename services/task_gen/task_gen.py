@@ -49,9 +49,10 @@ class TaskGen:
 
     # --- environments --------------------------------------------------------------------------
 
-    async def register(self, env_id: str, address: str, display_name: str) -> env_pb.EnvironmentSpec:
+    async def register(self, env_id: str, address: str, display_name: str,
+                       profile: env_pb.EnvironmentProfile | None = None) -> env_pb.EnvironmentSpec:
         kind = env_pb.ENVIRONMENT_KIND_BUILTIN if env_id in BUILTIN_IDS else env_pb.ENVIRONMENT_KIND_USER
-        return await self.registry.register(env_id, address, display_name, kind)
+        return await self.registry.register(env_id, address, display_name, kind, profile)
 
     async def unregister(self, env_id: str) -> None:
         if not env_id:
@@ -96,7 +97,7 @@ class TaskGen:
         async with RemoteEnvironment(spec.address) as env:
             made = await synthesize(env, event, [t.query for t in existing],
                                     embedding_filter=lambda tasks: self.index.filter_new(event.env_id, tasks),
-                                    task_writer=self.task_writer)
+                                    task_writer=self.task_writer, profile=spec.profile)
         accepted, reasons = made.accepted, made.reasons
         for task in accepted:
             await self.pool.put(task)  # idempotent: ids are content-derived

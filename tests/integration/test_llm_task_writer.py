@@ -81,6 +81,8 @@ async def test_llm_written_tasks_are_replayed_filtered_and_carry_their_provenanc
     user = next(b["messages"][1]["content"] for b in bodies if ">>> STEP" in b["messages"][1]["content"]
                 and walk.steps[0].call.name in b["messages"][1]["content"])
     assert f">>> STEP {k} <<< (ok)" in user and "an existing task in the pool" in user and "1 to 2 steps" not in user
+    # the environment profile derived from the tool schemas: the entities this walk touched
+    assert "### ENVIRONMENT" in user and "GorillaFileSystem" in user and "Task preference" in user
     assert "Use 1 to 2 steps" in bodies[0]["messages"][0]["content"]
 
 
@@ -107,3 +109,39 @@ async def test_hybrid_keeps_both_writers_and_template_mode_never_calls(bfcl):
     assert sources == {True, False} and hybrid.role_usage[0].fallbacks == 0
     assert not template.role_usage and all(not t.provenance.prompt_version for t in template.accepted)
     assert {t.task_id for t in template.accepted} <= {t.task_id for t in hybrid.accepted}
+
+
+async def test_a_registered_environment_has_a_profile_derived_or_supplied_and_bad_ones_are_named(bfcl, bus):
+    from evolver.bus import topology
+    from evolver.envs.client import check_conformance
+    from evolver.errors import InvalidArgument
+    from evolver.v1 import environment_pb2 as env_pb
+    from evolver.v1 import task_gen_service_pb2 as tg
+    from services.task_gen.registry import EnvironmentRegistry
+    from services.task_gen.servicer import TaskGenServicer
+    from services.task_gen.task_gen import TaskGen
+    task_gen = TaskGen(EnvironmentRegistry(await bus.kv(topology.ENVIRONMENTS_BUCKET), check_conformance),
+                       None, None, None, None)
+    servicer = TaskGenServicer(task_gen)
+    r = await servicer.RegisterEnvironment(tg.RegisterEnvironmentRequest(env_id="bfcl", address=bfcl.address), None)
+    derived = r.environment.profile
+    assert derived.source == "derived" and {e.name for e in derived.entities} >= {"GorillaFileSystem", "TwitterAPI"}
+    fs = next(e for e in derived.entities if e.name == "GorillaFileSystem")
+    assert "mkdir" in {o.name for o in fs.operations} and "dir_name" in fs.attributes
+    mine = env_pb.EnvironmentProfile(name="Alice", background="keeps her files tidy",
+                                     entities=[env_pb.ProfileEntity(name="Files", description="her documents",
+                                                                    operations=[env_pb.ProfileOperation(name="mkdir")])],
+                                     task_preference=env_pb.TaskPreference(num_entities=1, relation_difficulty=3))
+    await servicer.RegisterEnvironment(tg.RegisterEnvironmentRequest(env_id="mine", address=bfcl.address,
+                                                                     profile=mine), None)
+    listed = {e.env_id: e for e in (await servicer.ListEnvironments(tg.ListEnvironmentsRequest(), None)).environments}
+    assert listed["mine"].profile.name == "Alice" and listed["mine"].profile.source == "user"
+    assert listed["bfcl"].profile.source == "derived"
+    hostile = env_pb.EnvironmentProfile(name="x" * 5000, entities=[env_pb.ProfileEntity(name="")],
+                                        task_preference=env_pb.TaskPreference(relation_difficulty=9))
+    with pytest.raises(InvalidArgument) as bad:
+        await servicer.RegisterEnvironment(tg.RegisterEnvironmentRequest(env_id="bad", address=bfcl.address,
+                                                                         profile=hostile), None)
+    assert {v.field for v in bad.value.violations} == {
+        "profile.name", "profile.entities[0].name", "profile.task_preference.relation_difficulty"}
+    assert all(len(v.description) < 200 for v in bad.value.violations)

@@ -147,7 +147,14 @@ def test_task_writer_replies_parse_into_every_block_with_steps_checked():
                        "LLM task: action_sequence must list 1 to 2 step numbers", "LLM task: not a JSON object",
                        "LLM task: not valid JSON", "LLM task: no usable query"]
     assert parse_tasks("", w, 2) is None and parse_tasks("Sorry, I can't.", w, 2) is None
-    f = prompt_fields(w, [], ["an old task"], 2)
+    from evolver.envs.base import Tool
+    from evolver.envs.profile import derive_profile
+    tools = [Tool("mkdir", "Tool description: Make a directory. More.", {"properties": {"dir_name": {
+        "description": "Name of the new directory."}}}, "Files"),
+             Tool("ls", "List the directory.", {}, "Files"), Tool("post", "Post a message.", {}, "Social")]
+    f = prompt_fields(w, derive_profile(tools, "demo"), ["an old task"], 2)
+    assert "Files" in f["profile"] and "mkdir: Make a directory." in f["profile"] and "dir_name" in f["profile"]
+    assert "Social" not in f["profile"]  # only the entities the walk touched
     assert f["n"] == 3 and ">>> STEP 2 <<< (ERROR)" in f["steps"] and '<|ACTION|>mkdir({"dir_name": "a"})' in f["steps"]
     assert f["known"] == "- an old task"
     system, user = prompts.load("task_writer").messages(**f)
