@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # A phrase of each role's packaged system prompt -> the role.
-ROLE_MARKERS = {"process reward evaluator": "step_attributor", "task discovery expert": "task_writer"}
+ROLE_MARKERS = {"process reward evaluator": "step_attributor", "task discovery expert": "task_writer",
+                "strict evaluator": "judge"}
 
 
 @dataclass

@@ -93,7 +93,7 @@ class ExploreCompleted(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., walks: _Optional[_Iterable[_Union[Walk, _Mapping]]] = ..., max_calls_per_task: _Optional[int] = ..., task_writer: _Optional[_Union[_task_pb2.TaskWriterKind, str]] = ...) -> None: ...
 
 class RolloutRequested(_message.Message):
-    __slots__ = ("job_id", "run_id", "train_step", "task", "group_size", "policy_version", "guided_share", "temperature", "evaluation", "max_steps", "max_new_tokens", "experience_top_k", "keep_experience", "max_tools_shown", "attribute", "first_turn_prefix", "allow_text_around_calls", "sampling_seed", "base_model", "base_model_digest", "step_labeler", "step_label_skip")
+    __slots__ = ("job_id", "run_id", "train_step", "task", "group_size", "policy_version", "guided_share", "temperature", "evaluation", "max_steps", "max_new_tokens", "experience_top_k", "keep_experience", "max_tools_shown", "attribute", "first_turn_prefix", "allow_text_around_calls", "sampling_seed", "base_model", "base_model_digest", "step_labeler", "step_label_skip", "reward_judge")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TRAIN_STEP_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,7 @@ class RolloutRequested(_message.Message):
     BASE_MODEL_DIGEST_FIELD_NUMBER: _ClassVar[int]
     STEP_LABELER_FIELD_NUMBER: _ClassVar[int]
     STEP_LABEL_SKIP_FIELD_NUMBER: _ClassVar[int]
+    REWARD_JUDGE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     run_id: str
     train_step: int
@@ -138,10 +139,11 @@ class RolloutRequested(_message.Message):
     base_model_digest: str
     step_labeler: _attribution_pb2.StepLabeler
     step_label_skip: _attribution_pb2.StepLabelSkip
-    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., train_step: _Optional[int] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., group_size: _Optional[int] = ..., policy_version: _Optional[int] = ..., guided_share: _Optional[float] = ..., temperature: _Optional[float] = ..., evaluation: _Optional[bool] = ..., max_steps: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., experience_top_k: _Optional[int] = ..., keep_experience: _Optional[bool] = ..., max_tools_shown: _Optional[int] = ..., attribute: _Optional[bool] = ..., first_turn_prefix: _Optional[str] = ..., allow_text_around_calls: _Optional[bool] = ..., sampling_seed: _Optional[int] = ..., base_model: _Optional[str] = ..., base_model_digest: _Optional[str] = ..., step_labeler: _Optional[_Union[_attribution_pb2.StepLabeler, str]] = ..., step_label_skip: _Optional[_Union[_attribution_pb2.StepLabelSkip, str]] = ...) -> None: ...
+    reward_judge: _trajectory_pb2.RewardJudge
+    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., train_step: _Optional[int] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., group_size: _Optional[int] = ..., policy_version: _Optional[int] = ..., guided_share: _Optional[float] = ..., temperature: _Optional[float] = ..., evaluation: _Optional[bool] = ..., max_steps: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., experience_top_k: _Optional[int] = ..., keep_experience: _Optional[bool] = ..., max_tools_shown: _Optional[int] = ..., attribute: _Optional[bool] = ..., first_turn_prefix: _Optional[str] = ..., allow_text_around_calls: _Optional[bool] = ..., sampling_seed: _Optional[int] = ..., base_model: _Optional[str] = ..., base_model_digest: _Optional[str] = ..., step_labeler: _Optional[_Union[_attribution_pb2.StepLabeler, str]] = ..., step_label_skip: _Optional[_Union[_attribution_pb2.StepLabelSkip, str]] = ..., reward_judge: _Optional[_Union[_trajectory_pb2.RewardJudge, str]] = ...) -> None: ...
 
 class RolloutCompleted(_message.Message):
-    __slots__ = ("group", "evaluation", "task", "attribute", "demonstration", "step_labeler", "step_label_skip")
+    __slots__ = ("group", "evaluation", "task", "attribute", "demonstration", "step_labeler", "step_label_skip", "role_usage")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     EVALUATION_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +151,7 @@ class RolloutCompleted(_message.Message):
     DEMONSTRATION_FIELD_NUMBER: _ClassVar[int]
     STEP_LABELER_FIELD_NUMBER: _ClassVar[int]
     STEP_LABEL_SKIP_FIELD_NUMBER: _ClassVar[int]
+    ROLE_USAGE_FIELD_NUMBER: _ClassVar[int]
     group: _trajectory_pb2.RolloutGroup
     evaluation: bool
     task: _task_pb2.Task
@@ -156,7 +159,8 @@ class RolloutCompleted(_message.Message):
     demonstration: bool
     step_labeler: _attribution_pb2.StepLabeler
     step_label_skip: _attribution_pb2.StepLabelSkip
-    def __init__(self, group: _Optional[_Union[_trajectory_pb2.RolloutGroup, _Mapping]] = ..., evaluation: _Optional[bool] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., attribute: _Optional[bool] = ..., demonstration: _Optional[bool] = ..., step_labeler: _Optional[_Union[_attribution_pb2.StepLabeler, str]] = ..., step_label_skip: _Optional[_Union[_attribution_pb2.StepLabelSkip, str]] = ...) -> None: ...
+    role_usage: _containers.RepeatedCompositeFieldContainer[_attribution_pb2.RoleUsage]
+    def __init__(self, group: _Optional[_Union[_trajectory_pb2.RolloutGroup, _Mapping]] = ..., evaluation: _Optional[bool] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., attribute: _Optional[bool] = ..., demonstration: _Optional[bool] = ..., step_labeler: _Optional[_Union[_attribution_pb2.StepLabeler, str]] = ..., step_label_skip: _Optional[_Union[_attribution_pb2.StepLabelSkip, str]] = ..., role_usage: _Optional[_Iterable[_Union[_attribution_pb2.RoleUsage, _Mapping]]] = ...) -> None: ...
 
 class RolloutAttributed(_message.Message):
     __slots__ = ("group", "attributions", "evaluation", "task", "demonstration", "role_usage")

@@ -13,10 +13,21 @@ class ObservationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OBSERVATION_KIND_RESULT: _ClassVar[ObservationKind]
     OBSERVATION_KIND_TOOL_ERROR: _ClassVar[ObservationKind]
     OBSERVATION_KIND_PARSE_ERROR: _ClassVar[ObservationKind]
+
+class RewardJudge(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REWARD_JUDGE_UNSPECIFIED: _ClassVar[RewardJudge]
+    REWARD_JUDGE_STATE_MATCH: _ClassVar[RewardJudge]
+    REWARD_JUDGE_LLM: _ClassVar[RewardJudge]
+    REWARD_JUDGE_HYBRID: _ClassVar[RewardJudge]
 OBSERVATION_KIND_UNSPECIFIED: ObservationKind
 OBSERVATION_KIND_RESULT: ObservationKind
 OBSERVATION_KIND_TOOL_ERROR: ObservationKind
 OBSERVATION_KIND_PARSE_ERROR: ObservationKind
+REWARD_JUDGE_UNSPECIFIED: RewardJudge
+REWARD_JUDGE_STATE_MATCH: RewardJudge
+REWARD_JUDGE_LLM: RewardJudge
+REWARD_JUDGE_HYBRID: RewardJudge
 
 class ToolCall(_message.Message):
     __slots__ = ("call_id", "name", "arguments_json")

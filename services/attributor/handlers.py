@@ -21,7 +21,7 @@ def handlers(attributor: Attributor, bus: Bus) -> dict[str, Handler]:
                 raise PoisonMessage(str(e)) from None
         await bus.publish("rollout.attributed", events_pb2.RolloutAttributed(
             group=event.group, attributions=attributions, evaluation=event.evaluation, task=event.task,
-            demonstration=event.demonstration, role_usage=usage),
+            demonstration=event.demonstration, role_usage=[*event.role_usage, *usage]),
             key=event.group.group_id)
 
     return {"attributor-rollout-completed": on_rollout_completed}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from evolver.bus import topology
 from evolver.envs.registry import environment_spec
 from evolver.models.policy_store import PolicySwitcher
+from evolver.models.roles import RoleCallers
 from evolver.rpc import Registration, channel, stub
 from evolver.service import ServiceContext, ServiceParts, endpoint
 from evolver.v1 import explorer_service_pb2_grpc as pb_grpc
@@ -14,6 +15,9 @@ from services.explorer.explorer import Explorer
 from services.explorer.handlers import handlers
 from services.explorer.policy import LazyPolicy
 from services.explorer.servicer import ExplorerServicer
+
+# A short paragraph of reasoning and the <reward> line.
+JUDGE_MAX_TOKENS = 256
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:
@@ -29,8 +33,10 @@ async def build(ctx: ServiceContext) -> ServiceParts:
         return [(x.experience.experience_id, f"{x.experience.when_to_use}: {x.experience.content}")
                 for x in r.experiences]
 
+    roles = RoleCallers(ctx.settings, max_tokens={"judge": JUDGE_MAX_TOKENS})
     explorer = Explorer(LazyPolicy(ctx.settings), locate, retrieve,
-                        switcher_factory=lambda backend: PolicySwitcher(ctx.bus, backend))
+                        switcher_factory=lambda backend: PolicySwitcher(ctx.bus, backend),
+                        judge=lambda: roles.get("judge"))
     return ServiceParts([Registration("evolver.v1.ExplorerService", ExplorerServicer(explorer),
                                       pb_grpc.add_ExplorerServiceServicer_to_server)],
                         handlers=handlers(explorer, ctx.bus))

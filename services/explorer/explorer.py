@@ -5,15 +5,18 @@ address. Environment refusals arrive as domain errors (evolver.envs.client trans
 
 from __future__ import annotations
 
+import asyncio
 from typing import Awaitable, Callable
 
 from evolver.agent.exploration import MAX_STEPS_PER_WALK, MAX_WALKS, run_walk, walk_to_pb
+from evolver.agent import judging
 from evolver.agent.rollout import RolloutOptions, run_group
 from evolver.envs.client import RemoteEnvironment
 from evolver.errors import FailedPrecondition, InvalidArgument, Validator
 from evolver.limits import GROUP_SIZE_MAX
 from evolver.models.policy_store import PolicySwitcher
-from evolver.v1 import events_pb2
+from evolver.models.roles import RoleCaller, RoleCounters
+from evolver.v1 import events_pb2, task_pb2
 from evolver.v1 import trajectory_pb2 as tpb
 from services.explorer.policy import LazyPolicy
 
@@ -51,6 +54,19 @@ def check_explore(req: events_pb2.ExploreRequested) -> None:
     v.raise_if_any()
 
 
+async def judge_group(judge: RoleCaller, counters: RoleCounters, task: task_pb2.Task,
+                      trajectories: list[tpb.Trajectory], *, hybrid: bool) -> None:
+    """Each valid attempt's reward from the judge (one call each, concurrently); an unusable
+    reply leaves the state-match reward in place, counted as a fallback."""
+    async def one(traj: tpb.Trajectory) -> None:
+        score = await judge.ask(counters, judging.parse_score, **judging.prompt_fields(task, traj))
+        if score is None:
+            counters.fallbacks += 1
+            return
+        traj.reward.CopyFrom(judging.judged_reward(score, traj.reward, hybrid))
+    await asyncio.gather(*(one(t) for t in trajectories if not t.infra_failure.reason))
+
+
 def refused_as(field: str, e: InvalidArgument) -> InvalidArgument:
     """An environment's INVALID_ARGUMENT, named by the field of *this* request that led to it."""
     return InvalidArgument(field, str(e)[:300])
@@ -58,10 +74,12 @@ def refused_as(field: str, e: InvalidArgument) -> InvalidArgument:
 
 class Explorer:
     def __init__(self, policy: LazyPolicy, locate: Locate, retrieve: Retrieve,
-                 switcher_factory: Callable[[object], PolicySwitcher]):
+                 switcher_factory: Callable[[object], PolicySwitcher],
+                 judge: Callable[[], Awaitable[RoleCaller]] | None = None):
         self.policy, self.locate, self.retrieve = policy, locate, retrieve
         self._switcher_factory = switcher_factory
         self._switcher: PolicySwitcher | None = None
+        self.judge = judge  # the judge role's caller, built on first use
 
     async def check_base_model(self, req: events_pb2.RolloutRequested) -> None:
         """A job for another base model could only be rolled out by a different policy."""
@@ -81,6 +99,12 @@ class Explorer:
 
     async def rollout(self, req: events_pb2.RolloutRequested) -> tpb.RolloutGroup:
         """One group with the policy version the job names."""
+        group, _ = await self.rollout_judged(req)
+        return group
+
+    async def rollout_judged(self, req: events_pb2.RolloutRequested) -> tuple[tpb.RolloutGroup, list]:
+        """One group, its synthetic-task attempts scored as the job's reward_judge says, and the
+        judge role's usage (empty when it was not called)."""
         opts = rollout_options(req)
         backend = await self.policy.get()
         await self.check_base_model(req)
@@ -94,8 +118,17 @@ class Explorer:
                                                experiences=experiences)
         except InvalidArgument as e:
             raise refused_as("task", e) from None
+        usage = []
+        if (req.reward_judge in (tpb.REWARD_JUDGE_LLM, tpb.REWARD_JUDGE_HYBRID) and not req.evaluation
+                and req.task.source == task_pb2.TASK_SOURCE_SYNTHETIC):
+            if self.judge is None:
+                raise FailedPrecondition("the LLM reward judge was asked for, but no judge role is configured")
+            counters = RoleCounters("judge")
+            await judge_group(await self.judge(), counters, req.task, trajectories,
+                              hybrid=req.reward_judge == tpb.REWARD_JUDGE_HYBRID)
+            usage.append(counters.to_pb())
         return tpb.RolloutGroup(group_id=req.job_id, run_id=req.run_id, train_step=req.train_step,
-                                task_id=req.task.task_id, trajectories=trajectories)
+                                task_id=req.task.task_id, trajectories=trajectories), usage
 
     async def walks(self, req: events_pb2.ExploreRequested) -> list[events_pb2.Walk]:
         """Exploration walks from one seed task (or the default initial state)."""

@@ -96,6 +96,11 @@ class AttributingSpec(_Section):
 
 class RolloutSpec(_Section):
     temperature: float = Field(1.0, gt=0)
+    # How training attempts at synthetic tasks are scored: state match against the replayed
+    # reference (verifiable), the judge LLM role with the reference solution (llm; an unusable
+    # reply keeps the state-match reward, counted), or their product (hybrid). Evaluation always
+    # uses the state match: a measurement stays grounded whatever trains the policy.
+    reward_judge: Literal["verifiable", "llm", "hybrid"] = "verifiable"
     max_steps: int = Field(4, ge=1, le=64)
     max_new_tokens: int = Field(96, ge=1, le=4096)
     max_tools_shown: int = Field(6, ge=0)  # 0 = every tool of the task's toolsets

@@ -1,4 +1,5 @@
-"""The LLM step labeller (attributing.labeler llm | hybrid) over the real Environment protocol
+"""The LLM step labeller (attributing.labeler llm | hybrid) and the LLM reward judge
+(rollout.reward_judge llm | hybrid) over the real Environment protocol
 (BFCL behind gRPC) and real HTTP, against ScriptedOpenAIServer (a FAKE OpenAI-compatible server:
 no hosted model can run here): prompt assembly, parsing of good, malformed, empty and refused
 replies, retries, timeouts, skip rules, fallbacks to state progress, and their counters."""
@@ -159,3 +160,37 @@ async def test_skip_rules_and_hybrid_call_only_where_they_should(bfcl, group):
         out, c = await label(bfcl, no_reference, g, caller(fake.url), labeler=apb.STEP_LABELER_HYBRID)
         assert c.calls == 4 and all(a.method == apb.ATTRIBUTION_METHOD_LLM_JUDGE for a in out.values())
         assert not any(a.state_progress_labels for a in out.values())  # nothing verifiable to compare
+
+
+async def test_the_reward_judge_scores_attempts_and_keeps_state_match_when_it_cannot(bfcl, group):
+    from services.explorer.explorer import judge_group
+    task, g = group
+
+    def judge(body: dict) -> Reply:
+        text = body["messages"][1]["content"]
+        assert task.query in text and "### REFERENCE SOLUTION\n1. mkdir(" in text
+        if "I cannot do that." in text:  # r3: a score in the forbidden band: unusable
+            return Reply("It gave up.\n<reward>50</reward>")
+        if '"nowhere"' in text:  # r1: its mistake costs it
+            return Reply("Solved after an error.\n<reward>75</reward>")
+        if '"other"' in text:  # r2
+            return Reply("Wrong folder. <reward>10</reward>")
+        return Reply("Solved. <reward>95</reward>")  # r0
+
+    for hybrid in (False, True):
+        trajs = [tpb.Trajectory() for _ in g.trajectories]
+        for t, src in zip(trajs, g.trajectories):
+            t.CopyFrom(src)
+        with ScriptedOpenAIServer(default=judge) as fake:
+            llm = RoleCaller("judge", AuxChatClient(EndpointSettings(fake.url, "judge-7b", max_retries=0)),
+                             prompts.load("judge"))
+            counters = RoleCounters("judge")
+            await judge_group(llm, counters, task, trajs, hybrid=hybrid)
+        assert (counters.calls, counters.parse_failures, counters.fallbacks) == (4, 1, 1)
+        scores = [t.reward.score for t in trajs]
+        if not hybrid:  # the judge's score; r3 keeps its state-match reward (0)
+            assert scores == pytest.approx([0.95, 0.75, 0.10, 0.0]) and [t.reward.success for t in trajs] == [
+                True, True, False, False]
+        else:  # times the state match (1, 1, 0, 0): a success needs both
+            assert scores == pytest.approx([0.95, 0.75, 0.0, 0.0])
+            assert '"state_match": 1.0' in trajs[0].reward.details_json

@@ -187,7 +187,7 @@ def test_each_mechanism_switch_changes_what_flows(stack_dir, tmp_path, switch):
 
 
 def test_the_llm_roles_run_on_the_local_model_and_lose_nothing(stack_dir, tmp_path):
-    """questioning.task_writer and attributing.labeler llm, their roles on the local endpoint (the
+    """questioning.task_writer, rollout.reward_judge and attributing.labeler llm, their roles on the local endpoint (the
     stack's model, here the tiny random transformer: its replies rarely parse, which exercises
     the fallbacks). Output quality is not the point: tasks are still written, every trajectory
     is labelled, each call is counted."""
@@ -198,6 +198,7 @@ def test_the_llm_roles_run_on_the_local_model_and_lose_nothing(stack_dir, tmp_pa
     r = cli(stack_dir, "run", "--config", str(_write(tmp_path, "llm.yaml", steps=1, questioning=questioning,
                                                      env_id="bfcl-llm",
                                                      attributing={"labeler": "llm"},
+                                                     rollout={**SMALL["rollout"], "reward_judge": "llm"},
                                                      eval={"synthetic_tasks": 0, "seed_tasks": 0, "k": 1})),
             "--run-id", "llm-labels", "--out", str(tmp_path / "runs"))
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
@@ -211,9 +212,13 @@ def test_the_llm_roles_run_on_the_local_model_and_lose_nothing(stack_dir, tmp_pa
     attributed = [a for a in ev.attributed if not a.evaluation and not a.demonstration]
     assert len(attributed) == 2
     calls = labelled = fallbacks = 0
+    judged = 0
     for a in attributed:
-        (usage,) = a.role_usage
+        judge, usage = sorted(a.role_usage, key=lambda u: u.role)  # the explorer's judge, then the labeller
         valid = [t for t in a.group.trajectories if not t.infra_failure.reason]
+        assert judge.role == "judge" and judge.calls == len(valid)
+        assert judge.fallbacks == judge.parse_failures + judge.call_failures
+        judged += judge.calls
         assert usage.role == "step_attributor" and usage.calls == len(valid) and usage.prompt_tokens > 0
         assert usage.parse_failures + usage.call_failures == usage.fallbacks
         by_id = {x.trajectory_id: x for x in a.attributions}
@@ -230,6 +235,7 @@ def test_the_llm_roles_run_on_the_local_model_and_lose_nothing(stack_dir, tmp_pa
                   if json.loads(x)["phase"] == "trained"]
     assert trained["metrics"]["llm/step_attributor/calls"] == calls
     assert trained["metrics"]["llm/step_attributor/fallbacks"] == fallbacks
+    assert trained["metrics"]["llm/judge/calls"] == judged
     assert "## LLM roles" in (run_dir / "report.md").read_text()
     from evolver.cli.observe import load_spans
     spans_path, deadline = Path(Stack(stack_dir).read_state().spans_path), time.monotonic() + 20

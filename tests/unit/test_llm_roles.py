@@ -169,3 +169,33 @@ def test_generate_tasks_refuses_an_unknown_task_writer_naming_the_field():
         check_generate("bfcl", 1, 1, 1, 0, 77)
     assert [v.field for v in bad.value.violations] == ["task_writer"]
     assert RunSpec.model_validate({"questioning": {"task_writer": "hybrid"}}).questioning.task_writer == "hybrid"
+
+
+@pytest.mark.parametrize("reply,score", [
+    ("Good. <reward>85</reward>", 0.85), ("<reward> 100 </reward>", 1.0), ("<REWARD>0</REWARD>", 0.0),
+    ("<reward>30</reward> then reconsidered <reward>70</reward>", 0.70),  # the last one counts
+    ("<reward>150</reward>", 1.0), ("<reward>-5</reward>", 0.0),  # clamped
+    ("<reward>50</reward>", None), ("<reward>41</reward>", None),  # the forbidden band
+    ("I'd say 85.", None), ("", None),
+])
+def test_judge_replies_parse_to_a_bimodal_score(reply, score):
+    from evolver.agent.judging import parse_score
+    assert parse_score(reply) == (pytest.approx(score) if score is not None else None)
+
+
+def test_judged_rewards_and_which_rollouts_are_judged():
+    from evolver.agent.judging import judged_reward, prompt_fields as judge_fields
+    state = tpb.Reward(score=0.5, success=False)
+    assert judged_reward(0.8, state, hybrid=False).score == pytest.approx(0.8)
+    assert judged_reward(0.8, state, hybrid=False).success
+    h = judged_reward(0.8, state, hybrid=True)
+    assert h.score == pytest.approx(0.4) and not h.success
+    task = task_pb2.Task(query="Make a folder", reference_solution=[tpb.ToolCall(name="mkdir", arguments_json='{"a": 1}')])
+    t = tpb.Trajectory(final_answer="done")
+    t.steps.append(tpb.Step(tool_calls=[tpb.ToolCall(name="mkdir", arguments_json="{}")]))
+    f = judge_fields(task, t)
+    assert f["reference"] == '1. mkdir({"a": 1})' and "ACTION: mkdir({})" in f["steps"] and "RESULT: (none)" in f["steps"]
+    spec = RunSpec.model_validate({"rollout": {"reward_judge": "hybrid"}})
+    train = rollout_request(spec, run_id="r", job="j", step=0, task=task, version=0, evaluation=False)
+    ev = rollout_request(spec, run_id="r", job="e", step=0, task=task, version=0, evaluation=True)
+    assert train.reward_judge == tpb.REWARD_JUDGE_HYBRID and ev.reward_judge == tpb.REWARD_JUDGE_STATE_MATCH
