@@ -80,7 +80,8 @@ def guided_count(group_size: int, share: float, have_experiences: bool) -> int:
 
 
 def experience_block(experiences: Sequence[tuple[str, str]]) -> str:
-    return "\n".join(f"- {text}" for _, text in experiences)
+    """One line per experience; an id without text (merged into another's by a rewrite) adds none."""
+    return "\n".join(f"- {text}" for _, text in experiences if text)
 
 
 async def create_episode(env: EnvironmentClient, task: task_pb2.Task) -> EpisodeClient:

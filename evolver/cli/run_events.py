@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from evolver.bus import Bus, topology
+from evolver.models.roles import usage_metrics
 
 
 @dataclass
@@ -36,6 +37,8 @@ class RunEvents:
             "infra_failed_trajectories": float(sum(1 for t in trajs if t.infra_failure.reason)),
             "policy_versions_published": float(len(self.policies)),
             **{f"rejected: {kind}": float(n) for kind, n in sorted(self.rejections().items())},
+            # memory's LLM role reports on experience.stored (the trainer never sees it)
+            **{k: v for k, v in usage_metrics(u for s in self.stored for u in s.role_usage).items()},
         }
 
     def rejections(self) -> dict[str, int]:

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
-SUCCESS, FAILURE = "success", "failure"
+SUCCESS, FAILURE, COMPARATIVE = "success", "failure", "comparative"
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Experience:
     content: str
     env_id: str
     source_task_id: str
+    score: float = 0.0  # the validator's, for LLM-extracted experiences
 
 
 def _fmt(c: CallOutcome, limit: int = 60) -> str:

@@ -33,7 +33,8 @@ class ExperienceStore(Protocol):
 
 
 def _exp(payload: dict) -> Experience:
-    return Experience(**{k: payload[k] for k in Experience.__dataclass_fields__})
+    # Fields added later (score) take their defaults in points stored before them.
+    return Experience(**{k: payload[k] for k in Experience.__dataclass_fields__ if k in payload})
 
 
 class EdgeStore:

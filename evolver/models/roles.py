@@ -16,7 +16,7 @@ from evolver.errors import EvolverError, FailedPrecondition
 from evolver.models.local_chat import LocalChat
 from evolver.models.openai_compat import AuxChatClient, EndpointSettings
 from evolver.prompts import PromptTemplate
-from evolver.v1 import attribution_pb2 as apb
+from evolver.v1 import llm_role_pb2
 
 T = TypeVar("T")
 
@@ -45,8 +45,8 @@ class RoleCounters:
     call_failures: int = 0
     skipped: int = 0
 
-    def to_pb(self) -> apb.RoleUsage:
-        return apb.RoleUsage(**{f.name: getattr(self, f.name) for f in fields(self)})
+    def to_pb(self) -> llm_role_pb2.RoleUsage:
+        return llm_role_pb2.RoleUsage(**{f.name: getattr(self, f.name) for f in fields(self)})
 
 
 def usage_metrics(usages) -> dict[str, float]:
@@ -126,13 +126,18 @@ class RoleCallers:
                 HFBackend, resolve_model_dir(self.settings.policy.model_dir)))
         return self._local
 
-    async def get(self, role: str) -> RoleCaller:
+    async def get(self, role: str, template: str = "") -> RoleCaller:
+        """The role's caller with its own template, or another template (a role with several
+        prompts: experience_extractor extracts, validates and rewrites) on the same client."""
         from evolver import prompts
+        template = template or role
         async with self._lock:
-            if role not in self._callers:
+            if template not in self._callers:
                 cfg = self.settings.llm_roles[role]
                 backend = await self._local_backend() if cfg.endpoint == "local" else None
-                self._callers[role] = RoleCaller(role, client_for(role, self.settings, backend), prompts.load(role),
-                                                 max_tokens=self.max_tokens.get(role, 512),
-                                                 timeout_s=cfg.timeout_s * (cfg.max_retries + 1))
-            return self._callers[role]
+                client = next((c.client for c in self._callers.values() if c.role == role), None) \
+                    or client_for(role, self.settings, backend)
+                self._callers[template] = RoleCaller(role, client, prompts.load(template),
+                                                     max_tokens=self.max_tokens.get(template, 512),
+                                                     timeout_s=cfg.timeout_s * (cfg.max_retries + 1))
+            return self._callers[template]

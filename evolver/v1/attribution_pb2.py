@@ -24,23 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65volver/v1/attribution.proto\x12\nevolver.v1\"\xdd\x01\n\x0fStepAttribution\x12\x15\n\rtrajectory_id\x18\x01 \x01(\t\x12-\n\x06method\x18\x02 \x01(\x0e\x32\x1d.evolver.v1.AttributionMethod\x12%\n\x06labels\x18\x03 \x03(\x0e\x32\x15.evolver.v1.StepLabel\x12\x0f\n\x07reasons\x18\x04 \x03(\t\x12\x16\n\x0eprompt_version\x18\x05 \x01(\t\x12\x34\n\x15state_progress_labels\x18\x06 \x03(\x0e\x32\x15.evolver.v1.StepLabel\"\xc0\x01\n\tRoleUsage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x02 \x01(\x05\x12\x15\n\rprompt_tokens\x18\x03 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\x03\x12\x11\n\tlatency_s\x18\x05 \x01(\x01\x12\x16\n\x0eparse_failures\x18\x06 \x01(\x05\x12\x11\n\tfallbacks\x18\x07 \x01(\x05\x12\x15\n\rcall_failures\x18\x08 \x01(\x05\x12\x0f\n\x07skipped\x18\t \x01(\x05*P\n\tStepLabel\x12\x1a\n\x16STEP_LABEL_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTEP_LABEL_GOOD\x10\x01\x12\x12\n\x0eSTEP_LABEL_BAD\x10\x02*\x80\x01\n\x11\x41ttributionMethod\x12\"\n\x1e\x41TTRIBUTION_METHOD_UNSPECIFIED\x10\x00\x12%\n!ATTRIBUTION_METHOD_STATE_PROGRESS\x10\x01\x12 \n\x1c\x41TTRIBUTION_METHOD_LLM_JUDGE\x10\x02*{\n\x0bStepLabeler\x12\x1c\n\x18STEP_LABELER_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSTEP_LABELER_STATE_PROGRESS\x10\x01\x12\x14\n\x10STEP_LABELER_LLM\x10\x02\x12\x17\n\x13STEP_LABELER_HYBRID\x10\x03*s\n\rStepLabelSkip\x12\x1f\n\x1bSTEP_LABEL_SKIP_UNSPECIFIED\x10\x00\x12#\n\x1fSTEP_LABEL_SKIP_SMALL_ADVANTAGE\x10\x01\x12\x1c\n\x18STEP_LABEL_SKIP_NEGATIVE\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65volver/v1/attribution.proto\x12\nevolver.v1\"\xdd\x01\n\x0fStepAttribution\x12\x15\n\rtrajectory_id\x18\x01 \x01(\t\x12-\n\x06method\x18\x02 \x01(\x0e\x32\x1d.evolver.v1.AttributionMethod\x12%\n\x06labels\x18\x03 \x03(\x0e\x32\x15.evolver.v1.StepLabel\x12\x0f\n\x07reasons\x18\x04 \x03(\t\x12\x16\n\x0eprompt_version\x18\x05 \x01(\t\x12\x34\n\x15state_progress_labels\x18\x06 \x03(\x0e\x32\x15.evolver.v1.StepLabel*P\n\tStepLabel\x12\x1a\n\x16STEP_LABEL_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTEP_LABEL_GOOD\x10\x01\x12\x12\n\x0eSTEP_LABEL_BAD\x10\x02*\x80\x01\n\x11\x41ttributionMethod\x12\"\n\x1e\x41TTRIBUTION_METHOD_UNSPECIFIED\x10\x00\x12%\n!ATTRIBUTION_METHOD_STATE_PROGRESS\x10\x01\x12 \n\x1c\x41TTRIBUTION_METHOD_LLM_JUDGE\x10\x02*{\n\x0bStepLabeler\x12\x1c\n\x18STEP_LABELER_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSTEP_LABELER_STATE_PROGRESS\x10\x01\x12\x14\n\x10STEP_LABELER_LLM\x10\x02\x12\x17\n\x13STEP_LABELER_HYBRID\x10\x03*s\n\rStepLabelSkip\x12\x1f\n\x1bSTEP_LABEL_SKIP_UNSPECIFIED\x10\x00\x12#\n\x1fSTEP_LABEL_SKIP_SMALL_ADVANTAGE\x10\x01\x12\x1c\n\x18STEP_LABEL_SKIP_NEGATIVE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'evolver.v1.attribution_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STEPLABEL']._serialized_start=463
-  _globals['_STEPLABEL']._serialized_end=543
-  _globals['_ATTRIBUTIONMETHOD']._serialized_start=546
-  _globals['_ATTRIBUTIONMETHOD']._serialized_end=674
-  _globals['_STEPLABELER']._serialized_start=676
-  _globals['_STEPLABELER']._serialized_end=799
-  _globals['_STEPLABELSKIP']._serialized_start=801
-  _globals['_STEPLABELSKIP']._serialized_end=916
+  _globals['_STEPLABEL']._serialized_start=268
+  _globals['_STEPLABEL']._serialized_end=348
+  _globals['_ATTRIBUTIONMETHOD']._serialized_start=351
+  _globals['_ATTRIBUTIONMETHOD']._serialized_end=479
+  _globals['_STEPLABELER']._serialized_start=481
+  _globals['_STEPLABELER']._serialized_end=604
+  _globals['_STEPLABELSKIP']._serialized_start=606
+  _globals['_STEPLABELSKIP']._serialized_end=721
   _globals['_STEPATTRIBUTION']._serialized_start=45
   _globals['_STEPATTRIBUTION']._serialized_end=266
-  _globals['_ROLEUSAGE']._serialized_start=269
-  _globals['_ROLEUSAGE']._serialized_end=461
 # @@protoc_insertion_point(module_scope)

@@ -25,12 +25,13 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from evolver.v1 import attribution_pb2 as evolver_dot_v1_dot_attribution__pb2
 from evolver.v1 import experience_pb2 as evolver_dot_v1_dot_experience__pb2
+from evolver.v1 import llm_role_pb2 as evolver_dot_v1_dot_llm__role__pb2
 from evolver.v1 import policy_pb2 as evolver_dot_v1_dot_policy__pb2
 from evolver.v1 import task_pb2 as evolver_dot_v1_dot_task__pb2
 from evolver.v1 import trajectory_pb2 as evolver_dot_v1_dot_trajectory__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65volver/v1/events.proto\x12\nevolver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1c\x65volver/v1/attribution.proto\x1a\x1b\x65volver/v1/experience.proto\x1a\x17\x65volver/v1/policy.proto\x1a\x15\x65volver/v1/task.proto\x1a\x1b\x65volver/v1/trajectory.proto\"\x80\x02\n\x10\x45xploreRequested\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65nv_id\x18\x02 \x01(\t\x12\x14\n\x0cseed_task_id\x18\x03 \x01(\t\x12\x1a\n\x12initial_state_json\x18\x04 \x01(\t\x12\x10\n\x08toolsets\x18\x05 \x03(\t\x12\r\n\x05walks\x18\x06 \x01(\x05\x12\x1a\n\x12max_steps_per_walk\x18\x07 \x01(\x05\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12\x1a\n\x12max_calls_per_task\x18\t \x01(\x05\x12/\n\x0btask_writer\x18\n \x01(\x0e\x32\x1a.evolver.v1.TaskWriterKind\"T\n\x04Walk\x12\x0f\n\x07walk_id\x18\x01 \x01(\t\x12\x1f\n\x05steps\x18\x02 \x03(\x0b\x32\x10.evolver.v1.Step\x12\x1a\n\x12initial_state_json\x18\x03 \x01(\t\"\xba\x01\n\x10\x45xploreCompleted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65nv_id\x18\x02 \x01(\t\x12\x14\n\x0cseed_task_id\x18\x03 \x01(\t\x12\x1f\n\x05walks\x18\x04 \x03(\x0b\x32\x10.evolver.v1.Walk\x12\x1a\n\x12max_calls_per_task\x18\x05 \x01(\x05\x12/\n\x0btask_writer\x18\x06 \x01(\x0e\x32\x1a.evolver.v1.TaskWriterKind\"\xef\x04\n\x10RolloutRequested\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x12\n\ntrain_step\x18\x03 \x01(\x03\x12\x1e\n\x04task\x18\x04 \x01(\x0b\x32\x10.evolver.v1.Task\x12\x12\n\ngroup_size\x18\x05 \x01(\x05\x12\x16\n\x0epolicy_version\x18\x06 \x01(\x03\x12\x14\n\x0cguided_share\x18\x07 \x01(\x01\x12\x13\n\x0btemperature\x18\x08 \x01(\x01\x12\x12\n\nevaluation\x18\t \x01(\x08\x12\x11\n\tmax_steps\x18\n \x01(\x05\x12\x16\n\x0emax_new_tokens\x18\x0b \x01(\x05\x12\x18\n\x10\x65xperience_top_k\x18\x0c \x01(\x05\x12\x17\n\x0fkeep_experience\x18\r \x01(\x08\x12\x17\n\x0fmax_tools_shown\x18\x0e \x01(\x05\x12\x11\n\tattribute\x18\x0f \x01(\x08\x12\x19\n\x11\x66irst_turn_prefix\x18\x10 \x01(\t\x12\x1f\n\x17\x61llow_text_around_calls\x18\x11 \x01(\x08\x12\x15\n\rsampling_seed\x18\x12 \x01(\x03\x12\x12\n\nbase_model\x18\x13 \x01(\t\x12\x19\n\x11\x62\x61se_model_digest\x18\x14 \x01(\t\x12-\n\x0cstep_labeler\x18\x15 \x01(\x0e\x32\x17.evolver.v1.StepLabeler\x12\x32\n\x0fstep_label_skip\x18\x16 \x01(\x0e\x32\x19.evolver.v1.StepLabelSkip\x12-\n\x0creward_judge\x18\x17 \x01(\x0e\x32\x17.evolver.v1.RewardJudge\"\xa7\x02\n\x10RolloutCompleted\x12\'\n\x05group\x18\x01 \x01(\x0b\x32\x18.evolver.v1.RolloutGroup\x12\x12\n\nevaluation\x18\x02 \x01(\x08\x12\x1e\n\x04task\x18\x03 \x01(\x0b\x32\x10.evolver.v1.Task\x12\x11\n\tattribute\x18\x04 \x01(\x08\x12\x15\n\rdemonstration\x18\x05 \x01(\x08\x12-\n\x0cstep_labeler\x18\x06 \x01(\x0e\x32\x17.evolver.v1.StepLabeler\x12\x32\n\x0fstep_label_skip\x18\x07 \x01(\x0e\x32\x19.evolver.v1.StepLabelSkip\x12)\n\nrole_usage\x18\x08 \x03(\x0b\x32\x15.evolver.v1.RoleUsage\"\xe5\x01\n\x11RolloutAttributed\x12\'\n\x05group\x18\x01 \x01(\x0b\x32\x18.evolver.v1.RolloutGroup\x12\x31\n\x0c\x61ttributions\x18\x02 \x03(\x0b\x32\x1b.evolver.v1.StepAttribution\x12\x12\n\nevaluation\x18\x03 \x01(\x08\x12\x1e\n\x04task\x18\x04 \x01(\x0b\x32\x10.evolver.v1.Task\x12\x15\n\rdemonstration\x18\x05 \x01(\x08\x12)\n\nrole_usage\x18\x06 \x03(\x0b\x32\x15.evolver.v1.RoleUsage\"\xb6\x01\n\rTasksAccepted\x12\x0e\n\x06\x65nv_id\x18\x01 \x01(\t\x12\x1f\n\x05tasks\x18\x02 \x03(\x0b\x32\x10.evolver.v1.Task\x12\x1a\n\x12\x65xplore_request_id\x18\x03 \x01(\t\x12\x12\n\ncandidates\x18\x04 \x01(\x05\x12\x19\n\x11rejection_reasons\x18\x05 \x03(\t\x12)\n\nrole_usage\x18\x06 \x03(\x0b\x32\x15.evolver.v1.RoleUsage\"X\n\x10\x45xperienceStored\x12\x17\n\x0fsource_group_id\x18\x01 \x01(\t\x12+\n\x0b\x65xperiences\x18\x02 \x03(\x0b\x32\x16.evolver.v1.Experience\":\n\rPolicyUpdated\x12)\n\x06policy\x18\x01 \x01(\x0b\x32\x19.evolver.v1.PolicyVersion\"\xeb\x01\n\x0bRunProgress\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\ntrain_step\x18\x02 \x01(\x03\x12#\n\x05phase\x18\x06 \x01(\x0e\x32\x14.evolver.v1.RunPhase\x12\x35\n\x07metrics\x18\x04 \x03(\x0b\x32$.evolver.v1.RunProgress.MetricsEntry\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01J\x04\x08\x03\x10\x04\"H\n\x08\x44iagPing\x12\x0f\n\x07ping_id\x18\x01 \x01(\t\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"o\n\x08\x44iagPong\x12\x0f\n\x07ping_id\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x10\n\x08instance\x18\x03 \x01(\t\x12/\n\x0breceived_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xa8\x02\n\x08RunPhase\x12\x19\n\x15RUN_PHASE_UNSPECIFIED\x10\x00\x12\x16\n\x12RUN_PHASE_STARTING\x10\x01\x12\x19\n\x15RUN_PHASE_QUESTIONING\x10\x02\x12\x12\n\x0eRUN_PHASE_EVAL\x10\x03\x12\x17\n\x13RUN_PHASE_EVALUATED\x10\x04\x12\x15\n\x11RUN_PHASE_ROLLOUT\x10\x05\x12\x14\n\x10RUN_PHASE_UPDATE\x10\x06\x12\x15\n\x11RUN_PHASE_TRAINED\x10\x07\x12\x16\n\x12RUN_PHASE_FINISHED\x10\x08\x12\x14\n\x10RUN_PHASE_FAILED\x10\t\x12\x15\n\x11RUN_PHASE_STOPPED\x10\n\x12\x18\n\x14RUN_PHASE_WARM_START\x10\x0b\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65volver/v1/events.proto\x12\nevolver.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1c\x65volver/v1/attribution.proto\x1a\x1b\x65volver/v1/experience.proto\x1a\x19\x65volver/v1/llm_role.proto\x1a\x17\x65volver/v1/policy.proto\x1a\x15\x65volver/v1/task.proto\x1a\x1b\x65volver/v1/trajectory.proto\"\x80\x02\n\x10\x45xploreRequested\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65nv_id\x18\x02 \x01(\t\x12\x14\n\x0cseed_task_id\x18\x03 \x01(\t\x12\x1a\n\x12initial_state_json\x18\x04 \x01(\t\x12\x10\n\x08toolsets\x18\x05 \x03(\t\x12\r\n\x05walks\x18\x06 \x01(\x05\x12\x1a\n\x12max_steps_per_walk\x18\x07 \x01(\x05\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12\x1a\n\x12max_calls_per_task\x18\t \x01(\x05\x12/\n\x0btask_writer\x18\n \x01(\x0e\x32\x1a.evolver.v1.TaskWriterKind\"T\n\x04Walk\x12\x0f\n\x07walk_id\x18\x01 \x01(\t\x12\x1f\n\x05steps\x18\x02 \x03(\x0b\x32\x10.evolver.v1.Step\x12\x1a\n\x12initial_state_json\x18\x03 \x01(\t\"\xba\x01\n\x10\x45xploreCompleted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65nv_id\x18\x02 \x01(\t\x12\x14\n\x0cseed_task_id\x18\x03 \x01(\t\x12\x1f\n\x05walks\x18\x04 \x03(\x0b\x32\x10.evolver.v1.Walk\x12\x1a\n\x12max_calls_per_task\x18\x05 \x01(\x05\x12/\n\x0btask_writer\x18\x06 \x01(\x0e\x32\x1a.evolver.v1.TaskWriterKind\"\xcf\x05\n\x10RolloutRequested\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x12\n\ntrain_step\x18\x03 \x01(\x03\x12\x1e\n\x04task\x18\x04 \x01(\x0b\x32\x10.evolver.v1.Task\x12\x12\n\ngroup_size\x18\x05 \x01(\x05\x12\x16\n\x0epolicy_version\x18\x06 \x01(\x03\x12\x14\n\x0cguided_share\x18\x07 \x01(\x01\x12\x13\n\x0btemperature\x18\x08 \x01(\x01\x12\x12\n\nevaluation\x18\t \x01(\x08\x12\x11\n\tmax_steps\x18\n \x01(\x05\x12\x16\n\x0emax_new_tokens\x18\x0b \x01(\x05\x12\x18\n\x10\x65xperience_top_k\x18\x0c \x01(\x05\x12\x17\n\x0fkeep_experience\x18\r \x01(\x08\x12\x17\n\x0fmax_tools_shown\x18\x0e \x01(\x05\x12\x11\n\tattribute\x18\x0f \x01(\x08\x12\x19\n\x11\x66irst_turn_prefix\x18\x10 \x01(\t\x12\x1f\n\x17\x61llow_text_around_calls\x18\x11 \x01(\x08\x12\x15\n\rsampling_seed\x18\x12 \x01(\x03\x12\x12\n\nbase_model\x18\x13 \x01(\t\x12\x19\n\x11\x62\x61se_model_digest\x18\x14 \x01(\t\x12-\n\x0cstep_labeler\x18\x15 \x01(\x0e\x32\x17.evolver.v1.StepLabeler\x12\x32\n\x0fstep_label_skip\x18\x16 \x01(\x0e\x32\x19.evolver.v1.StepLabelSkip\x12-\n\x0creward_judge\x18\x17 \x01(\x0e\x32\x17.evolver.v1.RewardJudge\x12\x41\n\x14\x65xperience_extractor\x18\x18 \x01(\x0e\x32#.evolver.v1.ExperienceExtractorKind\x12\x1b\n\x13rewrite_experiences\x18\x19 \x01(\x08\"\xea\x02\n\x10RolloutCompleted\x12\'\n\x05group\x18\x01 \x01(\x0b\x32\x18.evolver.v1.RolloutGroup\x12\x12\n\nevaluation\x18\x02 \x01(\x08\x12\x1e\n\x04task\x18\x03 \x01(\x0b\x32\x10.evolver.v1.Task\x12\x11\n\tattribute\x18\x04 \x01(\x08\x12\x15\n\rdemonstration\x18\x05 \x01(\x08\x12-\n\x0cstep_labeler\x18\x06 \x01(\x0e\x32\x17.evolver.v1.StepLabeler\x12\x32\n\x0fstep_label_skip\x18\x07 \x01(\x0e\x32\x19.evolver.v1.StepLabelSkip\x12)\n\nrole_usage\x18\x08 \x03(\x0b\x32\x15.evolver.v1.RoleUsage\x12\x41\n\x14\x65xperience_extractor\x18\t \x01(\x0e\x32#.evolver.v1.ExperienceExtractorKind\"\xe5\x01\n\x11RolloutAttributed\x12\'\n\x05group\x18\x01 \x01(\x0b\x32\x18.evolver.v1.RolloutGroup\x12\x31\n\x0c\x61ttributions\x18\x02 \x03(\x0b\x32\x1b.evolver.v1.StepAttribution\x12\x12\n\nevaluation\x18\x03 \x01(\x08\x12\x1e\n\x04task\x18\x04 \x01(\x0b\x32\x10.evolver.v1.Task\x12\x15\n\rdemonstration\x18\x05 \x01(\x08\x12)\n\nrole_usage\x18\x06 \x03(\x0b\x32\x15.evolver.v1.RoleUsage\"\xb6\x01\n\rTasksAccepted\x12\x0e\n\x06\x65nv_id\x18\x01 \x01(\t\x12\x1f\n\x05tasks\x18\x02 \x03(\x0b\x32\x10.evolver.v1.Task\x12\x1a\n\x12\x65xplore_request_id\x18\x03 \x01(\t\x12\x12\n\ncandidates\x18\x04 \x01(\x05\x12\x19\n\x11rejection_reasons\x18\x05 \x03(\t\x12)\n\nrole_usage\x18\x06 \x03(\x0b\x32\x15.evolver.v1.RoleUsage\"\x83\x01\n\x10\x45xperienceStored\x12\x17\n\x0fsource_group_id\x18\x01 \x01(\t\x12+\n\x0b\x65xperiences\x18\x02 \x03(\x0b\x32\x16.evolver.v1.Experience\x12)\n\nrole_usage\x18\x03 \x03(\x0b\x32\x15.evolver.v1.RoleUsage\":\n\rPolicyUpdated\x12)\n\x06policy\x18\x01 \x01(\x0b\x32\x19.evolver.v1.PolicyVersion\"\xeb\x01\n\x0bRunProgress\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\ntrain_step\x18\x02 \x01(\x03\x12#\n\x05phase\x18\x06 \x01(\x0e\x32\x14.evolver.v1.RunPhase\x12\x35\n\x07metrics\x18\x04 \x03(\x0b\x32$.evolver.v1.RunProgress.MetricsEntry\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01J\x04\x08\x03\x10\x04\"H\n\x08\x44iagPing\x12\x0f\n\x07ping_id\x18\x01 \x01(\t\x12+\n\x07sent_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"o\n\x08\x44iagPong\x12\x0f\n\x07ping_id\x18\x01 \x01(\t\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x10\n\x08instance\x18\x03 \x01(\t\x12/\n\x0breceived_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xa8\x02\n\x08RunPhase\x12\x19\n\x15RUN_PHASE_UNSPECIFIED\x10\x00\x12\x16\n\x12RUN_PHASE_STARTING\x10\x01\x12\x19\n\x15RUN_PHASE_QUESTIONING\x10\x02\x12\x12\n\x0eRUN_PHASE_EVAL\x10\x03\x12\x17\n\x13RUN_PHASE_EVALUATED\x10\x04\x12\x15\n\x11RUN_PHASE_ROLLOUT\x10\x05\x12\x14\n\x10RUN_PHASE_UPDATE\x10\x06\x12\x15\n\x11RUN_PHASE_TRAINED\x10\x07\x12\x16\n\x12RUN_PHASE_FINISHED\x10\x08\x12\x14\n\x10RUN_PHASE_FAILED\x10\t\x12\x15\n\x11RUN_PHASE_STOPPED\x10\n\x12\x18\n\x14RUN_PHASE_WARM_START\x10\x0b\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,32 +40,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RUNPROGRESS_METRICSENTRY']._loaded_options = None
   _globals['_RUNPROGRESS_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_RUNPHASE']._serialized_start=2659
-  _globals['_RUNPHASE']._serialized_end=2955
-  _globals['_EXPLOREREQUESTED']._serialized_start=209
-  _globals['_EXPLOREREQUESTED']._serialized_end=465
-  _globals['_WALK']._serialized_start=467
-  _globals['_WALK']._serialized_end=551
-  _globals['_EXPLORECOMPLETED']._serialized_start=554
-  _globals['_EXPLORECOMPLETED']._serialized_end=740
-  _globals['_ROLLOUTREQUESTED']._serialized_start=743
-  _globals['_ROLLOUTREQUESTED']._serialized_end=1366
-  _globals['_ROLLOUTCOMPLETED']._serialized_start=1369
-  _globals['_ROLLOUTCOMPLETED']._serialized_end=1664
-  _globals['_ROLLOUTATTRIBUTED']._serialized_start=1667
-  _globals['_ROLLOUTATTRIBUTED']._serialized_end=1896
-  _globals['_TASKSACCEPTED']._serialized_start=1899
-  _globals['_TASKSACCEPTED']._serialized_end=2081
-  _globals['_EXPERIENCESTORED']._serialized_start=2083
-  _globals['_EXPERIENCESTORED']._serialized_end=2171
-  _globals['_POLICYUPDATED']._serialized_start=2173
-  _globals['_POLICYUPDATED']._serialized_end=2231
-  _globals['_RUNPROGRESS']._serialized_start=2234
-  _globals['_RUNPROGRESS']._serialized_end=2469
-  _globals['_RUNPROGRESS_METRICSENTRY']._serialized_start=2417
-  _globals['_RUNPROGRESS_METRICSENTRY']._serialized_end=2463
-  _globals['_DIAGPING']._serialized_start=2471
-  _globals['_DIAGPING']._serialized_end=2543
-  _globals['_DIAGPONG']._serialized_start=2545
-  _globals['_DIAGPONG']._serialized_end=2656
+  _globals['_RUNPHASE']._serialized_start=2893
+  _globals['_RUNPHASE']._serialized_end=3189
+  _globals['_EXPLOREREQUESTED']._serialized_start=236
+  _globals['_EXPLOREREQUESTED']._serialized_end=492
+  _globals['_WALK']._serialized_start=494
+  _globals['_WALK']._serialized_end=578
+  _globals['_EXPLORECOMPLETED']._serialized_start=581
+  _globals['_EXPLORECOMPLETED']._serialized_end=767
+  _globals['_ROLLOUTREQUESTED']._serialized_start=770
+  _globals['_ROLLOUTREQUESTED']._serialized_end=1489
+  _globals['_ROLLOUTCOMPLETED']._serialized_start=1492
+  _globals['_ROLLOUTCOMPLETED']._serialized_end=1854
+  _globals['_ROLLOUTATTRIBUTED']._serialized_start=1857
+  _globals['_ROLLOUTATTRIBUTED']._serialized_end=2086
+  _globals['_TASKSACCEPTED']._serialized_start=2089
+  _globals['_TASKSACCEPTED']._serialized_end=2271
+  _globals['_EXPERIENCESTORED']._serialized_start=2274
+  _globals['_EXPERIENCESTORED']._serialized_end=2405
+  _globals['_POLICYUPDATED']._serialized_start=2407
+  _globals['_POLICYUPDATED']._serialized_end=2465
+  _globals['_RUNPROGRESS']._serialized_start=2468
+  _globals['_RUNPROGRESS']._serialized_end=2703
+  _globals['_RUNPROGRESS_METRICSENTRY']._serialized_start=2651
+  _globals['_RUNPROGRESS_METRICSENTRY']._serialized_end=2697
+  _globals['_DIAGPING']._serialized_start=2705
+  _globals['_DIAGPING']._serialized_end=2777
+  _globals['_DIAGPONG']._serialized_start=2779
+  _globals['_DIAGPONG']._serialized_end=2890
 # @@protoc_insertion_point(module_scope)

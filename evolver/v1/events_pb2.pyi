@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from evolver.v1 import attribution_pb2 as _attribution_pb2
 from evolver.v1 import experience_pb2 as _experience_pb2
+from evolver.v1 import llm_role_pb2 as _llm_role_pb2
 from evolver.v1 import policy_pb2 as _policy_pb2
 from evolver.v1 import task_pb2 as _task_pb2
 from evolver.v1 import trajectory_pb2 as _trajectory_pb2
@@ -93,7 +94,7 @@ class ExploreCompleted(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., walks: _Optional[_Iterable[_Union[Walk, _Mapping]]] = ..., max_calls_per_task: _Optional[int] = ..., task_writer: _Optional[_Union[_task_pb2.TaskWriterKind, str]] = ...) -> None: ...
 
 class RolloutRequested(_message.Message):
-    __slots__ = ("job_id", "run_id", "train_step", "task", "group_size", "policy_version", "guided_share", "temperature", "evaluation", "max_steps", "max_new_tokens", "experience_top_k", "keep_experience", "max_tools_shown", "attribute", "first_turn_prefix", "allow_text_around_calls", "sampling_seed", "base_model", "base_model_digest", "step_labeler", "step_label_skip", "reward_judge")
+    __slots__ = ("job_id", "run_id", "train_step", "task", "group_size", "policy_version", "guided_share", "temperature", "evaluation", "max_steps", "max_new_tokens", "experience_top_k", "keep_experience", "max_tools_shown", "attribute", "first_turn_prefix", "allow_text_around_calls", "sampling_seed", "base_model", "base_model_digest", "step_labeler", "step_label_skip", "reward_judge", "experience_extractor", "rewrite_experiences")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TRAIN_STEP_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +118,8 @@ class RolloutRequested(_message.Message):
     STEP_LABELER_FIELD_NUMBER: _ClassVar[int]
     STEP_LABEL_SKIP_FIELD_NUMBER: _ClassVar[int]
     REWARD_JUDGE_FIELD_NUMBER: _ClassVar[int]
+    EXPERIENCE_EXTRACTOR_FIELD_NUMBER: _ClassVar[int]
+    REWRITE_EXPERIENCES_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     run_id: str
     train_step: int
@@ -140,10 +143,12 @@ class RolloutRequested(_message.Message):
     step_labeler: _attribution_pb2.StepLabeler
     step_label_skip: _attribution_pb2.StepLabelSkip
     reward_judge: _trajectory_pb2.RewardJudge
-    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., train_step: _Optional[int] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., group_size: _Optional[int] = ..., policy_version: _Optional[int] = ..., guided_share: _Optional[float] = ..., temperature: _Optional[float] = ..., evaluation: _Optional[bool] = ..., max_steps: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., experience_top_k: _Optional[int] = ..., keep_experience: _Optional[bool] = ..., max_tools_shown: _Optional[int] = ..., attribute: _Optional[bool] = ..., first_turn_prefix: _Optional[str] = ..., allow_text_around_calls: _Optional[bool] = ..., sampling_seed: _Optional[int] = ..., base_model: _Optional[str] = ..., base_model_digest: _Optional[str] = ..., step_labeler: _Optional[_Union[_attribution_pb2.StepLabeler, str]] = ..., step_label_skip: _Optional[_Union[_attribution_pb2.StepLabelSkip, str]] = ..., reward_judge: _Optional[_Union[_trajectory_pb2.RewardJudge, str]] = ...) -> None: ...
+    experience_extractor: _experience_pb2.ExperienceExtractorKind
+    rewrite_experiences: bool
+    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., train_step: _Optional[int] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., group_size: _Optional[int] = ..., policy_version: _Optional[int] = ..., guided_share: _Optional[float] = ..., temperature: _Optional[float] = ..., evaluation: _Optional[bool] = ..., max_steps: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., experience_top_k: _Optional[int] = ..., keep_experience: _Optional[bool] = ..., max_tools_shown: _Optional[int] = ..., attribute: _Optional[bool] = ..., first_turn_prefix: _Optional[str] = ..., allow_text_around_calls: _Optional[bool] = ..., sampling_seed: _Optional[int] = ..., base_model: _Optional[str] = ..., base_model_digest: _Optional[str] = ..., step_labeler: _Optional[_Union[_attribution_pb2.StepLabeler, str]] = ..., step_label_skip: _Optional[_Union[_attribution_pb2.StepLabelSkip, str]] = ..., reward_judge: _Optional[_Union[_trajectory_pb2.RewardJudge, str]] = ..., experience_extractor: _Optional[_Union[_experience_pb2.ExperienceExtractorKind, str]] = ..., rewrite_experiences: _Optional[bool] = ...) -> None: ...
 
 class RolloutCompleted(_message.Message):
-    __slots__ = ("group", "evaluation", "task", "attribute", "demonstration", "step_labeler", "step_label_skip", "role_usage")
+    __slots__ = ("group", "evaluation", "task", "attribute", "demonstration", "step_labeler", "step_label_skip", "role_usage", "experience_extractor")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     EVALUATION_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
@@ -152,6 +157,7 @@ class RolloutCompleted(_message.Message):
     STEP_LABELER_FIELD_NUMBER: _ClassVar[int]
     STEP_LABEL_SKIP_FIELD_NUMBER: _ClassVar[int]
     ROLE_USAGE_FIELD_NUMBER: _ClassVar[int]
+    EXPERIENCE_EXTRACTOR_FIELD_NUMBER: _ClassVar[int]
     group: _trajectory_pb2.RolloutGroup
     evaluation: bool
     task: _task_pb2.Task
@@ -159,8 +165,9 @@ class RolloutCompleted(_message.Message):
     demonstration: bool
     step_labeler: _attribution_pb2.StepLabeler
     step_label_skip: _attribution_pb2.StepLabelSkip
-    role_usage: _containers.RepeatedCompositeFieldContainer[_attribution_pb2.RoleUsage]
-    def __init__(self, group: _Optional[_Union[_trajectory_pb2.RolloutGroup, _Mapping]] = ..., evaluation: _Optional[bool] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., attribute: _Optional[bool] = ..., demonstration: _Optional[bool] = ..., step_labeler: _Optional[_Union[_attribution_pb2.StepLabeler, str]] = ..., step_label_skip: _Optional[_Union[_attribution_pb2.StepLabelSkip, str]] = ..., role_usage: _Optional[_Iterable[_Union[_attribution_pb2.RoleUsage, _Mapping]]] = ...) -> None: ...
+    role_usage: _containers.RepeatedCompositeFieldContainer[_llm_role_pb2.RoleUsage]
+    experience_extractor: _experience_pb2.ExperienceExtractorKind
+    def __init__(self, group: _Optional[_Union[_trajectory_pb2.RolloutGroup, _Mapping]] = ..., evaluation: _Optional[bool] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., attribute: _Optional[bool] = ..., demonstration: _Optional[bool] = ..., step_labeler: _Optional[_Union[_attribution_pb2.StepLabeler, str]] = ..., step_label_skip: _Optional[_Union[_attribution_pb2.StepLabelSkip, str]] = ..., role_usage: _Optional[_Iterable[_Union[_llm_role_pb2.RoleUsage, _Mapping]]] = ..., experience_extractor: _Optional[_Union[_experience_pb2.ExperienceExtractorKind, str]] = ...) -> None: ...
 
 class RolloutAttributed(_message.Message):
     __slots__ = ("group", "attributions", "evaluation", "task", "demonstration", "role_usage")
@@ -175,8 +182,8 @@ class RolloutAttributed(_message.Message):
     evaluation: bool
     task: _task_pb2.Task
     demonstration: bool
-    role_usage: _containers.RepeatedCompositeFieldContainer[_attribution_pb2.RoleUsage]
-    def __init__(self, group: _Optional[_Union[_trajectory_pb2.RolloutGroup, _Mapping]] = ..., attributions: _Optional[_Iterable[_Union[_attribution_pb2.StepAttribution, _Mapping]]] = ..., evaluation: _Optional[bool] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., demonstration: _Optional[bool] = ..., role_usage: _Optional[_Iterable[_Union[_attribution_pb2.RoleUsage, _Mapping]]] = ...) -> None: ...
+    role_usage: _containers.RepeatedCompositeFieldContainer[_llm_role_pb2.RoleUsage]
+    def __init__(self, group: _Optional[_Union[_trajectory_pb2.RolloutGroup, _Mapping]] = ..., attributions: _Optional[_Iterable[_Union[_attribution_pb2.StepAttribution, _Mapping]]] = ..., evaluation: _Optional[bool] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., demonstration: _Optional[bool] = ..., role_usage: _Optional[_Iterable[_Union[_llm_role_pb2.RoleUsage, _Mapping]]] = ...) -> None: ...
 
 class TasksAccepted(_message.Message):
     __slots__ = ("env_id", "tasks", "explore_request_id", "candidates", "rejection_reasons", "role_usage")
@@ -191,16 +198,18 @@ class TasksAccepted(_message.Message):
     explore_request_id: str
     candidates: int
     rejection_reasons: _containers.RepeatedScalarFieldContainer[str]
-    role_usage: _containers.RepeatedCompositeFieldContainer[_attribution_pb2.RoleUsage]
-    def __init__(self, env_id: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[_task_pb2.Task, _Mapping]]] = ..., explore_request_id: _Optional[str] = ..., candidates: _Optional[int] = ..., rejection_reasons: _Optional[_Iterable[str]] = ..., role_usage: _Optional[_Iterable[_Union[_attribution_pb2.RoleUsage, _Mapping]]] = ...) -> None: ...
+    role_usage: _containers.RepeatedCompositeFieldContainer[_llm_role_pb2.RoleUsage]
+    def __init__(self, env_id: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[_task_pb2.Task, _Mapping]]] = ..., explore_request_id: _Optional[str] = ..., candidates: _Optional[int] = ..., rejection_reasons: _Optional[_Iterable[str]] = ..., role_usage: _Optional[_Iterable[_Union[_llm_role_pb2.RoleUsage, _Mapping]]] = ...) -> None: ...
 
 class ExperienceStored(_message.Message):
-    __slots__ = ("source_group_id", "experiences")
+    __slots__ = ("source_group_id", "experiences", "role_usage")
     SOURCE_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     EXPERIENCES_FIELD_NUMBER: _ClassVar[int]
+    ROLE_USAGE_FIELD_NUMBER: _ClassVar[int]
     source_group_id: str
     experiences: _containers.RepeatedCompositeFieldContainer[_experience_pb2.Experience]
-    def __init__(self, source_group_id: _Optional[str] = ..., experiences: _Optional[_Iterable[_Union[_experience_pb2.Experience, _Mapping]]] = ...) -> None: ...
+    role_usage: _containers.RepeatedCompositeFieldContainer[_llm_role_pb2.RoleUsage]
+    def __init__(self, source_group_id: _Optional[str] = ..., experiences: _Optional[_Iterable[_Union[_experience_pb2.Experience, _Mapping]]] = ..., role_usage: _Optional[_Iterable[_Union[_llm_role_pb2.RoleUsage, _Mapping]]] = ...) -> None: ...
 
 class PolicyUpdated(_message.Message):
     __slots__ = ("policy",)

@@ -11,9 +11,22 @@ class ExperienceKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXPERIENCE_KIND_UNSPECIFIED: _ClassVar[ExperienceKind]
     EXPERIENCE_KIND_SUCCESS: _ClassVar[ExperienceKind]
     EXPERIENCE_KIND_FAILURE: _ClassVar[ExperienceKind]
+    EXPERIENCE_KIND_COMPARATIVE: _ClassVar[ExperienceKind]
+
+class ExperienceExtractorKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXPERIENCE_EXTRACTOR_KIND_UNSPECIFIED: _ClassVar[ExperienceExtractorKind]
+    EXPERIENCE_EXTRACTOR_KIND_RULES: _ClassVar[ExperienceExtractorKind]
+    EXPERIENCE_EXTRACTOR_KIND_LLM: _ClassVar[ExperienceExtractorKind]
+    EXPERIENCE_EXTRACTOR_KIND_HYBRID: _ClassVar[ExperienceExtractorKind]
 EXPERIENCE_KIND_UNSPECIFIED: ExperienceKind
 EXPERIENCE_KIND_SUCCESS: ExperienceKind
 EXPERIENCE_KIND_FAILURE: ExperienceKind
+EXPERIENCE_KIND_COMPARATIVE: ExperienceKind
+EXPERIENCE_EXTRACTOR_KIND_UNSPECIFIED: ExperienceExtractorKind
+EXPERIENCE_EXTRACTOR_KIND_RULES: ExperienceExtractorKind
+EXPERIENCE_EXTRACTOR_KIND_LLM: ExperienceExtractorKind
+EXPERIENCE_EXTRACTOR_KIND_HYBRID: ExperienceExtractorKind
 
 class Experience(_message.Message):
     __slots__ = ("experience_id", "kind", "when_to_use", "content", "env_id", "source_task_id", "source_group_id", "score")

@@ -23,23 +23,24 @@ _sym_db = _symbol_database.Default()
 
 
 from evolver.v1 import experience_pb2 as evolver_dot_v1_dot_experience__pb2
+from evolver.v1 import llm_role_pb2 as evolver_dot_v1_dot_llm__role__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x65volver/v1/memory_service.proto\x12\nevolver.v1\x1a\x1b\x65volver/v1/experience.proto\";\n\x0fRetrieveRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x0e\n\x06\x65nv_id\x18\x03 \x01(\t\"H\n\x10RetrieveResponse\x12\x34\n\x0b\x65xperiences\x18\x01 \x03(\x0b\x32\x1f.evolver.v1.RetrievedExperience\"\x0e\n\x0cStatsRequest\"x\n\rStatsResponse\x12\x13\n\x0b\x65xperiences\x18\x01 \x01(\x03\x12\x1b\n\x13success_experiences\x18\x02 \x01(\x03\x12\x1b\n\x13\x66\x61ilure_experiences\x18\x03 \x01(\x03\x12\x18\n\x10groups_processed\x18\x04 \x01(\x03\x32\x94\x01\n\rMemoryService\x12\x45\n\x08Retrieve\x12\x1b.evolver.v1.RetrieveRequest\x1a\x1c.evolver.v1.RetrieveResponse\x12<\n\x05Stats\x12\x18.evolver.v1.StatsRequest\x1a\x19.evolver.v1.StatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x65volver/v1/memory_service.proto\x12\nevolver.v1\x1a\x1b\x65volver/v1/experience.proto\x1a\x19\x65volver/v1/llm_role.proto\"L\n\x0fRetrieveRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x0e\n\x06\x65nv_id\x18\x03 \x01(\t\x12\x0f\n\x07rewrite\x18\x04 \x01(\x08\"\x8e\x01\n\x10RetrieveResponse\x12\x34\n\x0b\x65xperiences\x18\x01 \x03(\x0b\x32\x1f.evolver.v1.RetrievedExperience\x12\x19\n\x11rewritten_context\x18\x02 \x01(\t\x12)\n\nrole_usage\x18\x03 \x03(\x0b\x32\x15.evolver.v1.RoleUsage\"\x0e\n\x0cStatsRequest\"x\n\rStatsResponse\x12\x13\n\x0b\x65xperiences\x18\x01 \x01(\x03\x12\x1b\n\x13success_experiences\x18\x02 \x01(\x03\x12\x1b\n\x13\x66\x61ilure_experiences\x18\x03 \x01(\x03\x12\x18\n\x10groups_processed\x18\x04 \x01(\x03\x32\x94\x01\n\rMemoryService\x12\x45\n\x08Retrieve\x12\x1b.evolver.v1.RetrieveRequest\x1a\x1c.evolver.v1.RetrieveResponse\x12<\n\x05Stats\x12\x18.evolver.v1.StatsRequest\x1a\x19.evolver.v1.StatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'evolver.v1.memory_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RETRIEVEREQUEST']._serialized_start=76
-  _globals['_RETRIEVEREQUEST']._serialized_end=135
-  _globals['_RETRIEVERESPONSE']._serialized_start=137
-  _globals['_RETRIEVERESPONSE']._serialized_end=209
-  _globals['_STATSREQUEST']._serialized_start=211
-  _globals['_STATSREQUEST']._serialized_end=225
-  _globals['_STATSRESPONSE']._serialized_start=227
-  _globals['_STATSRESPONSE']._serialized_end=347
-  _globals['_MEMORYSERVICE']._serialized_start=350
-  _globals['_MEMORYSERVICE']._serialized_end=498
+  _globals['_RETRIEVEREQUEST']._serialized_start=103
+  _globals['_RETRIEVEREQUEST']._serialized_end=179
+  _globals['_RETRIEVERESPONSE']._serialized_start=182
+  _globals['_RETRIEVERESPONSE']._serialized_end=324
+  _globals['_STATSREQUEST']._serialized_start=326
+  _globals['_STATSREQUEST']._serialized_end=340
+  _globals['_STATSRESPONSE']._serialized_start=342
+  _globals['_STATSRESPONSE']._serialized_end=462
+  _globals['_MEMORYSERVICE']._serialized_start=465
+  _globals['_MEMORYSERVICE']._serialized_end=613
 # @@protoc_insertion_point(module_scope)

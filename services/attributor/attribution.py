@@ -18,6 +18,7 @@ from evolver.envs.client import RemoteEnvironment
 from evolver.errors import FailedPrecondition, InvalidArgument, Validator
 from evolver.models.roles import RoleCaller, RoleCounters
 from evolver.v1 import attribution_pb2 as apb
+from evolver.v1 import llm_role_pb2
 from evolver.v1 import task_pb2
 from evolver.v1 import trajectory_pb2 as tpb
 from services.attributor import llm_labels
@@ -148,7 +149,7 @@ class Attributor:
 
     async def attribute(self, task: task_pb2.Task, group: tpb.RolloutGroup, *,
                         labeler: int = apb.STEP_LABELER_STATE_PROGRESS, skip: int = apb.STEP_LABEL_SKIP_UNSPECIFIED,
-                        ) -> tuple[list[apb.StepAttribution], list[apb.RoleUsage]]:
+                        ) -> tuple[list[apb.StepAttribution], list[llm_role_pb2.RoleUsage]]:
         """Labels for every trajectory of a group that the policy is to blame for, and what the
         LLM role cost (empty when it was not called)."""
         problem = reference_problem(task)

@@ -11,7 +11,7 @@ from evolver.service import ServiceContext, ServiceParts, endpoint
 from evolver.v1 import explorer_service_pb2_grpc as pb_grpc
 from evolver.v1 import memory_service_pb2 as mem_pb
 from evolver.v1 import memory_service_pb2_grpc as mem_grpc
-from services.explorer.explorer import Explorer
+from services.explorer.explorer import Explorer, Retrieved
 from services.explorer.handlers import handlers
 from services.explorer.policy import LazyPolicy
 from services.explorer.servicer import ExplorerServicer
@@ -26,12 +26,13 @@ async def build(ctx: ServiceContext) -> ServiceParts:
     async def locate(env_id: str) -> str:
         return (await environment_spec(registry, env_id)).address
 
-    async def retrieve(query: str, k: int, env_id: str) -> list[tuple[str, str]]:
+    async def retrieve(query: str, k: int, env_id: str, rewrite: bool = False) -> Retrieved:
         async with channel(await endpoint(ctx, "memory")) as ch:
-            r = await stub(mem_grpc.MemoryServiceStub, ch, 30.0).Retrieve(
-                mem_pb.RetrieveRequest(query=query, k=k, env_id=env_id))
-        return [(x.experience.experience_id, f"{x.experience.when_to_use}: {x.experience.content}")
-                for x in r.experiences]
+            # A rewrite is an LLM call in memory: it gets the role's time, not a lookup's.
+            r = await stub(mem_grpc.MemoryServiceStub, ch, 300.0 if rewrite else 30.0).Retrieve(
+                mem_pb.RetrieveRequest(query=query, k=k, env_id=env_id, rewrite=rewrite))
+        return Retrieved([(x.experience.experience_id, f"{x.experience.when_to_use}: {x.experience.content}")
+                          for x in r.experiences], r.rewritten_context, list(r.role_usage))
 
     roles = RoleCallers(ctx.settings, max_tokens={"judge": JUDGE_MAX_TOKENS})
     explorer = Explorer(LazyPolicy(ctx.settings), locate, retrieve,

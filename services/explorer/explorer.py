@@ -6,6 +6,7 @@ address. Environment refusals arrive as domain errors (evolver.envs.client trans
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 from evolver.agent.exploration import MAX_STEPS_PER_WALK, MAX_WALKS, run_walk, walk_to_pb
@@ -20,10 +21,17 @@ from evolver.v1 import events_pb2, task_pb2
 from evolver.v1 import trajectory_pb2 as tpb
 from services.explorer.policy import LazyPolicy
 
-# (query, k, env_id) -> [(experience id, text)]: memory's Retrieve, wired in app.py.
-Retrieve = Callable[[str, int, str], Awaitable[list[tuple[str, str]]]]
+# (query, k, env_id, rewrite) -> Retrieved: memory's Retrieve, wired in app.py.
+Retrieve = Callable[[str, int, str, bool], Awaitable["Retrieved"]]
 # env_id -> the environment server's address (the registry).
 Locate = Callable[[str], Awaitable[str]]
+
+
+@dataclass
+class Retrieved:
+    pairs: list[tuple[str, str]]  # (experience id, "when to use: content")
+    rewritten: str = ""  # the rewrite, when asked for and it worked
+    usage: list = field(default_factory=list)  # RoleUsage of the rewrite
 
 
 def rollout_options(req: events_pb2.RolloutRequested) -> RolloutOptions:
@@ -92,10 +100,15 @@ class Explorer:
                 f"explorer serves {self.policy.base_model_name()!r} (digest {mine[:12]}): point policy.model_dir "
                 "(and the vLLM server) at the run's model")
 
-    async def experiences_for(self, req: events_pb2.RolloutRequested) -> list[tuple[str, str]]:
+    async def experiences_for(self, req: events_pb2.RolloutRequested) -> tuple[list[tuple[str, str]], list]:
+        """(experience id, text) pairs to inject, and the rewrite's role usage. With a rewrite the
+        block is the rewritten text; every retrieved id is still recorded as injected."""
         if req.guided_share <= 0 or req.evaluation or req.experience_top_k <= 0:
-            return []
-        return await self.retrieve(req.task.query, req.experience_top_k, req.task.env_id)
+            return [], []
+        r = await self.retrieve(req.task.query, req.experience_top_k, req.task.env_id, req.rewrite_experiences)
+        if r.rewritten and r.pairs:
+            return [(r.pairs[0][0], r.rewritten)] + [(eid, "") for eid, _ in r.pairs[1:]], r.usage
+        return r.pairs, r.usage
 
     async def rollout(self, req: events_pb2.RolloutRequested) -> tpb.RolloutGroup:
         """One group with the policy version the job names."""
@@ -111,14 +124,13 @@ class Explorer:
         if self._switcher is None:
             self._switcher = self._switcher_factory(backend)
         backend = await self._switcher.ensure(req.run_id, req.policy_version)
-        experiences = await self.experiences_for(req)
+        experiences, usage = await self.experiences_for(req)
         try:
             async with RemoteEnvironment(await self.locate(req.task.env_id)) as env:
                 trajectories = await run_group(backend, env, req.task, opts, group_id=req.job_id,
                                                experiences=experiences)
         except InvalidArgument as e:
             raise refused_as("task", e) from None
-        usage = []
         if (req.reward_judge in (tpb.REWARD_JUDGE_LLM, tpb.REWARD_JUDGE_HYBRID) and not req.evaluation
                 and req.task.source == task_pb2.TASK_SOURCE_SYNTHETIC):
             if self.judge is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from evolver.memory.embeddings import MiniLMEmbedder
 from evolver.memory.store import ExperienceStore, open_store
+from evolver.models.roles import RoleCallers
 from evolver.rpc import Registration
 from evolver.service import ServiceContext, ServiceParts
 from evolver.v1 import memory_service_pb2_grpc as pb_grpc
@@ -18,7 +19,10 @@ def open_experience_store(ctx: ServiceContext) -> ExperienceStore:
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:
-    memory = Memory(open_experience_store(ctx), MiniLMEmbedder, ctx.settings.memory.dedup_threshold)
+    roles = RoleCallers(ctx.settings, max_tokens={"experience_extractor": 384, "experience_validator": 256,
+                                                  "experience_rewriter": 256})
+    memory = Memory(open_experience_store(ctx), MiniLMEmbedder, ctx.settings.memory.dedup_threshold,
+                    callers=lambda template: roles.get("experience_extractor", template))
 
     async def close() -> None:
         memory.close()

@@ -14,8 +14,9 @@ class MemoryServicer(pb_grpc.MemoryServiceServicer):
 
     async def Retrieve(self, request: pb.RetrieveRequest, context) -> pb.RetrieveResponse:
         hits = await self.memory.retrieve(request.query, request.k, request.env_id)
+        text, usage = await self.memory.rewrite(request.query, hits) if request.rewrite else ("", [])
         return pb.RetrieveResponse(experiences=[exp_pb.RetrievedExperience(experience=to_pb(e), similarity=s)
-                                                for e, s in hits])
+                                                for e, s in hits], rewritten_context=text, role_usage=usage)
 
     async def Stats(self, request: pb.StatsRequest, context) -> pb.StatsResponse:
         return pb.StatsResponse(**self.memory.counts())

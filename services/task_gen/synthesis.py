@@ -21,7 +21,7 @@ from evolver.envs.client import RemoteEnvironment
 from evolver.envs.profile import derive_profile
 from evolver.errors import FailedPrecondition
 from evolver.models.roles import RoleCaller, RoleCounters
-from evolver.v1 import attribution_pb2, events_pb2, task_pb2, trajectory_pb2
+from evolver.v1 import events_pb2, llm_role_pb2, task_pb2, trajectory_pb2
 from evolver.v1 import environment_pb2 as env_pb
 from services.task_gen.llm_writer import parse_tasks, prompt_fields
 
@@ -36,7 +36,7 @@ TaskWriterRole = Callable[[], Awaitable[RoleCaller]]
 class Synthesis:
     accepted: list[task_pb2.Task]
     reasons: list[str]
-    role_usage: list[attribution_pb2.RoleUsage] = field(default_factory=list)
+    role_usage: list[llm_role_pb2.RoleUsage] = field(default_factory=list)
 
 
 def split_for(task_id: str, heldout_share: float = HELDOUT_SHARE) -> str:

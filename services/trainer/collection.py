@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from evolver.v1 import attribution_pb2 as apb
 from evolver.v1 import events_pb2, task_pb2
+from evolver.v1 import experience_pb2 as exp_pb
 from evolver.v1 import trajectory_pb2 as tpb
 from services.trainer.run_config import RunSpec
 
@@ -49,6 +50,8 @@ STEP_LABELERS = {"verifiable": apb.STEP_LABELER_STATE_PROGRESS, "llm": apb.STEP_
 STEP_LABEL_SKIPS = {"none": apb.STEP_LABEL_SKIP_UNSPECIFIED, "small_advantage": apb.STEP_LABEL_SKIP_SMALL_ADVANTAGE,
                     "negative": apb.STEP_LABEL_SKIP_NEGATIVE}
 
+EXTRACTORS = {"verifiable": exp_pb.EXPERIENCE_EXTRACTOR_KIND_RULES, "llm": exp_pb.EXPERIENCE_EXTRACTOR_KIND_LLM,
+              "hybrid": exp_pb.EXPERIENCE_EXTRACTOR_KIND_HYBRID}
 REWARD_JUDGES = {"verifiable": tpb.REWARD_JUDGE_STATE_MATCH, "llm": tpb.REWARD_JUDGE_LLM,
                  "hybrid": tpb.REWARD_JUDGE_HYBRID}
 
@@ -71,6 +74,7 @@ def rollout_request(spec: RunSpec, *, run_id: str, job: str, step: int, task: ta
                                                                     or step < s.attributing.prm_steps),
         step_labeler=STEP_LABELERS[s.attributing.labeler], step_label_skip=STEP_LABEL_SKIPS[s.attributing.skip],
         reward_judge=tpb.REWARD_JUDGE_STATE_MATCH if evaluation else REWARD_JUDGES[r.reward_judge],
+        experience_extractor=EXTRACTORS[s.navigating.extractor], rewrite_experiences=s.navigating.rewrite,
         sampling_seed=s.seed if evaluation else s.seed * 1_000_003 + step + 1,
         base_model=base_model[0], base_model_digest=base_model[1])
 

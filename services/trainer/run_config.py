@@ -67,6 +67,13 @@ class NavigatingSpec(_Section):
     guided_share: float = Field(0.5, ge=0, le=1)  # AgentEvolver full recipe: 0.5
     top_k: int = Field(3, ge=1, le=50)
     keep_experience: bool = False  # False = discard the block for training (AgentEvolver default)
+    # Who distils training groups into experiences: the LLM-free rules (verifiable), the
+    # experience_extractor LLM role (ReMe: success, failure and comparative extraction, then
+    # validation; an unusable reply falls back to the rules, counted), or both (hybrid).
+    extractor: Literal["verifiable", "llm", "hybrid"] = "verifiable"
+    # Rewrite the retrieved experiences into one block for the task with the same role (ReMe's
+    # rewrite op; AgentEvolver's launch had it on). A failed rewrite injects them as they are.
+    rewrite: bool = False
 
 
 class AttributingSpec(_Section):

@@ -101,7 +101,7 @@ async def test_explorer_rpcs_map_environment_refusals_to_caller_errors(bfcl, tok
     from evolver.models.policy_store import PolicySwitcher
     from evolver.v1 import events_pb2
     from evolver.v1 import explorer_service_pb2 as ex_pb
-    from services.explorer.explorer import Explorer, rollout_options
+    from services.explorer.explorer import Explorer, Retrieved, rollout_options
     from services.explorer.servicer import ExplorerServicer
 
     class ScriptedPolicy:
@@ -112,8 +112,8 @@ async def test_explorer_rpcs_map_environment_refusals_to_caller_errors(bfcl, tok
     async def locate(env_id):
         return bfcl.address
 
-    async def no_experiences(query, k, env_id):
-        return []
+    async def no_experiences(query, k, env_id, rewrite=False):
+        return Retrieved([])
     servicer = ExplorerServicer(Explorer(ScriptedPolicy(), locate, no_experiences,
                                          switcher_factory=lambda backend: PolicySwitcher(None, backend)))
     task = task_pb2.Task(task_id="nope", env_id="bfcl", source=task_pb2.TASK_SOURCE_SEED)

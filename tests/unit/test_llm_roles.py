@@ -199,3 +199,24 @@ def test_judged_rewards_and_which_rollouts_are_judged():
     train = rollout_request(spec, run_id="r", job="j", step=0, task=task, version=0, evaluation=False)
     ev = rollout_request(spec, run_id="r", job="e", step=0, task=task, version=0, evaluation=True)
     assert train.reward_judge == tpb.REWARD_JUDGE_HYBRID and ev.reward_judge == tpb.REWARD_JUDGE_STATE_MATCH
+
+
+def test_experience_replies_parse_and_a_group_asks_for_each_kind_it_has():
+    from evolver.memory.experiences import CallOutcome, TrajectoryView
+    from services.memory.llm_distill import extraction_jobs, parse_context, parse_experiences, parse_validation
+    assert parse_experiences('x [{"when_to_use": "a  b", "experience": "c"}, {"condition": "d", "content": "e"},'
+                             ' {"when_to_use": ""}, 3] y') == [("a b", "c"), ("d", "e")]
+    assert parse_experiences("[]") is None and parse_experiences("none") is None and parse_experiences("[{]") is None
+    assert parse_validation('[{"index": 1, "is_valid": true, "score": 0.7}, {"index": 2, "is_valid": false},'
+                            ' {"index": 9, "is_valid": true, "score": 1}, {"index": "3"}]', 3) == {0: 0.7}
+    assert parse_validation("ok", 2) is None
+    assert parse_context("<context>\n- a\n</context>") == "- a" and parse_context("<context> </context>") is None
+    ok = TrajectoryView("q", True, [CallOutcome("mkdir", {"d": 1}, "None", False)])
+    bad = TrajectoryView("q", False, [])
+    assert [k for k, _ in extraction_jobs([ok, bad, ok])] == ["success", "failure", "comparative"]
+    assert [k for k, _ in extraction_jobs([bad, bad])] == ["failure"]
+    assert "BETTER outcome: success" in extraction_jobs([ok, bad])[2][1]
+    spec = RunSpec.model_validate({"navigating": {"extractor": "hybrid", "rewrite": True}})
+    r = rollout_request(spec, run_id="r", job="j", step=0, task=task_pb2.Task(), version=0, evaluation=False)
+    from evolver.v1 import experience_pb2 as exp_pb
+    assert r.experience_extractor == exp_pb.EXPERIENCE_EXTRACTOR_KIND_HYBRID and r.rewrite_experiences
