@@ -43,19 +43,47 @@ class EpisodeRecord:
         return self.answers[-1] if self.answers else ""
 
 
+@dataclass(frozen=True)
+class ContextSettings:
+    """The context manager (spec §6.3-6.4): the template, the turns a sliding window keeps, the
+    token budget of a turn's context plus its completion (0 = the server's limit only), and of
+    one observation (0 = no clipping)."""
+    template: str = "linear"
+    window_turns: int = 2
+    max_context_tokens: int = 0
+    max_observation_tokens: int = 0
+
+
+TRUNCATED = " ...[truncated]"
+
+
+def clip_observation(tokenizer, text: str, budget: int) -> str:
+    """At most `budget` tokens of an observation (AgentEvolver clips at max_env_len), marked."""
+    if budget <= 0:
+        return text
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) <= budget:
+        return text
+    return tokenizer.decode(ids[:budget]) + TRUNCATED
+
+
 async def run_episode(backend, episode: EpisodeClient, tools: Sequence[Tool], *, sampling: SamplingParams = SamplingParams(),
                       max_steps: int = 12, experience: str = "", first_turn_prefix: str = "",
-                      allow_text_around_calls: bool = False) -> EpisodeRecord:
+                      allow_text_around_calls: bool = False,
+                      context: ContextSettings = ContextSettings()) -> EpisodeRecord:
     """first_turn_prefix: scaffolding that opens the first assistant turn (the policy continues
     it; it is parsed with the turn but never trained on)."""
-    conv = Conversation(backend.tokenizer)
+    conv = Conversation(backend.tokenizer, template=context.template, window_turns=context.window_turns)
     conv.start(system_prompt(tools), episode.user_message, experience=experience)
     record = EpisodeRecord(conv)
     for turn in range(max_steps):
         prefix = first_turn_prefix if turn == 0 else ""
         if prefix:
             conv.add_prefix(prefix)
-        (c,) = await backend.generate([GenerationRequest(conv.ids(), sampling)])
+        if context.max_context_tokens and len(conv.context()) + sampling.max_new_tokens > context.max_context_tokens:
+            record.context_exhausted = True  # the next turn cannot fit: end cleanly, scored as it stands
+            break
+        (c,) = await backend.generate([GenerationRequest(conv.start_turn(), sampling)])
         if c.finish_reason == "context_length":  # nothing generated: the episode ends as it stands
             record.context_exhausted = True
             break
@@ -74,7 +102,9 @@ async def run_episode(backend, episode: EpisodeClient, tools: Sequence[Tool], *,
             return record
         record.steps.append(AgentStep(text, list(parsed.calls), list(out.results)))
         if parsed.calls:
-            conv.add_user(render_tool_results([(call.name, r.content) for call, r in zip(parsed.calls, out.results)]))
+            conv.add_user(render_tool_results([(call.name, clip_observation(conv.tokenizer, r.content,
+                                                                            context.max_observation_tokens))
+                                               for call, r in zip(parsed.calls, out.results)]))
         else:
             record.answers.append(parsed.text)
             if out.next_user_message:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from evolver import telemetry
-from evolver.agent.episode import EpisodeRecord, run_episode
+from evolver.agent.episode import ContextSettings, EpisodeRecord, run_episode
 from evolver.algorithms.rewards import synthetic_reward
 from evolver.envs.base import Tool
 from evolver.envs.client import INFRA_ERRORS, EnvironmentClient, EpisodeClient
@@ -42,6 +42,7 @@ class RolloutOptions:
     first_turn_prefix: str = ""
     allow_text_around_calls: bool = False
     seed: int = 0
+    context: ContextSettings = ContextSettings()
 
 
 MIN_DISTRACTORS = 2
@@ -111,6 +112,17 @@ def steps_to_pb(record: EpisodeRecord) -> list[tpb.Step]:
     return out
 
 
+def turn_records(record: EpisodeRecord, keep_experience: bool) -> list[tpb.TokenRecord]:
+    """One exact record per turn, for context templates that rewrite history."""
+    out = []
+    for seq in record.conversation.turn_sequences(keep_experience):
+        out.append(tpb.TokenRecord(token_ids=seq.token_ids, loss_mask=seq.loss_mask,
+                                   experience_mask=seq.experience_mask, step_ids=seq.step_ids,
+                                   behaviour_logprobs=seq.behaviour_logprobs,
+                                   logprobs_exact=all(s.logprobs is not None for s in record.conversation.completions)))
+    return out
+
+
 def token_record(record: EpisodeRecord, keep_experience: bool) -> tpb.TokenRecord:
     seq = record.conversation.training_sequence(keep_experience=keep_experience)
     exact = all(s.logprobs is not None for s in record.conversation.completions)
@@ -142,9 +154,12 @@ async def run_trajectory(backend, env: EnvironmentClient, task: task_pb2.Task, o
                                   seed=seed if opts.temperature > 0 else None)
         record = await run_episode(backend, episode, tools, sampling=sampling, max_steps=opts.max_steps,
                                    experience=experience_block(experiences), first_turn_prefix=opts.first_turn_prefix,
-                                   allow_text_around_calls=opts.allow_text_around_calls)
+                                   allow_text_around_calls=opts.allow_text_around_calls, context=opts.context)
         traj.steps.extend(steps_to_pb(record))
-        traj.tokens.CopyFrom(token_record(record, opts.keep_experience))
+        if record.conversation.rewrites_history:
+            traj.turn_records.extend(turn_records(record, opts.keep_experience))
+        else:
+            traj.tokens.CopyFrom(token_record(record, opts.keep_experience))
         traj.experience_ids.extend(eid for eid, _ in experiences)
         traj.final_answer = record.final_answer
         traj.context_exhausted = record.context_exhausted

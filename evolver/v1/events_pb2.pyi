@@ -94,7 +94,7 @@ class ExploreCompleted(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., walks: _Optional[_Iterable[_Union[Walk, _Mapping]]] = ..., max_calls_per_task: _Optional[int] = ..., task_writer: _Optional[_Union[_task_pb2.TaskWriterKind, str]] = ...) -> None: ...
 
 class RolloutRequested(_message.Message):
-    __slots__ = ("job_id", "run_id", "train_step", "task", "group_size", "policy_version", "guided_share", "temperature", "evaluation", "max_steps", "max_new_tokens", "experience_top_k", "keep_experience", "max_tools_shown", "attribute", "first_turn_prefix", "allow_text_around_calls", "sampling_seed", "base_model", "base_model_digest", "step_labeler", "step_label_skip", "reward_judge", "experience_extractor", "rewrite_experiences")
+    __slots__ = ("job_id", "run_id", "train_step", "task", "group_size", "policy_version", "guided_share", "temperature", "evaluation", "max_steps", "max_new_tokens", "experience_top_k", "keep_experience", "max_tools_shown", "attribute", "first_turn_prefix", "allow_text_around_calls", "sampling_seed", "base_model", "base_model_digest", "step_labeler", "step_label_skip", "reward_judge", "experience_extractor", "rewrite_experiences", "context_template", "window_turns", "max_context_tokens", "max_observation_tokens")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TRAIN_STEP_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +120,10 @@ class RolloutRequested(_message.Message):
     REWARD_JUDGE_FIELD_NUMBER: _ClassVar[int]
     EXPERIENCE_EXTRACTOR_FIELD_NUMBER: _ClassVar[int]
     REWRITE_EXPERIENCES_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_TURNS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONTEXT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MAX_OBSERVATION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     run_id: str
     train_step: int
@@ -145,7 +149,11 @@ class RolloutRequested(_message.Message):
     reward_judge: _trajectory_pb2.RewardJudge
     experience_extractor: _experience_pb2.ExperienceExtractorKind
     rewrite_experiences: bool
-    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., train_step: _Optional[int] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., group_size: _Optional[int] = ..., policy_version: _Optional[int] = ..., guided_share: _Optional[float] = ..., temperature: _Optional[float] = ..., evaluation: _Optional[bool] = ..., max_steps: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., experience_top_k: _Optional[int] = ..., keep_experience: _Optional[bool] = ..., max_tools_shown: _Optional[int] = ..., attribute: _Optional[bool] = ..., first_turn_prefix: _Optional[str] = ..., allow_text_around_calls: _Optional[bool] = ..., sampling_seed: _Optional[int] = ..., base_model: _Optional[str] = ..., base_model_digest: _Optional[str] = ..., step_labeler: _Optional[_Union[_attribution_pb2.StepLabeler, str]] = ..., step_label_skip: _Optional[_Union[_attribution_pb2.StepLabelSkip, str]] = ..., reward_judge: _Optional[_Union[_trajectory_pb2.RewardJudge, str]] = ..., experience_extractor: _Optional[_Union[_experience_pb2.ExperienceExtractorKind, str]] = ..., rewrite_experiences: _Optional[bool] = ...) -> None: ...
+    context_template: _trajectory_pb2.ContextTemplate
+    window_turns: int
+    max_context_tokens: int
+    max_observation_tokens: int
+    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., train_step: _Optional[int] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., group_size: _Optional[int] = ..., policy_version: _Optional[int] = ..., guided_share: _Optional[float] = ..., temperature: _Optional[float] = ..., evaluation: _Optional[bool] = ..., max_steps: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., experience_top_k: _Optional[int] = ..., keep_experience: _Optional[bool] = ..., max_tools_shown: _Optional[int] = ..., attribute: _Optional[bool] = ..., first_turn_prefix: _Optional[str] = ..., allow_text_around_calls: _Optional[bool] = ..., sampling_seed: _Optional[int] = ..., base_model: _Optional[str] = ..., base_model_digest: _Optional[str] = ..., step_labeler: _Optional[_Union[_attribution_pb2.StepLabeler, str]] = ..., step_label_skip: _Optional[_Union[_attribution_pb2.StepLabelSkip, str]] = ..., reward_judge: _Optional[_Union[_trajectory_pb2.RewardJudge, str]] = ..., experience_extractor: _Optional[_Union[_experience_pb2.ExperienceExtractorKind, str]] = ..., rewrite_experiences: _Optional[bool] = ..., context_template: _Optional[_Union[_trajectory_pb2.ContextTemplate, str]] = ..., window_turns: _Optional[int] = ..., max_context_tokens: _Optional[int] = ..., max_observation_tokens: _Optional[int] = ...) -> None: ...
 
 class RolloutCompleted(_message.Message):
     __slots__ = ("group", "evaluation", "task", "attribute", "demonstration", "step_labeler", "step_label_skip", "role_usage", "experience_extractor")

@@ -24,17 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65volver/v1/trajectory.proto\x12\nevolver.v1\"A\n\x08ToolCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\"Z\n\x0bObservation\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.evolver.v1.ObservationKind\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\"\xa0\x01\n\x04Step\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x16\n\x0e\x61ssistant_text\x18\x02 \x01(\t\x12(\n\ntool_calls\x18\x03 \x03(\x0b\x32\x14.evolver.v1.ToolCall\x12-\n\x0cobservations\x18\x04 \x03(\x0b\x32\x17.evolver.v1.Observation\x12\x18\n\x10state_hash_after\x18\x05 \x01(\t\"\x92\x01\n\x0bTokenRecord\x12\x11\n\ttoken_ids\x18\x01 \x03(\x05\x12\x11\n\tloss_mask\x18\x02 \x03(\x05\x12\x17\n\x0f\x65xperience_mask\x18\x03 \x03(\x05\x12\x10\n\x08step_ids\x18\x04 \x03(\x05\x12\x1a\n\x12\x62\x65haviour_logprobs\x18\x05 \x03(\x02\x12\x16\n\x0elogprobs_exact\x18\x06 \x01(\x08\">\n\x06Reward\x12\r\n\x05score\x18\x01 \x01(\x01\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\x14\n\x0c\x64\x65tails_json\x18\x03 \x01(\t\"1\n\x0cInfraFailure\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x11\n\tcomponent\x18\x02 \x01(\t\"\xc6\x02\n\nTrajectory\x12\x15\n\rtrajectory_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x10\n\x08group_id\x18\x03 \x01(\t\x12\x1f\n\x05steps\x18\x04 \x03(\x0b\x32\x10.evolver.v1.Step\x12\'\n\x06tokens\x18\x05 \x01(\x0b\x32\x17.evolver.v1.TokenRecord\x12\"\n\x06reward\x18\x06 \x01(\x0b\x32\x12.evolver.v1.Reward\x12\x16\n\x0epolicy_version\x18\x07 \x01(\x03\x12/\n\rinfra_failure\x18\x08 \x01(\x0b\x32\x18.evolver.v1.InfraFailure\x12\x16\n\x0e\x65xperience_ids\x18\t \x03(\t\x12\x14\n\x0c\x66inal_answer\x18\n \x01(\t\x12\x19\n\x11\x63ontext_exhausted\x18\x0b \x01(\x08\"\x83\x01\n\x0cRolloutGroup\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x12\n\ntrain_step\x18\x03 \x01(\x03\x12\x0f\n\x07task_id\x18\x04 \x01(\t\x12,\n\x0ctrajectories\x18\x05 \x03(\x0b\x32\x16.evolver.v1.Trajectory*\x93\x01\n\x0fObservationKind\x12 \n\x1cOBSERVATION_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17OBSERVATION_KIND_RESULT\x10\x01\x12\x1f\n\x1bOBSERVATION_KIND_TOOL_ERROR\x10\x02\x12 \n\x1cOBSERVATION_KIND_PARSE_ERROR\x10\x03*x\n\x0bRewardJudge\x12\x1c\n\x18REWARD_JUDGE_UNSPECIFIED\x10\x00\x12\x1c\n\x18REWARD_JUDGE_STATE_MATCH\x10\x01\x12\x14\n\x10REWARD_JUDGE_LLM\x10\x02\x12\x17\n\x13REWARD_JUDGE_HYBRID\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65volver/v1/trajectory.proto\x12\nevolver.v1\"A\n\x08ToolCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\"Z\n\x0bObservation\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.evolver.v1.ObservationKind\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\"\xa0\x01\n\x04Step\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x16\n\x0e\x61ssistant_text\x18\x02 \x01(\t\x12(\n\ntool_calls\x18\x03 \x03(\x0b\x32\x14.evolver.v1.ToolCall\x12-\n\x0cobservations\x18\x04 \x03(\x0b\x32\x17.evolver.v1.Observation\x12\x18\n\x10state_hash_after\x18\x05 \x01(\t\"\x92\x01\n\x0bTokenRecord\x12\x11\n\ttoken_ids\x18\x01 \x03(\x05\x12\x11\n\tloss_mask\x18\x02 \x03(\x05\x12\x17\n\x0f\x65xperience_mask\x18\x03 \x03(\x05\x12\x10\n\x08step_ids\x18\x04 \x03(\x05\x12\x1a\n\x12\x62\x65haviour_logprobs\x18\x05 \x03(\x02\x12\x16\n\x0elogprobs_exact\x18\x06 \x01(\x08\">\n\x06Reward\x12\r\n\x05score\x18\x01 \x01(\x01\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\x14\n\x0c\x64\x65tails_json\x18\x03 \x01(\t\"1\n\x0cInfraFailure\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x11\n\tcomponent\x18\x02 \x01(\t\"\xf5\x02\n\nTrajectory\x12\x15\n\rtrajectory_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x10\n\x08group_id\x18\x03 \x01(\t\x12\x1f\n\x05steps\x18\x04 \x03(\x0b\x32\x10.evolver.v1.Step\x12\'\n\x06tokens\x18\x05 \x01(\x0b\x32\x17.evolver.v1.TokenRecord\x12\"\n\x06reward\x18\x06 \x01(\x0b\x32\x12.evolver.v1.Reward\x12\x16\n\x0epolicy_version\x18\x07 \x01(\x03\x12/\n\rinfra_failure\x18\x08 \x01(\x0b\x32\x18.evolver.v1.InfraFailure\x12\x16\n\x0e\x65xperience_ids\x18\t \x03(\t\x12\x14\n\x0c\x66inal_answer\x18\n \x01(\t\x12\x19\n\x11\x63ontext_exhausted\x18\x0b \x01(\x08\x12-\n\x0cturn_records\x18\x0c \x03(\x0b\x32\x17.evolver.v1.TokenRecord\"\x83\x01\n\x0cRolloutGroup\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x12\n\ntrain_step\x18\x03 \x01(\x03\x12\x0f\n\x07task_id\x18\x04 \x01(\t\x12,\n\x0ctrajectories\x18\x05 \x03(\x0b\x32\x16.evolver.v1.Trajectory*\x93\x01\n\x0fObservationKind\x12 \n\x1cOBSERVATION_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17OBSERVATION_KIND_RESULT\x10\x01\x12\x1f\n\x1bOBSERVATION_KIND_TOOL_ERROR\x10\x02\x12 \n\x1cOBSERVATION_KIND_PARSE_ERROR\x10\x03*\x9b\x01\n\x0f\x43ontextTemplate\x12 \n\x1c\x43ONTEXT_TEMPLATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43ONTEXT_TEMPLATE_LINEAR\x10\x01\x12$\n CONTEXT_TEMPLATE_STRIP_REASONING\x10\x02\x12#\n\x1f\x43ONTEXT_TEMPLATE_SLIDING_WINDOW\x10\x03*x\n\x0bRewardJudge\x12\x1c\n\x18REWARD_JUDGE_UNSPECIFIED\x10\x00\x12\x1c\n\x18REWARD_JUDGE_STATE_MATCH\x10\x01\x12\x14\n\x10REWARD_JUDGE_LLM\x10\x02\x12\x17\n\x13REWARD_JUDGE_HYBRID\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'evolver.v1.trajectory_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OBSERVATIONKIND']._serialized_start=1093
-  _globals['_OBSERVATIONKIND']._serialized_end=1240
-  _globals['_REWARDJUDGE']._serialized_start=1242
-  _globals['_REWARDJUDGE']._serialized_end=1362
+  _globals['_OBSERVATIONKIND']._serialized_start=1140
+  _globals['_OBSERVATIONKIND']._serialized_end=1287
+  _globals['_CONTEXTTEMPLATE']._serialized_start=1290
+  _globals['_CONTEXTTEMPLATE']._serialized_end=1445
+  _globals['_REWARDJUDGE']._serialized_start=1447
+  _globals['_REWARDJUDGE']._serialized_end=1567
   _globals['_TOOLCALL']._serialized_start=43
   _globals['_TOOLCALL']._serialized_end=108
   _globals['_OBSERVATION']._serialized_start=110
@@ -48,7 +50,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INFRAFAILURE']._serialized_start=578
   _globals['_INFRAFAILURE']._serialized_end=627
   _globals['_TRAJECTORY']._serialized_start=630
-  _globals['_TRAJECTORY']._serialized_end=956
-  _globals['_ROLLOUTGROUP']._serialized_start=959
-  _globals['_ROLLOUTGROUP']._serialized_end=1090
+  _globals['_TRAJECTORY']._serialized_end=1003
+  _globals['_ROLLOUTGROUP']._serialized_start=1006
+  _globals['_ROLLOUTGROUP']._serialized_end=1137
 # @@protoc_insertion_point(module_scope)

@@ -14,6 +14,13 @@ class ObservationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OBSERVATION_KIND_TOOL_ERROR: _ClassVar[ObservationKind]
     OBSERVATION_KIND_PARSE_ERROR: _ClassVar[ObservationKind]
 
+class ContextTemplate(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONTEXT_TEMPLATE_UNSPECIFIED: _ClassVar[ContextTemplate]
+    CONTEXT_TEMPLATE_LINEAR: _ClassVar[ContextTemplate]
+    CONTEXT_TEMPLATE_STRIP_REASONING: _ClassVar[ContextTemplate]
+    CONTEXT_TEMPLATE_SLIDING_WINDOW: _ClassVar[ContextTemplate]
+
 class RewardJudge(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     REWARD_JUDGE_UNSPECIFIED: _ClassVar[RewardJudge]
@@ -24,6 +31,10 @@ OBSERVATION_KIND_UNSPECIFIED: ObservationKind
 OBSERVATION_KIND_RESULT: ObservationKind
 OBSERVATION_KIND_TOOL_ERROR: ObservationKind
 OBSERVATION_KIND_PARSE_ERROR: ObservationKind
+CONTEXT_TEMPLATE_UNSPECIFIED: ContextTemplate
+CONTEXT_TEMPLATE_LINEAR: ContextTemplate
+CONTEXT_TEMPLATE_STRIP_REASONING: ContextTemplate
+CONTEXT_TEMPLATE_SLIDING_WINDOW: ContextTemplate
 REWARD_JUDGE_UNSPECIFIED: RewardJudge
 REWARD_JUDGE_STATE_MATCH: RewardJudge
 REWARD_JUDGE_LLM: RewardJudge
@@ -98,7 +109,7 @@ class InfraFailure(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., component: _Optional[str] = ...) -> None: ...
 
 class Trajectory(_message.Message):
-    __slots__ = ("trajectory_id", "task_id", "group_id", "steps", "tokens", "reward", "policy_version", "infra_failure", "experience_ids", "final_answer", "context_exhausted")
+    __slots__ = ("trajectory_id", "task_id", "group_id", "steps", "tokens", "reward", "policy_version", "infra_failure", "experience_ids", "final_answer", "context_exhausted", "turn_records")
     TRAJECTORY_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +121,7 @@ class Trajectory(_message.Message):
     EXPERIENCE_IDS_FIELD_NUMBER: _ClassVar[int]
     FINAL_ANSWER_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_EXHAUSTED_FIELD_NUMBER: _ClassVar[int]
+    TURN_RECORDS_FIELD_NUMBER: _ClassVar[int]
     trajectory_id: str
     task_id: str
     group_id: str
@@ -121,7 +133,8 @@ class Trajectory(_message.Message):
     experience_ids: _containers.RepeatedScalarFieldContainer[str]
     final_answer: str
     context_exhausted: bool
-    def __init__(self, trajectory_id: _Optional[str] = ..., task_id: _Optional[str] = ..., group_id: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., tokens: _Optional[_Union[TokenRecord, _Mapping]] = ..., reward: _Optional[_Union[Reward, _Mapping]] = ..., policy_version: _Optional[int] = ..., infra_failure: _Optional[_Union[InfraFailure, _Mapping]] = ..., experience_ids: _Optional[_Iterable[str]] = ..., final_answer: _Optional[str] = ..., context_exhausted: _Optional[bool] = ...) -> None: ...
+    turn_records: _containers.RepeatedCompositeFieldContainer[TokenRecord]
+    def __init__(self, trajectory_id: _Optional[str] = ..., task_id: _Optional[str] = ..., group_id: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., tokens: _Optional[_Union[TokenRecord, _Mapping]] = ..., reward: _Optional[_Union[Reward, _Mapping]] = ..., policy_version: _Optional[int] = ..., infra_failure: _Optional[_Union[InfraFailure, _Mapping]] = ..., experience_ids: _Optional[_Iterable[str]] = ..., final_answer: _Optional[str] = ..., context_exhausted: _Optional[bool] = ..., turn_records: _Optional[_Iterable[_Union[TokenRecord, _Mapping]]] = ...) -> None: ...
 
 class RolloutGroup(_message.Message):
     __slots__ = ("group_id", "run_id", "train_step", "task_id", "trajectories")

@@ -11,6 +11,7 @@ from typing import Awaitable, Callable
 
 from evolver.agent.exploration import MAX_STEPS_PER_WALK, MAX_WALKS, run_walk, walk_to_pb
 from evolver.agent import judging
+from evolver.agent.episode import ContextSettings
 from evolver.agent.rollout import RolloutOptions, run_group
 from evolver.envs.client import RemoteEnvironment
 from evolver.errors import FailedPrecondition, InvalidArgument, Validator
@@ -34,6 +35,11 @@ class Retrieved:
     usage: list = field(default_factory=list)  # RoleUsage of the rewrite
 
 
+CONTEXT_TEMPLATES = {tpb.CONTEXT_TEMPLATE_UNSPECIFIED: "linear", tpb.CONTEXT_TEMPLATE_LINEAR: "linear",
+                     tpb.CONTEXT_TEMPLATE_STRIP_REASONING: "strip_reasoning",
+                     tpb.CONTEXT_TEMPLATE_SLIDING_WINDOW: "sliding_window"}
+
+
 def rollout_options(req: events_pb2.RolloutRequested) -> RolloutOptions:
     v = Validator()
     # The job id becomes the group id, the rollout.completed message id and a KV key: without
@@ -44,12 +50,19 @@ def rollout_options(req: events_pb2.RolloutRequested) -> RolloutOptions:
     v.check(req.temperature >= 0.0, "temperature", "must be >= 0")
     v.check(req.max_steps >= 0 and req.max_new_tokens >= 0, "max_steps", "bounds must be >= 0")
     v.check(bool(req.task.task_id and req.task.env_id), "task", "must carry task_id and env_id")
+    v.check(req.context_template in CONTEXT_TEMPLATES, "context_template",
+            f"must be a ContextTemplate (got {str(req.context_template)[:12]})")
+    v.check(0 <= req.window_turns <= 1024, "window_turns", "must be between 0 (default 2) and 1024")
+    v.check(req.max_context_tokens >= 0 and req.max_observation_tokens >= 0, "max_context_tokens",
+            "token budgets must be >= 0")
     v.raise_if_any()
     return RolloutOptions(group_size=req.group_size, guided_share=req.guided_share, temperature=req.temperature,
                           max_steps=req.max_steps or 6, max_new_tokens=req.max_new_tokens or 96,
                           keep_experience=req.keep_experience, max_tools_shown=req.max_tools_shown,
                           first_turn_prefix=req.first_turn_prefix,
-                          allow_text_around_calls=req.allow_text_around_calls, seed=req.sampling_seed)
+                          allow_text_around_calls=req.allow_text_around_calls, seed=req.sampling_seed,
+                          context=ContextSettings(CONTEXT_TEMPLATES[req.context_template], req.window_turns or 2,
+                                                  req.max_context_tokens, req.max_observation_tokens))
 
 
 def check_explore(req: events_pb2.ExploreRequested) -> None:

@@ -43,11 +43,11 @@ def group_samples(event: events_pb2.RolloutAttributed, cfg: AdcaConfig, *, attri
     stats = GroupStats()
     valid = []
     for t in trajs:
-        ok = not t.infra_failure.reason and len(t.tokens.token_ids) > 0
+        ok = not t.infra_failure.reason and any(r.token_ids for r in records(t))
         valid.append(ok)
         stats.infra_failed += 0 if ok else 1
     stats.valid = sum(valid)
-    n_steps = [max([s for s in t.tokens.step_ids if s >= 0], default=-1) + 1 for t in trajs]
+    n_steps = [max([s for r in records(t) for s in r.step_ids if s >= 0], default=-1) + 1 for t in trajs]
     use_labels = attributing and all(t.trajectory_id in labels for t, ok in zip(trajs, valid) if ok)
     flags: list[Sequence[bool]] = []
     for t, ok, n in zip(trajs, valid, n_steps):
@@ -63,21 +63,28 @@ def group_samples(event: events_pb2.RolloutAttributed, cfg: AdcaConfig, *, attri
     for t, a in zip(trajs, adv):
         if a is None:
             continue
-        tok = t.tokens
-        samples.append(Sample(t.trajectory_id, event.group.group_id, list(tok.token_ids), list(tok.loss_mask),
-                              token_advantages(a, list(tok.step_ids)), list(tok.behaviour_logprobs),
-                              tok.logprobs_exact, bool(t.experience_ids), t.reward.score))
+        for tok in records(t):  # one sample per attempt, or per turn when the template rewrote history
+            samples.append(Sample(t.trajectory_id, event.group.group_id, list(tok.token_ids), list(tok.loss_mask),
+                                  token_advantages(a, list(tok.step_ids)), list(tok.behaviour_logprobs),
+                                  tok.logprobs_exact, bool(t.experience_ids), t.reward.score))
     return samples, stats
+
+
+def records(t) -> list:
+    """An attempt's exact token records: its per-turn records when its context template
+    rewrote history, else its one whole-episode record."""
+    return list(t.turn_records) if len(t.turn_records) else [t.tokens]
 
 
 def imitation_samples(samples: Sequence[Sample], successes: set[str]) -> list[Sample]:
     """The successful trajectories among samples as supervised samples: each once, advantage 1
     on every token the policy produced (its loss mask), 0 elsewhere."""
-    seen: set[str] = set()
+    seen: set[tuple[str, int]] = set()
     out = []
     for s in samples:
-        if s.trajectory_id in successes and s.trajectory_id not in seen:
-            seen.add(s.trajectory_id)
+        key = (s.trajectory_id, hash(tuple(s.token_ids)))  # a per-turn attempt has one sample per turn
+        if s.trajectory_id in successes and key not in seen:
+            seen.add(key)
             out.append(Sample(s.trajectory_id, s.group_id, s.token_ids, s.loss_mask, [float(m) for m in s.loss_mask],
                               s.behaviour_logprobs, False, s.guided, s.reward))
     return out

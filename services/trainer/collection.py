@@ -52,6 +52,8 @@ STEP_LABEL_SKIPS = {"none": apb.STEP_LABEL_SKIP_UNSPECIFIED, "small_advantage": 
 
 EXTRACTORS = {"verifiable": exp_pb.EXPERIENCE_EXTRACTOR_KIND_RULES, "llm": exp_pb.EXPERIENCE_EXTRACTOR_KIND_LLM,
               "hybrid": exp_pb.EXPERIENCE_EXTRACTOR_KIND_HYBRID}
+CONTEXT_TEMPLATES = {"linear": tpb.CONTEXT_TEMPLATE_LINEAR, "strip_reasoning": tpb.CONTEXT_TEMPLATE_STRIP_REASONING,
+                     "sliding_window": tpb.CONTEXT_TEMPLATE_SLIDING_WINDOW}
 REWARD_JUDGES = {"verifiable": tpb.REWARD_JUDGE_STATE_MATCH, "llm": tpb.REWARD_JUDGE_LLM,
                  "hybrid": tpb.REWARD_JUDGE_HYBRID}
 
@@ -75,6 +77,8 @@ def rollout_request(spec: RunSpec, *, run_id: str, job: str, step: int, task: ta
         step_labeler=STEP_LABELERS[s.attributing.labeler], step_label_skip=STEP_LABEL_SKIPS[s.attributing.skip],
         reward_judge=tpb.REWARD_JUDGE_STATE_MATCH if evaluation else REWARD_JUDGES[r.reward_judge],
         experience_extractor=EXTRACTORS[s.navigating.extractor], rewrite_experiences=s.navigating.rewrite,
+        context_template=CONTEXT_TEMPLATES[r.context_template], window_turns=r.window_turns,
+        max_context_tokens=r.max_context_tokens, max_observation_tokens=r.max_observation_tokens,
         sampling_seed=s.seed if evaluation else s.seed * 1_000_003 + step + 1,
         base_model=base_model[0], base_model_digest=base_model[1])
 

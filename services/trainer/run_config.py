@@ -108,6 +108,16 @@ class RolloutSpec(_Section):
     # reply keeps the state-match reward, counted), or their product (hybrid). Evaluation always
     # uses the state match: a measurement stays grounded whatever trains the policy.
     reward_judge: Literal["verifiable", "llm", "hybrid"] = "verifiable"
+    # The context manager (spec §6.3): what the policy sees each turn. linear = the whole
+    # history (one training sequence per attempt); strip_reasoning = earlier turns without
+    # <think> blocks; sliding_window = the task and the last window_turns turns. The last two
+    # train one exact sequence per turn. max_context_tokens: a turn's context plus its completion
+    # (0 = only the server's limit); the episode ends cleanly when the next turn cannot fit.
+    # max_observation_tokens: longer tool results are clipped (0 = never).
+    context_template: Literal["linear", "strip_reasoning", "sliding_window"] = "linear"
+    window_turns: int = Field(2, ge=1, le=1024)
+    max_context_tokens: int = Field(0, ge=0)
+    max_observation_tokens: int = Field(0, ge=0)
     max_steps: int = Field(4, ge=1, le=64)
     max_new_tokens: int = Field(96, ge=1, le=4096)
     max_tools_shown: int = Field(6, ge=0)  # 0 = every tool of the task's toolsets
