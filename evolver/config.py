@@ -134,7 +134,7 @@ class PolicySettings(_Section):
     max_loaded_adapters: int = Field(2, ge=1)
 
 
-LLM_ROLES = ("task_writer", "judge", "step_attributor", "experience_extractor")
+LLM_ROLES = ("explorer", "task_writer", "judge", "step_attributor", "experience_extractor")
 
 
 class Settings(_Section):

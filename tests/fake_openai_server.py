@@ -17,7 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 # A phrase of each role's packaged system prompt -> the role.
 ROLE_MARKERS = {"process reward evaluator": "step_attributor", "task discovery expert": "task_writer",
                 "strict evaluator": "judge", "distil reusable experience": "experience_extractor",
-                "check experiences written": "experience_validator", "short briefing": "experience_rewriter"}
+                "check experiences written": "experience_validator", "short briefing": "experience_rewriter",
+                "intelligent environment explorer": "explorer"}
 
 
 @dataclass

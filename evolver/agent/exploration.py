@@ -4,11 +4,12 @@ no environment is special-cased), and Walk <-> protobuf."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from evolver.algorithms.questioning import Walk, WalkPlanner, WalkStep
 from evolver.algorithms.state import field_values, scalar_values
-from evolver.envs.base import Call, state_hash
+from evolver.envs.base import Call, Tool, state_hash
 from evolver.envs.client import EnvironmentClient
 from evolver.limits import STEPS_PER_WALK_MAX, WALKS_MAX
 from evolver.v1 import events_pb2, trajectory_pb2
@@ -18,9 +19,17 @@ from evolver.v1 import events_pb2, trajectory_pb2
 MAX_WALKS, MAX_STEPS_PER_WALK = WALKS_MAX, STEPS_PER_WALK_MAX
 
 
+# Chooses a walk's next call from the walk so far (the LLM explorer), or None to let the schema
+# planner choose: (tools, user question, walk so far, step index) -> call.
+ChooseCall = Callable[[Sequence[Tool], str, Walk, int], Awaitable[Call | None]]
+
+
 async def run_walk(env: EnvironmentClient, *, walk_id: str, seed: int, max_steps: int,
                    seed_task_id: str = "", initial_state: dict[str, Any] | None = None,
-                   toolsets: list[str] | None = None, use_returned_fields: bool = True) -> Walk:
+                   toolsets: list[str] | None = None, use_returned_fields: bool = True,
+                   choose: ChooseCall | None = None) -> Walk:
+    """A walk of up to max_steps calls: each chosen by `choose` (the LLM explorer) when given
+    and it answers, else by the schema planner."""
     if not seed_task_id and initial_state is None:
         initial_state = {}  # the environment's default initial state (the proto's contract for "{}")
     episode = await env.create(seed_task_id=seed_task_id or None, initial_state=initial_state,
@@ -31,7 +40,8 @@ async def run_walk(env: EnvironmentClient, *, walk_id: str, seed: int, max_steps
         walk = Walk(walk_id, state)
         planner.seen_states.add(h)
         for i in range(max_steps):
-            call = planner.next_call(i)
+            call = (await choose(episode.tools, episode.user_message, walk, i) if choose else None) \
+                or planner.next_call(i)
             out = await episode.step([call])
             if not out.results:  # the episode ended without running the call
                 break

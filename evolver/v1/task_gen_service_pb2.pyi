@@ -47,7 +47,7 @@ class ListEnvironmentsResponse(_message.Message):
     def __init__(self, environments: _Optional[_Iterable[_Union[_environment_pb2.EnvironmentSpec, _Mapping]]] = ...) -> None: ...
 
 class GenerateTasksRequest(_message.Message):
-    __slots__ = ("env_id", "explorations", "walks_per_exploration", "max_steps_per_walk", "seed", "max_calls_per_task", "requester_id", "task_writer")
+    __slots__ = ("env_id", "explorations", "walks_per_exploration", "max_steps_per_walk", "seed", "max_calls_per_task", "requester_id", "task_writer", "explorer")
     ENV_ID_FIELD_NUMBER: _ClassVar[int]
     EXPLORATIONS_FIELD_NUMBER: _ClassVar[int]
     WALKS_PER_EXPLORATION_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,7 @@ class GenerateTasksRequest(_message.Message):
     MAX_CALLS_PER_TASK_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_WRITER_FIELD_NUMBER: _ClassVar[int]
+    EXPLORER_FIELD_NUMBER: _ClassVar[int]
     env_id: str
     explorations: int
     walks_per_exploration: int
@@ -64,7 +65,8 @@ class GenerateTasksRequest(_message.Message):
     max_calls_per_task: int
     requester_id: str
     task_writer: _task_pb2.TaskWriterKind
-    def __init__(self, env_id: _Optional[str] = ..., explorations: _Optional[int] = ..., walks_per_exploration: _Optional[int] = ..., max_steps_per_walk: _Optional[int] = ..., seed: _Optional[int] = ..., max_calls_per_task: _Optional[int] = ..., requester_id: _Optional[str] = ..., task_writer: _Optional[_Union[_task_pb2.TaskWriterKind, str]] = ...) -> None: ...
+    explorer: _task_pb2.ExplorerKind
+    def __init__(self, env_id: _Optional[str] = ..., explorations: _Optional[int] = ..., walks_per_exploration: _Optional[int] = ..., max_steps_per_walk: _Optional[int] = ..., seed: _Optional[int] = ..., max_calls_per_task: _Optional[int] = ..., requester_id: _Optional[str] = ..., task_writer: _Optional[_Union[_task_pb2.TaskWriterKind, str]] = ..., explorer: _Optional[_Union[_task_pb2.ExplorerKind, str]] = ...) -> None: ...
 
 class GenerateTasksResponse(_message.Message):
     __slots__ = ("explore_request_ids",)

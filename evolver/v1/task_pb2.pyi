@@ -17,6 +17,13 @@ class TaskSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_SOURCE_SEED: _ClassVar[TaskSource]
     TASK_SOURCE_SYNTHETIC: _ClassVar[TaskSource]
 
+class ExplorerKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXPLORER_KIND_UNSPECIFIED: _ClassVar[ExplorerKind]
+    EXPLORER_KIND_SCHEMA: _ClassVar[ExplorerKind]
+    EXPLORER_KIND_LLM: _ClassVar[ExplorerKind]
+    EXPLORER_KIND_MIXED: _ClassVar[ExplorerKind]
+
 class TaskWriterKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TASK_WRITER_KIND_UNSPECIFIED: _ClassVar[TaskWriterKind]
@@ -26,6 +33,10 @@ class TaskWriterKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 TASK_SOURCE_UNSPECIFIED: TaskSource
 TASK_SOURCE_SEED: TaskSource
 TASK_SOURCE_SYNTHETIC: TaskSource
+EXPLORER_KIND_UNSPECIFIED: ExplorerKind
+EXPLORER_KIND_SCHEMA: ExplorerKind
+EXPLORER_KIND_LLM: ExplorerKind
+EXPLORER_KIND_MIXED: ExplorerKind
 TASK_WRITER_KIND_UNSPECIFIED: TaskWriterKind
 TASK_WRITER_KIND_TEMPLATE: TaskWriterKind
 TASK_WRITER_KIND_LLM: TaskWriterKind

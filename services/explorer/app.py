@@ -18,6 +18,8 @@ from services.explorer.servicer import ExplorerServicer
 
 # A short paragraph of reasoning and the <reward> line.
 JUDGE_MAX_TOKENS = 256
+# A line of reasoning and one call.
+EXPLORER_MAX_TOKENS = 160
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:
@@ -25,6 +27,9 @@ async def build(ctx: ServiceContext) -> ServiceParts:
 
     async def locate(env_id: str) -> str:
         return (await environment_spec(registry, env_id)).address
+
+    async def profile_of(env_id: str):
+        return (await environment_spec(registry, env_id)).profile
 
     async def retrieve(query: str, k: int, env_id: str, rewrite: bool = False) -> Retrieved:
         async with channel(await endpoint(ctx, "memory")) as ch:
@@ -34,10 +39,11 @@ async def build(ctx: ServiceContext) -> ServiceParts:
         return Retrieved([(x.experience.experience_id, f"{x.experience.when_to_use}: {x.experience.content}")
                           for x in r.experiences], r.rewritten_context, list(r.role_usage))
 
-    roles = RoleCallers(ctx.settings, max_tokens={"judge": JUDGE_MAX_TOKENS})
+    roles = RoleCallers(ctx.settings, max_tokens={"judge": JUDGE_MAX_TOKENS, "explorer": EXPLORER_MAX_TOKENS})
     explorer = Explorer(LazyPolicy(ctx.settings), locate, retrieve,
                         switcher_factory=lambda backend: PolicySwitcher(ctx.bus, backend),
-                        judge=lambda: roles.get("judge"))
+                        judge=lambda: roles.get("judge"), explorer_role=lambda: roles.get("explorer"),
+                        profile_of=profile_of)
     return ServiceParts([Registration("evolver.v1.ExplorerService", ExplorerServicer(explorer),
                                       pb_grpc.add_ExplorerServiceServicer_to_server)],
                         handlers=handlers(explorer, ctx.bus))

@@ -20,6 +20,7 @@ from evolver.models.policy_store import PolicySwitcher
 from evolver.models.roles import RoleCaller, RoleCounters
 from evolver.v1 import events_pb2, task_pb2
 from evolver.v1 import trajectory_pb2 as tpb
+from services.explorer.llm_explorer import llm_chooser
 from services.explorer.policy import LazyPolicy
 
 # (query, k, env_id, rewrite) -> Retrieved: memory's Retrieve, wired in app.py.
@@ -72,6 +73,8 @@ def check_explore(req: events_pb2.ExploreRequested) -> None:
     v.check(1 <= req.walks <= MAX_WALKS, "walks", f"must be between 1 and {MAX_WALKS}")
     v.check(1 <= req.max_steps_per_walk <= MAX_STEPS_PER_WALK, "max_steps_per_walk",
             f"must be between 1 and {MAX_STEPS_PER_WALK}")
+    v.check(req.explorer in task_pb2.ExplorerKind.values(), "explorer",
+            f"must be an ExplorerKind (got {str(req.explorer)[:12]})")
     v.raise_if_any()
 
 
@@ -96,11 +99,15 @@ def refused_as(field: str, e: InvalidArgument) -> InvalidArgument:
 class Explorer:
     def __init__(self, policy: LazyPolicy, locate: Locate, retrieve: Retrieve,
                  switcher_factory: Callable[[object], PolicySwitcher],
-                 judge: Callable[[], Awaitable[RoleCaller]] | None = None):
+                 judge: Callable[[], Awaitable[RoleCaller]] | None = None,
+                 explorer_role: Callable[[], Awaitable[RoleCaller]] | None = None,
+                 profile_of: Callable[[str], Awaitable[object]] | None = None):
         self.policy, self.locate, self.retrieve = policy, locate, retrieve
         self._switcher_factory = switcher_factory
         self._switcher: PolicySwitcher | None = None
         self.judge = judge  # the judge role's caller, built on first use
+        self.explorer_role = explorer_role  # the explorer role's caller, built on first use
+        self.profile_of = profile_of  # env_id -> its EnvironmentProfile (the registry's)
 
     async def check_base_model(self, req: events_pb2.RolloutRequested) -> None:
         """A job for another base model could only be rolled out by a different policy."""
@@ -156,15 +163,28 @@ class Explorer:
                                 task_id=req.task.task_id, trajectories=trajectories), usage
 
     async def walks(self, req: events_pb2.ExploreRequested) -> list[events_pb2.Walk]:
-        """Exploration walks from one seed task (or the default initial state)."""
+        walks, _ = await self.walks_counted(req)
+        return walks
+
+    async def walks_counted(self, req: events_pb2.ExploreRequested) -> tuple[list[events_pb2.Walk], list]:
+        """Exploration walks from one seed task (or the default initial state), their actions
+        chosen as the request's explorer kind says, and the explorer role's usage."""
         check_explore(req)
-        walks = []
+        walks, counters, choose = [], None, None
+        if req.explorer in (task_pb2.EXPLORER_KIND_LLM, task_pb2.EXPLORER_KIND_MIXED):
+            if self.explorer_role is None or self.profile_of is None:
+                raise FailedPrecondition("the LLM explorer was asked for, but no explorer role is configured")
+            counters = RoleCounters("explorer")
+            choose = llm_chooser(await self.explorer_role(), counters, await self.profile_of(req.env_id))
         try:
             async with RemoteEnvironment(await self.locate(req.env_id)) as env:
                 for i in range(req.walks):
+                    by_llm = req.explorer == task_pb2.EXPLORER_KIND_LLM or (
+                        req.explorer == task_pb2.EXPLORER_KIND_MIXED and i % 2 == 1)
                     walk = await run_walk(env, walk_id=f"{req.request_id}/w{i}", seed=req.seed * 1000 + i,
-                                          max_steps=req.max_steps_per_walk, seed_task_id=req.seed_task_id)
+                                          max_steps=req.max_steps_per_walk, seed_task_id=req.seed_task_id,
+                                          choose=choose if by_llm else None)
                     walks.append(walk_to_pb(walk))
         except InvalidArgument as e:
             raise refused_as("seed_task_id", e) from None
-        return walks
+        return walks, [counters.to_pb()] if counters else []

@@ -27,10 +27,11 @@ Publish = Callable[[str, object, str], Awaitable[object]]
 
 
 def check_generate(env_id: str, explorations: int, walks_per_exploration: int, max_steps_per_walk: int,
-                   max_calls_per_task: int, task_writer: int = 0) -> None:
+                   max_calls_per_task: int, task_writer: int = 0, explorer: int = 0) -> None:
     v = Validator()
     v.check(task_writer in task_pb2.TaskWriterKind.values(), "task_writer",
             f"must be a TaskWriterKind (got {str(task_writer)[:12]})")
+    v.check(explorer in task_pb2.ExplorerKind.values(), "explorer", f"must be an ExplorerKind (got {str(explorer)[:12]})")
     v.check(bool(env_id), "env_id", "must name a registered environment")
     v.check(1 <= explorations <= EXPLORATIONS_MAX, "explorations", f"must be between 1 and {EXPLORATIONS_MAX}")
     v.check(1 <= walks_per_exploration <= MAX_WALKS, "walks_per_exploration", f"must be between 1 and {MAX_WALKS}")
@@ -66,11 +67,12 @@ class TaskGen:
 
     async def request_explorations(self, env_id: str, *, explorations: int, walks_per_exploration: int,
                                    max_steps_per_walk: int, max_calls_per_task: int, seed: int,
-                                   requester_id: str = "", task_writer: int = 0) -> list[str]:
+                                   requester_id: str = "", task_writer: int = 0, explorer: int = 0) -> list[str]:
         """One explore.requested per exploration, from the environment's train seed tasks in turn;
         an environment without any is explored from its default initial state (no human-written
         task is needed)."""
-        check_generate(env_id, explorations, walks_per_exploration, max_steps_per_walk, max_calls_per_task, task_writer)
+        check_generate(env_id, explorations, walks_per_exploration, max_steps_per_walk, max_calls_per_task, task_writer,
+                       explorer)
         spec = await self.registry.get(env_id)
         async with RemoteEnvironment(spec.address) as env:
             seeds = await env.seed_tasks("train")  # never evaluation tasks (spec B3)
@@ -86,7 +88,8 @@ class TaskGen:
             await self.publish("explore.requested", events_pb2.ExploreRequested(
                 request_id=rid, env_id=env_id, seed_task_id=seed_task_id,
                 walks=walks_per_exploration, max_steps_per_walk=max_steps_per_walk,
-                seed=seed + i, max_calls_per_task=max_calls_per_task, task_writer=task_writer), rid)
+                seed=seed + i, max_calls_per_task=max_calls_per_task, task_writer=task_writer,
+                explorer=explorer), rid)
             ids.append(rid)
         return ids
 
@@ -104,7 +107,7 @@ class TaskGen:
         log.info("exploration %s: %d tasks accepted, %d rejected", event.request_id, len(accepted), len(reasons))
         return events_pb2.TasksAccepted(env_id=event.env_id, tasks=accepted, explore_request_id=event.request_id,
                                         candidates=len(accepted) + len(reasons), rejection_reasons=reasons[:100],
-                                        role_usage=made.role_usage)
+                                        role_usage=[*event.role_usage, *made.role_usage])
 
     # --- the pool and the curriculum -----------------------------------------------------------
 

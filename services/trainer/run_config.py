@@ -61,6 +61,9 @@ class QuestioningSpec(_Section):
     # (several tasks per walk, each naming the walk steps that solve it; a walk whose reply is
     # unusable falls back to the template writer), or both (hybrid). Every task is replayed.
     task_writer: Literal["verifiable", "llm", "hybrid"] = "verifiable"
+    # Who chooses each action of an exploration walk: the schema planner, the explorer LLM role
+    # (a step whose reply is unusable is the planner's, counted), or alternate walks (mixed).
+    explorer: Literal["schema", "llm", "mixed"] = "schema"
 
 
 class NavigatingSpec(_Section):

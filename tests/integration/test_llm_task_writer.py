@@ -1,4 +1,5 @@
-"""The LLM task writer (questioning.task_writer llm | hybrid) on real BFCL exploration walks over
+"""The LLM explorer (questioning.explorer llm | mixed) and the LLM task writer
+(questioning.task_writer llm | hybrid) on real BFCL exploration walks over
 the Environment protocol, against ScriptedOpenAIServer (a FAKE OpenAI-compatible server): every
 <task> block becomes its own candidate, each named step sequence is replayed, queries that write
 code are refused, confidence ranks the near-duplicate filter, and an unusable reply falls back to
@@ -145,3 +146,53 @@ async def test_a_registered_environment_has_a_profile_derived_or_supplied_and_ba
     assert {v.field for v in bad.value.violations} == {
         "profile.name", "profile.entities[0].name", "profile.task_preference.relation_difficulty"}
     assert all(len(v.description) < 200 for v in bad.value.violations)
+
+
+async def test_the_llm_explorer_chooses_each_step_and_the_planner_covers_unusable_replies(bfcl):
+    from evolver.envs.profile import derive_profile
+    from evolver.models.roles import RoleCallers  # noqa: F401  (the app's wiring; here a caller directly)
+    from services.explorer.explorer import Explorer
+
+    def explorer_reply(body: dict) -> Reply:
+        text = body["messages"][1]["content"]
+        step = int(text.rsplit("(step ", 1)[1].split(")")[0])
+        return {1: Reply('Map first.\n<tool_call>\n{"name": "ls", "arguments": {}}\n</tool_call>'),
+                2: Reply('Make one.\n<tool_call>\n{"name": "mkdir", "arguments": {"dir_name": "probe"}}\n</tool_call>'),
+                3: Reply('<tool_call>\n{"name": "mkdir", "arguments": {"dir_name": "probe"}}\n</tool_call>'),  # a repeat
+                4: Reply("I am not sure what to do."),  # unusable: the planner's step
+                5: Reply('<tool_call>\n{"name": "launch_rocket", "arguments": {}}\n</tool_call>')}[step]
+
+    tools, _ = await bfcl.tools()
+    with ScriptedOpenAIServer(default=explorer_reply) as fake:
+        llm = RoleCaller("explorer", AuxChatClient(EndpointSettings(fake.url, "explorer-7b", max_retries=0)),
+                         prompts.load("explorer"))
+
+        async def role():
+            return llm
+
+        async def locate(env_id):
+            return bfcl.address
+
+        async def profile_of(env_id):
+            return derive_profile(tools, env_id)
+        explorer = Explorer(None, locate, None, switcher_factory=None, explorer_role=role, profile_of=profile_of)
+        req = events_pb2.ExploreRequested(request_id="e1", env_id="bfcl", seed_task_id="multi_turn_base_0", walks=2,
+                                          max_steps_per_walk=5, seed=3, explorer=task_pb2.EXPLORER_KIND_MIXED)
+        walks, (usage,) = await explorer.walks_counted(req)
+        bodies = fake.calls("explorer")
+    schema_walk, llm_walk = walks  # mixed: walk 0 by the schema planner, walk 1 by the LLM
+    calls = [(s.tool_calls[0].name, json.loads(s.tool_calls[0].arguments_json)) for s in llm_walk.steps]
+    assert calls[0] == ("ls", {}) and calls[1] == ("mkdir", {"dir_name": "probe"})
+    assert calls[2] != calls[1] and calls[4][0] != "launch_rocket"  # the planner's steps instead
+    assert (usage.role, usage.calls, usage.parse_failures, usage.fallbacks) == ("explorer", 5, 3, 3)  # steps 3-5
+    assert len(bodies) == 5  # walk 0 called nobody
+    first, second = bodies[0]["messages"], bodies[1]["messages"]
+    assert "DO NOT try to answer" in first[0]["content"] and "GorillaFileSystem" in first[0]["content"]
+    assert "(nothing yet)" in first[1]["content"] and "1. ls({}) -> ok" in second[1]["content"]
+    seed_question = (await bfcl.create(seed_task_id="multi_turn_base_0")).user_message
+    assert seed_question[:40] in first[1]["content"]
+    bad = events_pb2.ExploreRequested(request_id="e2", env_id="bfcl", walks=1, max_steps_per_walk=2, explorer=9)
+    from evolver.errors import InvalidArgument
+    with pytest.raises(InvalidArgument) as refused:
+        await explorer.walks_counted(bad)
+    assert [v.field for v in refused.value.violations] == ["explorer"]

@@ -194,11 +194,13 @@ def test_the_llm_roles_run_on_the_local_model_and_lose_nothing(stack_dir, tmp_pa
     # BFCL's server again under its own id: an empty task pool, so this run's questioning writes one
     address = asyncio.run(_env_address(stack_dir, "bfcl"))
     assert cli(stack_dir, "env", "add", address, "--id", "bfcl-llm").returncode == 0
-    questioning = {**SMALL["questioning"], "task_writer": "llm", "explorations": 1}
+    questioning = {**SMALL["questioning"], "task_writer": "llm", "explorer": "llm", "explorations": 1}
     r = cli(stack_dir, "run", "--config", str(_write(tmp_path, "llm.yaml", steps=1, questioning=questioning,
                                                      env_id="bfcl-llm",
                                                      attributing={"labeler": "llm"},
                                                      rollout={**SMALL["rollout"], "reward_judge": "llm"},
+                                                     navigating={**SMALL["navigating"], "extractor": "llm",
+                                                                 "rewrite": True},
                                                      eval={"synthetic_tasks": 0, "seed_tasks": 0, "k": 1})),
             "--run-id", "llm-labels", "--out", str(tmp_path / "runs"))
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
@@ -206,6 +208,9 @@ def test_the_llm_roles_run_on_the_local_model_and_lose_nothing(stack_dir, tmp_pa
     asked = [p["metrics"] for p in progress if p["phase"] == "questioning" and "llm/task_writer/calls" in p["metrics"]]
     # one call per walk (1 exploration x 2 walks); an unusable reply: that walk's template tasks
     assert asked and asked[-1]["llm/task_writer/calls"] == 2
+    # the LLM explorer: one call per walk step (2 walks of up to 8 steps), a planner step per unusable reply
+    assert 2 <= asked[-1]["llm/explorer/calls"] <= 16
+    assert asked[-1]["llm/explorer/fallbacks"] >= asked[-1]["llm/explorer/call_failures"]
     assert asked[-1]["llm/task_writer/fallbacks"] == (asked[-1]["llm/task_writer/parse_failures"]
                                                       + asked[-1]["llm/task_writer/call_failures"])
     ev = asyncio.run(_events(stack_dir, "llm-labels"))
@@ -214,7 +219,8 @@ def test_the_llm_roles_run_on_the_local_model_and_lose_nothing(stack_dir, tmp_pa
     calls = labelled = fallbacks = 0
     judged = 0
     for a in attributed:
-        judge, usage = sorted(a.role_usage, key=lambda u: u.role)  # the explorer's judge, then the labeller
+        by_role = {u.role: u for u in a.role_usage}  # the explorer's judge, the attributor's labeller
+        judge, usage = by_role["judge"], by_role["step_attributor"]
         valid = [t for t in a.group.trajectories if not t.infra_failure.reason]
         assert judge.role == "judge" and judge.calls == len(valid)
         assert judge.fallbacks == judge.parse_failures + judge.call_failures
@@ -237,6 +243,8 @@ def test_the_llm_roles_run_on_the_local_model_and_lose_nothing(stack_dir, tmp_pa
     assert trained["metrics"]["llm/step_attributor/fallbacks"] == fallbacks
     assert trained["metrics"]["llm/judge/calls"] == judged
     assert "## LLM roles" in (run_dir / "report.md").read_text()
+    summary = json.loads((run_dir / "events_summary.json").read_text())  # memory's extractor, per group
+    assert summary["llm/experience_extractor/calls"] >= 2
     from evolver.cli.observe import load_spans
     spans_path, deadline = Path(Stack(stack_dir).read_state().spans_path), time.monotonic() + 20
 

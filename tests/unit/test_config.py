@@ -50,7 +50,8 @@ def test_llm_roles_default_to_the_local_model_and_are_configurable_per_role(tmp_
 
     s = load_settings(environ={})
     assert {r: c.endpoint for r, c in s.llm_roles.items()} == {
-        "task_writer": "local", "judge": "local", "step_attributor": "local", "experience_extractor": "local"}
+        "explorer": "local", "task_writer": "local", "judge": "local", "step_attributor": "local",
+        "experience_extractor": "local"}
     f = tmp_path / "roles.yaml"
     f.write_text("llm_roles:\n  judge:\n    endpoint: http://vllm:8000/v1\n    model: qwen\n    temperature: 0.3\n"
                  "    concurrency: 2\n")
