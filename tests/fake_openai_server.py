@@ -18,7 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 ROLE_MARKERS = {"process reward evaluator": "step_attributor", "task discovery expert": "task_writer",
                 "strict evaluator": "judge", "distil reusable experience": "experience_extractor",
                 "check experiences written": "experience_validator", "short briefing": "experience_rewriter",
-                "intelligent environment explorer": "explorer"}
+                "intelligent environment explorer": "explorer", "strictly check whether an agent": "feasibility",
+                "Feel free to use this tip": "solver"}
 
 
 @dataclass
@@ -76,7 +77,8 @@ class ScriptedOpenAIServer:
 
     def _next(self, body: dict) -> Reply:
         system = next((m.get("content") or "" for m in body.get("messages", []) if m.get("role") == "system"), "")
-        role = next((r for marker, r in ROLE_MARKERS.items() if marker in system), "unknown")
+        first_user = next((m.get("content") or "" for m in body.get("messages", []) if m.get("role") == "user"), "")
+        role = next((r for marker, r in ROLE_MARKERS.items() if marker in system or marker in first_user), "unknown")
         with self._lock:
             self.requests.append({**body, "_role": role})
             queue = self.script.get(role) or []

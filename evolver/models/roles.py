@@ -74,9 +74,10 @@ class RoleCaller:
         return self.template.version
 
     async def ask(self, counters: RoleCounters, parse: Callable[[str], T | None], *, max_tokens: int | None = None,
-                  **fields: object) -> T | None:
-        """max_tokens: this call's bound when lower than the role's (a reply's length is known)."""
-        messages = self.template.messages(**fields)
+                  history: list[dict[str, str]] | None = None, **fields: object) -> T | None:
+        """max_tokens: this call's bound when lower than the role's (a reply's length is known).
+        history: turns after the template's (a multi-turn role: the solver's replay)."""
+        messages = self.template.messages(**fields) + list(history or [])
         limit = min(self.max_tokens, max_tokens) if max_tokens else self.max_tokens
         counters.calls += 1
         t0 = time.monotonic()

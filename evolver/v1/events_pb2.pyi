@@ -44,7 +44,7 @@ RUN_PHASE_STOPPED: RunPhase
 RUN_PHASE_WARM_START: RunPhase
 
 class ExploreRequested(_message.Message):
-    __slots__ = ("request_id", "env_id", "seed_task_id", "initial_state_json", "toolsets", "walks", "max_steps_per_walk", "seed", "max_calls_per_task", "task_writer", "explorer")
+    __slots__ = ("request_id", "env_id", "seed_task_id", "initial_state_json", "toolsets", "walks", "max_steps_per_walk", "seed", "max_calls_per_task", "task_writer", "explorer", "feasibility")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ENV_ID_FIELD_NUMBER: _ClassVar[int]
     SEED_TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,7 @@ class ExploreRequested(_message.Message):
     MAX_CALLS_PER_TASK_FIELD_NUMBER: _ClassVar[int]
     TASK_WRITER_FIELD_NUMBER: _ClassVar[int]
     EXPLORER_FIELD_NUMBER: _ClassVar[int]
+    FEASIBILITY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     env_id: str
     seed_task_id: str
@@ -67,7 +68,8 @@ class ExploreRequested(_message.Message):
     max_calls_per_task: int
     task_writer: _task_pb2.TaskWriterKind
     explorer: _task_pb2.ExplorerKind
-    def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., initial_state_json: _Optional[str] = ..., toolsets: _Optional[_Iterable[str]] = ..., walks: _Optional[int] = ..., max_steps_per_walk: _Optional[int] = ..., seed: _Optional[int] = ..., max_calls_per_task: _Optional[int] = ..., task_writer: _Optional[_Union[_task_pb2.TaskWriterKind, str]] = ..., explorer: _Optional[_Union[_task_pb2.ExplorerKind, str]] = ...) -> None: ...
+    feasibility: _task_pb2.FeasibilityKind
+    def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., initial_state_json: _Optional[str] = ..., toolsets: _Optional[_Iterable[str]] = ..., walks: _Optional[int] = ..., max_steps_per_walk: _Optional[int] = ..., seed: _Optional[int] = ..., max_calls_per_task: _Optional[int] = ..., task_writer: _Optional[_Union[_task_pb2.TaskWriterKind, str]] = ..., explorer: _Optional[_Union[_task_pb2.ExplorerKind, str]] = ..., feasibility: _Optional[_Union[_task_pb2.FeasibilityKind, str]] = ...) -> None: ...
 
 class Walk(_message.Message):
     __slots__ = ("walk_id", "steps", "initial_state_json")
@@ -80,13 +82,14 @@ class Walk(_message.Message):
     def __init__(self, walk_id: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[_trajectory_pb2.Step, _Mapping]]] = ..., initial_state_json: _Optional[str] = ...) -> None: ...
 
 class ExploreCompleted(_message.Message):
-    __slots__ = ("request_id", "env_id", "seed_task_id", "walks", "max_calls_per_task", "task_writer", "role_usage")
+    __slots__ = ("request_id", "env_id", "seed_task_id", "walks", "max_calls_per_task", "task_writer", "feasibility", "role_usage")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ENV_ID_FIELD_NUMBER: _ClassVar[int]
     SEED_TASK_ID_FIELD_NUMBER: _ClassVar[int]
     WALKS_FIELD_NUMBER: _ClassVar[int]
     MAX_CALLS_PER_TASK_FIELD_NUMBER: _ClassVar[int]
     TASK_WRITER_FIELD_NUMBER: _ClassVar[int]
+    FEASIBILITY_FIELD_NUMBER: _ClassVar[int]
     ROLE_USAGE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     env_id: str
@@ -94,8 +97,9 @@ class ExploreCompleted(_message.Message):
     walks: _containers.RepeatedCompositeFieldContainer[Walk]
     max_calls_per_task: int
     task_writer: _task_pb2.TaskWriterKind
+    feasibility: _task_pb2.FeasibilityKind
     role_usage: _containers.RepeatedCompositeFieldContainer[_llm_role_pb2.RoleUsage]
-    def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., walks: _Optional[_Iterable[_Union[Walk, _Mapping]]] = ..., max_calls_per_task: _Optional[int] = ..., task_writer: _Optional[_Union[_task_pb2.TaskWriterKind, str]] = ..., role_usage: _Optional[_Iterable[_Union[_llm_role_pb2.RoleUsage, _Mapping]]] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., walks: _Optional[_Iterable[_Union[Walk, _Mapping]]] = ..., max_calls_per_task: _Optional[int] = ..., task_writer: _Optional[_Union[_task_pb2.TaskWriterKind, str]] = ..., feasibility: _Optional[_Union[_task_pb2.FeasibilityKind, str]] = ..., role_usage: _Optional[_Iterable[_Union[_llm_role_pb2.RoleUsage, _Mapping]]] = ...) -> None: ...
 
 class RolloutRequested(_message.Message):
     __slots__ = ("job_id", "run_id", "train_step", "task", "group_size", "policy_version", "guided_share", "temperature", "evaluation", "max_steps", "max_new_tokens", "experience_top_k", "keep_experience", "max_tools_shown", "attribute", "first_turn_prefix", "allow_text_around_calls", "sampling_seed", "base_model", "base_model_digest", "step_labeler", "step_label_skip", "reward_judge", "experience_extractor", "rewrite_experiences", "context_template", "window_turns", "max_context_tokens", "max_observation_tokens")

@@ -26,7 +26,7 @@ from evolver.v1 import environment_pb2 as evolver_dot_v1_dot_environment__pb2
 from evolver.v1 import task_pb2 as evolver_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!evolver/v1/task_gen_service.proto\x12\nevolver.v1\x1a\x1c\x65volver/v1/environment.proto\x1a\x15\x65volver/v1/task.proto\"\x84\x01\n\x1aRegisterEnvironmentRequest\x12\x0e\n\x06\x65nv_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12/\n\x07profile\x18\x04 \x01(\x0b\x32\x1e.evolver.v1.EnvironmentProfile\"O\n\x1bRegisterEnvironmentResponse\x12\x30\n\x0b\x65nvironment\x18\x01 \x01(\x0b\x32\x1b.evolver.v1.EnvironmentSpec\".\n\x1cUnregisterEnvironmentRequest\x12\x0e\n\x06\x65nv_id\x18\x01 \x01(\t\"\x1f\n\x1dUnregisterEnvironmentResponse\"\x19\n\x17ListEnvironmentsRequest\"M\n\x18ListEnvironmentsResponse\x12\x31\n\x0c\x65nvironments\x18\x01 \x03(\x0b\x32\x1b.evolver.v1.EnvironmentSpec\"\x94\x02\n\x14GenerateTasksRequest\x12\x0e\n\x06\x65nv_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65xplorations\x18\x02 \x01(\x05\x12\x1d\n\x15walks_per_exploration\x18\x03 \x01(\x05\x12\x1a\n\x12max_steps_per_walk\x18\x04 \x01(\x05\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x1a\n\x12max_calls_per_task\x18\x06 \x01(\x05\x12\x14\n\x0crequester_id\x18\x07 \x01(\t\x12/\n\x0btask_writer\x18\x08 \x01(\x0e\x32\x1a.evolver.v1.TaskWriterKind\x12*\n\x08\x65xplorer\x18\t \x01(\x0e\x32\x18.evolver.v1.ExplorerKind\"4\n\x15GenerateTasksResponse\x12\x1b\n\x13\x65xplore_request_ids\x18\x01 \x03(\t\"\x80\x01\n\x10ListTasksRequest\x12\x0e\n\x06\x65nv_id\x18\x01 \x01(\t\x12&\n\x06source\x18\x02 \x01(\x0e\x32\x16.evolver.v1.TaskSource\x12\r\n\x05split\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"s\n\x11ListTasksResponse\x12\x1f\n\x05tasks\x18\x01 \x03(\x0b\x32\x10.evolver.v1.Task\x12$\n\x05stats\x18\x02 \x03(\x0b\x32\x15.evolver.v1.TaskStats\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"W\n\x0fGetTaskResponse\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x10.evolver.v1.Task\x12$\n\x05stats\x18\x02 \x01(\x0b\x32\x15.evolver.v1.TaskStats2\xa9\x04\n\x0eTaskGenService\x12\x66\n\x13RegisterEnvironment\x12&.evolver.v1.RegisterEnvironmentRequest\x1a\'.evolver.v1.RegisterEnvironmentResponse\x12l\n\x15UnregisterEnvironment\x12(.evolver.v1.UnregisterEnvironmentRequest\x1a).evolver.v1.UnregisterEnvironmentResponse\x12]\n\x10ListEnvironments\x12#.evolver.v1.ListEnvironmentsRequest\x1a$.evolver.v1.ListEnvironmentsResponse\x12T\n\rGenerateTasks\x12 .evolver.v1.GenerateTasksRequest\x1a!.evolver.v1.GenerateTasksResponse\x12H\n\tListTasks\x12\x1c.evolver.v1.ListTasksRequest\x1a\x1d.evolver.v1.ListTasksResponse\x12\x42\n\x07GetTask\x12\x1a.evolver.v1.GetTaskRequest\x1a\x1b.evolver.v1.GetTaskResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!evolver/v1/task_gen_service.proto\x12\nevolver.v1\x1a\x1c\x65volver/v1/environment.proto\x1a\x15\x65volver/v1/task.proto\"\x84\x01\n\x1aRegisterEnvironmentRequest\x12\x0e\n\x06\x65nv_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12/\n\x07profile\x18\x04 \x01(\x0b\x32\x1e.evolver.v1.EnvironmentProfile\"O\n\x1bRegisterEnvironmentResponse\x12\x30\n\x0b\x65nvironment\x18\x01 \x01(\x0b\x32\x1b.evolver.v1.EnvironmentSpec\".\n\x1cUnregisterEnvironmentRequest\x12\x0e\n\x06\x65nv_id\x18\x01 \x01(\t\"\x1f\n\x1dUnregisterEnvironmentResponse\"\x19\n\x17ListEnvironmentsRequest\"M\n\x18ListEnvironmentsResponse\x12\x31\n\x0c\x65nvironments\x18\x01 \x03(\x0b\x32\x1b.evolver.v1.EnvironmentSpec\"\xc6\x02\n\x14GenerateTasksRequest\x12\x0e\n\x06\x65nv_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65xplorations\x18\x02 \x01(\x05\x12\x1d\n\x15walks_per_exploration\x18\x03 \x01(\x05\x12\x1a\n\x12max_steps_per_walk\x18\x04 \x01(\x05\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x1a\n\x12max_calls_per_task\x18\x06 \x01(\x05\x12\x14\n\x0crequester_id\x18\x07 \x01(\t\x12/\n\x0btask_writer\x18\x08 \x01(\x0e\x32\x1a.evolver.v1.TaskWriterKind\x12*\n\x08\x65xplorer\x18\t \x01(\x0e\x32\x18.evolver.v1.ExplorerKind\x12\x30\n\x0b\x66\x65\x61sibility\x18\n \x01(\x0e\x32\x1b.evolver.v1.FeasibilityKind\"4\n\x15GenerateTasksResponse\x12\x1b\n\x13\x65xplore_request_ids\x18\x01 \x03(\t\"\x80\x01\n\x10ListTasksRequest\x12\x0e\n\x06\x65nv_id\x18\x01 \x01(\t\x12&\n\x06source\x18\x02 \x01(\x0e\x32\x16.evolver.v1.TaskSource\x12\r\n\x05split\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"s\n\x11ListTasksResponse\x12\x1f\n\x05tasks\x18\x01 \x03(\x0b\x32\x10.evolver.v1.Task\x12$\n\x05stats\x18\x02 \x03(\x0b\x32\x15.evolver.v1.TaskStats\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"W\n\x0fGetTaskResponse\x12\x1e\n\x04task\x18\x01 \x01(\x0b\x32\x10.evolver.v1.Task\x12$\n\x05stats\x18\x02 \x01(\x0b\x32\x15.evolver.v1.TaskStats2\xa9\x04\n\x0eTaskGenService\x12\x66\n\x13RegisterEnvironment\x12&.evolver.v1.RegisterEnvironmentRequest\x1a\'.evolver.v1.RegisterEnvironmentResponse\x12l\n\x15UnregisterEnvironment\x12(.evolver.v1.UnregisterEnvironmentRequest\x1a).evolver.v1.UnregisterEnvironmentResponse\x12]\n\x10ListEnvironments\x12#.evolver.v1.ListEnvironmentsRequest\x1a$.evolver.v1.ListEnvironmentsResponse\x12T\n\rGenerateTasks\x12 .evolver.v1.GenerateTasksRequest\x1a!.evolver.v1.GenerateTasksResponse\x12H\n\tListTasks\x12\x1c.evolver.v1.ListTasksRequest\x1a\x1d.evolver.v1.ListTasksResponse\x12\x42\n\x07GetTask\x12\x1a.evolver.v1.GetTaskRequest\x1a\x1b.evolver.v1.GetTaskResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,17 +46,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTENVIRONMENTSRESPONSE']._serialized_start=426
   _globals['_LISTENVIRONMENTSRESPONSE']._serialized_end=503
   _globals['_GENERATETASKSREQUEST']._serialized_start=506
-  _globals['_GENERATETASKSREQUEST']._serialized_end=782
-  _globals['_GENERATETASKSRESPONSE']._serialized_start=784
-  _globals['_GENERATETASKSRESPONSE']._serialized_end=836
-  _globals['_LISTTASKSREQUEST']._serialized_start=839
-  _globals['_LISTTASKSREQUEST']._serialized_end=967
-  _globals['_LISTTASKSRESPONSE']._serialized_start=969
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1084
-  _globals['_GETTASKREQUEST']._serialized_start=1086
-  _globals['_GETTASKREQUEST']._serialized_end=1119
-  _globals['_GETTASKRESPONSE']._serialized_start=1121
-  _globals['_GETTASKRESPONSE']._serialized_end=1208
-  _globals['_TASKGENSERVICE']._serialized_start=1211
-  _globals['_TASKGENSERVICE']._serialized_end=1764
+  _globals['_GENERATETASKSREQUEST']._serialized_end=832
+  _globals['_GENERATETASKSRESPONSE']._serialized_start=834
+  _globals['_GENERATETASKSRESPONSE']._serialized_end=886
+  _globals['_LISTTASKSREQUEST']._serialized_start=889
+  _globals['_LISTTASKSREQUEST']._serialized_end=1017
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1019
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1134
+  _globals['_GETTASKREQUEST']._serialized_start=1136
+  _globals['_GETTASKREQUEST']._serialized_end=1169
+  _globals['_GETTASKRESPONSE']._serialized_start=1171
+  _globals['_GETTASKRESPONSE']._serialized_end=1258
+  _globals['_TASKGENSERVICE']._serialized_start=1261
+  _globals['_TASKGENSERVICE']._serialized_end=1814
 # @@protoc_insertion_point(module_scope)

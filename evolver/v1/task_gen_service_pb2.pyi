@@ -47,7 +47,7 @@ class ListEnvironmentsResponse(_message.Message):
     def __init__(self, environments: _Optional[_Iterable[_Union[_environment_pb2.EnvironmentSpec, _Mapping]]] = ...) -> None: ...
 
 class GenerateTasksRequest(_message.Message):
-    __slots__ = ("env_id", "explorations", "walks_per_exploration", "max_steps_per_walk", "seed", "max_calls_per_task", "requester_id", "task_writer", "explorer")
+    __slots__ = ("env_id", "explorations", "walks_per_exploration", "max_steps_per_walk", "seed", "max_calls_per_task", "requester_id", "task_writer", "explorer", "feasibility")
     ENV_ID_FIELD_NUMBER: _ClassVar[int]
     EXPLORATIONS_FIELD_NUMBER: _ClassVar[int]
     WALKS_PER_EXPLORATION_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,7 @@ class GenerateTasksRequest(_message.Message):
     REQUESTER_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_WRITER_FIELD_NUMBER: _ClassVar[int]
     EXPLORER_FIELD_NUMBER: _ClassVar[int]
+    FEASIBILITY_FIELD_NUMBER: _ClassVar[int]
     env_id: str
     explorations: int
     walks_per_exploration: int
@@ -66,7 +67,8 @@ class GenerateTasksRequest(_message.Message):
     requester_id: str
     task_writer: _task_pb2.TaskWriterKind
     explorer: _task_pb2.ExplorerKind
-    def __init__(self, env_id: _Optional[str] = ..., explorations: _Optional[int] = ..., walks_per_exploration: _Optional[int] = ..., max_steps_per_walk: _Optional[int] = ..., seed: _Optional[int] = ..., max_calls_per_task: _Optional[int] = ..., requester_id: _Optional[str] = ..., task_writer: _Optional[_Union[_task_pb2.TaskWriterKind, str]] = ..., explorer: _Optional[_Union[_task_pb2.ExplorerKind, str]] = ...) -> None: ...
+    feasibility: _task_pb2.FeasibilityKind
+    def __init__(self, env_id: _Optional[str] = ..., explorations: _Optional[int] = ..., walks_per_exploration: _Optional[int] = ..., max_steps_per_walk: _Optional[int] = ..., seed: _Optional[int] = ..., max_calls_per_task: _Optional[int] = ..., requester_id: _Optional[str] = ..., task_writer: _Optional[_Union[_task_pb2.TaskWriterKind, str]] = ..., explorer: _Optional[_Union[_task_pb2.ExplorerKind, str]] = ..., feasibility: _Optional[_Union[_task_pb2.FeasibilityKind, str]] = ...) -> None: ...
 
 class GenerateTasksResponse(_message.Message):
     __slots__ = ("explore_request_ids",)

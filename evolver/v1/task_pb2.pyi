@@ -24,6 +24,13 @@ class ExplorerKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXPLORER_KIND_LLM: _ClassVar[ExplorerKind]
     EXPLORER_KIND_MIXED: _ClassVar[ExplorerKind]
 
+class FeasibilityKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FEASIBILITY_KIND_UNSPECIFIED: _ClassVar[FeasibilityKind]
+    FEASIBILITY_KIND_REPLAY: _ClassVar[FeasibilityKind]
+    FEASIBILITY_KIND_LLM: _ClassVar[FeasibilityKind]
+    FEASIBILITY_KIND_HYBRID: _ClassVar[FeasibilityKind]
+
 class TaskWriterKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TASK_WRITER_KIND_UNSPECIFIED: _ClassVar[TaskWriterKind]
@@ -37,6 +44,10 @@ EXPLORER_KIND_UNSPECIFIED: ExplorerKind
 EXPLORER_KIND_SCHEMA: ExplorerKind
 EXPLORER_KIND_LLM: ExplorerKind
 EXPLORER_KIND_MIXED: ExplorerKind
+FEASIBILITY_KIND_UNSPECIFIED: FeasibilityKind
+FEASIBILITY_KIND_REPLAY: FeasibilityKind
+FEASIBILITY_KIND_LLM: FeasibilityKind
+FEASIBILITY_KIND_HYBRID: FeasibilityKind
 TASK_WRITER_KIND_UNSPECIFIED: TaskWriterKind
 TASK_WRITER_KIND_TEMPLATE: TaskWriterKind
 TASK_WRITER_KIND_LLM: TaskWriterKind

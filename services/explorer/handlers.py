@@ -32,7 +32,8 @@ def handlers(explorer: Explorer, bus: Bus) -> dict[str, Handler]:
             raise PoisonMessage(str(e)) from None
         await bus.publish("explore.completed", events_pb2.ExploreCompleted(
             request_id=req.request_id, env_id=req.env_id, seed_task_id=req.seed_task_id, walks=walks,
-            max_calls_per_task=req.max_calls_per_task, task_writer=req.task_writer, role_usage=usage),
+            max_calls_per_task=req.max_calls_per_task, task_writer=req.task_writer, feasibility=req.feasibility,
+            role_usage=usage),
             key=req.request_id)
 
     return {"explorer-explore-requested": on_explore, "explorer-rollout-requested": on_rollout}

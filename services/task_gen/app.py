@@ -32,12 +32,14 @@ async def build(ctx: ServiceContext) -> ServiceParts:
     async def publish(subject: str, message, key: str):
         return await ctx.bus.publish(subject, message, key=key)
 
-    roles = RoleCallers(ctx.settings, max_tokens={"task_writer": TASK_WRITER_MAX_TOKENS})
+    roles = RoleCallers(ctx.settings, max_tokens={"task_writer": TASK_WRITER_MAX_TOKENS, "solver": 256,
+                                                  "feasibility": 128})
     task_gen = TaskGen(EnvironmentRegistry(await ctx.bus.kv(topology.ENVIRONMENTS_BUCKET), check_conformance),
                        TaskPool(await ctx.bus.kv(topology.TASKS_BUCKET)),
                        TaskStatsBook(await ctx.bus.kv(topology.TASK_STATS_BUCKET)),
                        TaskVectorIndex(open_task_store(ctx), MiniLMEmbedder), publish,
-                       task_writer=lambda: roles.get("task_writer"))
+                       task_writer=lambda: roles.get("task_writer"),
+                       feasibility_roles=lambda role, template: roles.get(role, template))
 
     async def close() -> None:
         task_gen.close()

@@ -29,7 +29,7 @@ class TaskGenServicer(pb_grpc.TaskGenServiceServicer):
             request.env_id, explorations=request.explorations, walks_per_exploration=request.walks_per_exploration,
             max_steps_per_walk=request.max_steps_per_walk, max_calls_per_task=request.max_calls_per_task,
             seed=request.seed, requester_id=request.requester_id, task_writer=request.task_writer,
-            explorer=request.explorer)
+            explorer=request.explorer, feasibility=request.feasibility)
         return pb.GenerateTasksResponse(explore_request_ids=ids)
 
     async def ListTasks(self, request: pb.ListTasksRequest, context) -> pb.ListTasksResponse:

@@ -14,8 +14,8 @@ from typing import Awaitable, Callable
 from evolver.agent.exploration import walk_from_pb
 from evolver.algorithms.dedup import Candidate as DedupCandidate
 from evolver.algorithms.dedup import lexical_filter
-from evolver.algorithms.questioning import (GENERATOR_VERSION, Candidate, candidates_from_walk, check_replay,
-                                            names_code, task_id_for)
+from evolver.algorithms.questioning import (GENERATOR_VERSION, Candidate, Verdict, candidates_from_walk,
+                                            check_replay, names_code, task_id_for)
 from evolver.envs.base import Call
 from evolver.envs.client import RemoteEnvironment
 from evolver.envs.profile import derive_profile
@@ -23,6 +23,7 @@ from evolver.errors import FailedPrecondition
 from evolver.models.roles import RoleCaller, RoleCounters
 from evolver.v1 import events_pb2, llm_role_pb2, task_pb2, trajectory_pb2
 from evolver.v1 import environment_pb2 as env_pb
+from services.task_gen.feasibility import judge_replay, replay_with_tip
 from services.task_gen.llm_writer import parse_tasks, prompt_fields
 
 HELDOUT_SHARE = 0.2
@@ -30,6 +31,8 @@ HELDOUT_SHARE = 0.2
 TEMPLATE_CONFIDENCE = 0.5
 # The task_writer role's caller, built on first use (the local model loads only then).
 TaskWriterRole = Callable[[], Awaitable[RoleCaller]]
+# (role, template) -> its caller: the solver (explorer role) and the verdict (judge role).
+FeasibilityRoles = Callable[[str, str], Awaitable[RoleCaller]]
 
 
 @dataclass
@@ -81,7 +84,8 @@ async def llm_candidates(llm: RoleCaller, counters: RoleCounters, walk, profile:
 async def synthesize(env: RemoteEnvironment, event: events_pb2.ExploreCompleted, pool_queries: list[str],
                      max_per_walk: int = 6, embedding_filter=None,
                      task_writer: TaskWriterRole | None = None,
-                     profile: env_pb.EnvironmentProfile | None = None) -> Synthesis:
+                     profile: env_pb.EnvironmentProfile | None = None,
+                     feasibility_roles: FeasibilityRoles | None = None) -> Synthesis:
     """Accepted tasks, rejection reasons and what the LLM writer cost. embedding_filter(tasks) ->
     (kept ids, reasons) runs on replay-verified tasks only, so the vector index holds accepted
     tasks alone. The run's task_writer kind picks the template writer, the LLM one, or both; a
@@ -122,21 +126,60 @@ async def synthesize(env: RemoteEnvironment, event: events_pb2.ExploreCompleted,
                                      for c in said], pool_queries)
     reasons += [r for _, r in rejected]
     accepted = []
-    for k in kept:
-        c = by_id[k.key]
+    check = event.feasibility
+    usage = [counters.to_pb()] if counters else []
+    solver = judge = None
+    if check in (task_pb2.FEASIBILITY_KIND_LLM, task_pb2.FEASIBILITY_KIND_HYBRID):
+        if feasibility_roles is None:
+            raise FailedPrecondition("the LLM feasibility check was asked for, but no explorer/judge roles are configured")
+        solver, judge = await feasibility_roles("explorer", "solver"), await feasibility_roles("judge", "feasibility")
+        solver_counters, judge_counters = RoleCounters("explorer"), RoleCounters("judge")
+
+    async def fresh_episode(c: Candidate):
         # From the seed's state, or (no seed) the default initial state, as the explorer walked.
-        episode = await (env.create(seed_task_id=event.seed_task_id, query_override=c.query) if event.seed_task_id
-                         else env.create(initial_state={}, query_override=c.query))
+        return await (env.create(seed_task_id=event.seed_task_id, query_override=c.query) if event.seed_task_id
+                      else env.create(initial_state={}, query_override=c.query))
+
+    async def replay_check(c: Candidate):
+        episode = await fresh_episode(c)
         try:
             initial, _ = await episode.state()
             out = await episode.step(c.calls)
             end, _ = await episode.state()
         finally:
             await episode.release()
-        verdict = check_replay(initial, end, [(r.content, r.is_error) for r in out.results], c.expected_facts)
-        if not verdict.accepted:
-            reasons.append(verdict.reason)
-            continue
+        return initial, check_replay(initial, end, [(r.content, r.is_error) for r in out.results], c.expected_facts)
+
+    for k in kept:
+        c = by_id[k.key]
+        initial, verdict = None, None
+        if check != task_pb2.FEASIBILITY_KIND_LLM:
+            initial, verdict = await replay_check(c)
+            if not verdict.accepted:
+                reasons.append(verdict.reason)
+                continue
+        if solver is not None:
+            episode = await fresh_episode(c)
+            try:
+                start, _ = await episode.state()
+                replay = await replay_with_tip(solver, solver_counters, episode, tools, c)
+                end, _ = await episode.state()
+            finally:
+                await episode.release()
+            ok = await judge_replay(judge, judge_counters, c, replay) if replay.answered else None
+            if ok is None:  # no usable replay or verdict: the replay check decides (counted)
+                judge_counters.fallbacks += 1
+                if verdict is None:
+                    initial, verdict = await replay_check(c)
+                if not verdict.accepted:
+                    reasons.append(verdict.reason)
+                    continue
+            elif not ok or not replay.calls:
+                reasons.append("LLM feasibility: the judge found the tip-guided replay unsuccessful")
+                continue
+            elif check == task_pb2.FEASIBILITY_KIND_LLM:  # the reference is what succeeded in the replay
+                c = Candidate(c.task_id, c.query, replay.calls, c.expected_facts, c.walk_id)
+                initial, verdict = start, Verdict(True, "LLM feasibility", end)
         how = written.get(c.task_id, Written(1.0))
         task = task_pb2.Task(
             task_id=c.task_id, env_id=event.env_id, source=task_pb2.TASK_SOURCE_SYNTHETIC, split=split_for(c.task_id),
@@ -153,4 +196,6 @@ async def synthesize(env: RemoteEnvironment, event: events_pb2.ExploreCompleted,
         kept_ids, more = await embedding_filter([(t.task_id, t.query) for t in accepted])
         reasons += more
         accepted = [t for t in accepted if t.task_id in set(kept_ids)]
-    return Synthesis(accepted, reasons, [counters.to_pb()] if counters else [])
+    if solver is not None:
+        usage += [solver_counters.to_pb(), judge_counters.to_pb()]
+    return Synthesis(accepted, reasons, usage)

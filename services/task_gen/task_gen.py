@@ -18,7 +18,7 @@ from evolver.v1 import events_pb2, task_pb2
 from services.task_gen.embedding_dedup import TaskVectorIndex
 from services.task_gen.pool import TaskPool, TaskStatsBook
 from services.task_gen.registry import EnvironmentRegistry
-from services.task_gen.synthesis import TaskWriterRole, synthesize
+from services.task_gen.synthesis import FeasibilityRoles, TaskWriterRole, synthesize
 
 log = logging.getLogger(__name__)
 BUILTIN_IDS = {"bfcl"}
@@ -27,11 +27,13 @@ Publish = Callable[[str, object, str], Awaitable[object]]
 
 
 def check_generate(env_id: str, explorations: int, walks_per_exploration: int, max_steps_per_walk: int,
-                   max_calls_per_task: int, task_writer: int = 0, explorer: int = 0) -> None:
+                   max_calls_per_task: int, task_writer: int = 0, explorer: int = 0, feasibility: int = 0) -> None:
     v = Validator()
     v.check(task_writer in task_pb2.TaskWriterKind.values(), "task_writer",
             f"must be a TaskWriterKind (got {str(task_writer)[:12]})")
     v.check(explorer in task_pb2.ExplorerKind.values(), "explorer", f"must be an ExplorerKind (got {str(explorer)[:12]})")
+    v.check(feasibility in task_pb2.FeasibilityKind.values(), "feasibility",
+            f"must be a FeasibilityKind (got {str(feasibility)[:12]})")
     v.check(bool(env_id), "env_id", "must name a registered environment")
     v.check(1 <= explorations <= EXPLORATIONS_MAX, "explorations", f"must be between 1 and {EXPLORATIONS_MAX}")
     v.check(1 <= walks_per_exploration <= MAX_WALKS, "walks_per_exploration", f"must be between 1 and {MAX_WALKS}")
@@ -43,10 +45,12 @@ def check_generate(env_id: str, explorations: int, walks_per_exploration: int, m
 
 class TaskGen:
     def __init__(self, registry: EnvironmentRegistry, pool: TaskPool, stats: TaskStatsBook,
-                 index: TaskVectorIndex, publish: Publish, task_writer: TaskWriterRole | None = None):
+                 index: TaskVectorIndex, publish: Publish, task_writer: TaskWriterRole | None = None,
+                 feasibility_roles: FeasibilityRoles | None = None):
         self.registry, self.pool, self.stats, self.index = registry, pool, stats, index
         self.publish = publish
         self.task_writer = task_writer
+        self.feasibility_roles = feasibility_roles
 
     # --- environments --------------------------------------------------------------------------
 
@@ -67,12 +71,13 @@ class TaskGen:
 
     async def request_explorations(self, env_id: str, *, explorations: int, walks_per_exploration: int,
                                    max_steps_per_walk: int, max_calls_per_task: int, seed: int,
-                                   requester_id: str = "", task_writer: int = 0, explorer: int = 0) -> list[str]:
+                                   requester_id: str = "", task_writer: int = 0, explorer: int = 0,
+                                   feasibility: int = 0) -> list[str]:
         """One explore.requested per exploration, from the environment's train seed tasks in turn;
         an environment without any is explored from its default initial state (no human-written
         task is needed)."""
         check_generate(env_id, explorations, walks_per_exploration, max_steps_per_walk, max_calls_per_task, task_writer,
-                       explorer)
+                       explorer, feasibility)
         spec = await self.registry.get(env_id)
         async with RemoteEnvironment(spec.address) as env:
             seeds = await env.seed_tasks("train")  # never evaluation tasks (spec B3)
@@ -89,7 +94,7 @@ class TaskGen:
                 request_id=rid, env_id=env_id, seed_task_id=seed_task_id,
                 walks=walks_per_exploration, max_steps_per_walk=max_steps_per_walk,
                 seed=seed + i, max_calls_per_task=max_calls_per_task, task_writer=task_writer,
-                explorer=explorer), rid)
+                explorer=explorer, feasibility=feasibility), rid)
             ids.append(rid)
         return ids
 
@@ -100,7 +105,8 @@ class TaskGen:
         async with RemoteEnvironment(spec.address) as env:
             made = await synthesize(env, event, [t.query for t in existing],
                                     embedding_filter=lambda tasks: self.index.filter_new(event.env_id, tasks),
-                                    task_writer=self.task_writer, profile=spec.profile)
+                                    task_writer=self.task_writer, profile=spec.profile,
+                                    feasibility_roles=self.feasibility_roles)
         accepted, reasons = made.accepted, made.reasons
         for task in accepted:
             await self.pool.put(task)  # idempotent: ids are content-derived

@@ -64,6 +64,11 @@ class QuestioningSpec(_Section):
     # Who chooses each action of an exploration walk: the schema planner, the explorer LLM role
     # (a step whose reply is unusable is the planner's, counted), or alternate walks (mixed).
     explorer: Literal["schema", "llm", "mixed"] = "schema"
+    # How a candidate is checked feasible: its reference replayed (verifiable), AgentEvolver's
+    # LLM filter (the explorer role replays it with the solution as a tip, the judge role gives
+    # the verdict, the reference becomes the replay's successful calls; for environments whose
+    # state cannot be compared), or both (hybrid).
+    feasibility: Literal["verifiable", "llm", "hybrid"] = "verifiable"
 
 
 class NavigatingSpec(_Section):

@@ -43,7 +43,7 @@ from services.trainer.advantages import Sample, demonstration_sample, imitation_
 from services.trainer.evaluation import eval_metrics, evaluation_due
 from services.trainer.checkpoint import Checkpoint
 from services.trainer.step_tally import tally
-from services.trainer.tasks import EXPLORERS, TASK_WRITERS, choose_train_tasks, mixture, seed_task_pb, select_eval_tasks
+from services.trainer.tasks import EXPLORERS, FEASIBILITY, TASK_WRITERS, choose_train_tasks, mixture, seed_task_pb, select_eval_tasks
 from services.trainer.progress import phase_name
 from services.trainer.run_config import RunSpec
 
@@ -184,7 +184,8 @@ class RunLoop:
                         env_id=self.spec.env_id, explorations=q.explorations,
                         walks_per_exploration=q.walks_per_exploration, max_steps_per_walk=q.max_steps_per_walk,
                         seed=self.spec.seed, max_calls_per_task=q.max_calls_per_task, requester_id=self.run_id,
-                        task_writer=TASK_WRITERS[q.task_writer], explorer=EXPLORERS[q.explorer]))
+                        task_writer=TASK_WRITERS[q.task_writer], explorer=EXPLORERS[q.explorer],
+                        feasibility=FEASIBILITY[q.feasibility]))
             r = await self._retrying("task_gen GenerateTasks", generate)
             # Wait for every exploration (not just enough tasks): the held-out share and the
             # curriculum then see the whole pool from the first step on.

@@ -8,6 +8,7 @@ the template writer for that walk, counted."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -196,3 +197,48 @@ async def test_the_llm_explorer_chooses_each_step_and_the_planner_covers_unusabl
     with pytest.raises(InvalidArgument) as refused:
         await explorer.walks_counted(bad)
     assert [v.field for v in refused.value.violations] == ["explorer"]
+
+
+async def test_llm_feasibility_replays_with_a_tip_and_the_judge_decides(bfcl):
+    (walk,) = await walks(bfcl, 9)
+
+    def solver(body: dict) -> Reply:
+        messages = body["messages"]
+        if messages[-1]["role"] == "user" and "<tool_response>" in messages[-1]["content"]:
+            return Reply("Done.")  # after one round of calls
+        tip = messages[1]["content"].split("(it may not be correct):", 1)[1]
+        calls = re.findall(r"\d+\. (\w+)\((\{.*?\})\)", tip)
+        if any(name == "get_tweet" for name, _ in calls):  # this one goes wrong on purpose
+            return Reply('<tool_call>\n{"name": "get_tweet", "arguments": {"tweet_id": 987654}}\n</tool_call>')
+        return Reply("".join(f'<tool_call>\n{{"name": "{n}", "arguments": {a}}}\n</tool_call>\n' for n, a in calls))
+
+    def verdict(body: dict) -> Reply:
+        steps = body["messages"][1]["content"]
+        if "ERROR" in steps:
+            return Reply("Success: false\nReason: a call failed.")
+        if "mkdir" in steps:
+            return Reply("Hard to say.")  # unusable: the replay check decides
+        return Reply("Success: true\nReason: done as asked.")
+
+    event = events_pb2.ExploreCompleted(request_id="f", env_id="bfcl", seed_task_id="multi_turn_base_0",
+                                        walks=[walk_to_pb(walk)], max_calls_per_task=2,
+                                        feasibility=task_pb2.FEASIBILITY_KIND_LLM)
+    with ScriptedOpenAIServer() as fake:
+        fake.script["solver"], fake.script["feasibility"] = [], []
+        fake.default = lambda body: solver(body) if "Feel free to use this tip" in json.dumps(body) else verdict(body)
+        client = AuxChatClient(EndpointSettings(fake.url, "agent-7b", max_retries=0))
+
+        async def roles(role: str, template: str):
+            return RoleCaller(role, client, prompts.load(template))
+        made = await synthesize(bfcl, event, [], feasibility_roles=roles)
+        n_solver, n_verdict = len(fake.calls("solver")), len(fake.calls("feasibility"))
+    usage = {u.role: u for u in made.role_usage}
+    assert usage["explorer"].calls == n_solver > 0 and usage["judge"].calls == n_verdict > 0
+    names = [[c.name for c in t.reference_solution] for t in made.accepted]
+    # seed 9's walk: the login check (judged true), mkdir (an unusable verdict: the replay check
+    # accepts it, counted), get_tweet (the tip-guided replay failed: the judge refused it)
+    assert sorted(names) == [["mkdir"], ["posting_get_login_status"]]
+    assert "LLM feasibility: the judge found the tip-guided replay unsuccessful" in made.reasons
+    assert usage["judge"].fallbacks == 1 and usage["judge"].parse_failures == 1
+    for t in made.accepted:  # the reference is what the replay did, with its end state
+        assert t.reference_end_state_json and all(c.call_id.startswith("ref_") for c in t.reference_solution)

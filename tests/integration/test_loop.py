@@ -194,7 +194,8 @@ def test_the_llm_roles_run_on_the_local_model_and_lose_nothing(stack_dir, tmp_pa
     # BFCL's server again under its own id: an empty task pool, so this run's questioning writes one
     address = asyncio.run(_env_address(stack_dir, "bfcl"))
     assert cli(stack_dir, "env", "add", address, "--id", "bfcl-llm").returncode == 0
-    questioning = {**SMALL["questioning"], "task_writer": "llm", "explorer": "llm", "explorations": 1}
+    questioning = {**SMALL["questioning"], "task_writer": "llm", "explorer": "llm", "feasibility": "llm",
+                   "explorations": 1}
     r = cli(stack_dir, "run", "--config", str(_write(tmp_path, "llm.yaml", steps=1, questioning=questioning,
                                                      env_id="bfcl-llm",
                                                      attributing={"labeler": "llm"},
@@ -211,6 +212,7 @@ def test_the_llm_roles_run_on_the_local_model_and_lose_nothing(stack_dir, tmp_pa
     # the LLM explorer: one call per walk step (2 walks of up to 8 steps), a planner step per unusable reply
     assert 2 <= asked[-1]["llm/explorer/calls"] <= 16
     assert asked[-1]["llm/explorer/fallbacks"] >= asked[-1]["llm/explorer/call_failures"]
+    assert asked[-1]["llm/judge/calls"] >= 1  # the feasibility verdicts (the solver's calls count as explorer)
     assert asked[-1]["llm/task_writer/fallbacks"] == (asked[-1]["llm/task_writer/parse_failures"]
                                                       + asked[-1]["llm/task_writer/call_failures"])
     ev = asyncio.run(_events(stack_dir, "llm-labels"))

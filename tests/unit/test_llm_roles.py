@@ -220,3 +220,24 @@ def test_experience_replies_parse_and_a_group_asks_for_each_kind_it_has():
     r = rollout_request(spec, run_id="r", job="j", step=0, task=task_pb2.Task(), version=0, evaluation=False)
     from evolver.v1 import experience_pb2 as exp_pb
     assert r.experience_extractor == exp_pb.EXPERIENCE_EXTRACTOR_KIND_HYBRID and r.rewrite_experiences
+
+
+@pytest.mark.parametrize("reply,verdict", [
+    ("Success: true\nReason: ok", True), ("success: **false**", False), ("SUCCESS = yes", True),
+    ("The task was completed successfully and accomplished.", True), ("It failed with an error.", False),
+    ("Hmm.", None), ("", None)])
+def test_feasibility_verdicts_parse_explicitly_or_by_their_words(reply, verdict):
+    from services.task_gen.feasibility import parse_verdict
+    assert parse_verdict(reply) is verdict
+
+
+def test_questioning_kinds_travel_and_unknown_ones_are_refused_by_field():
+    from evolver.errors import InvalidArgument
+    from services.task_gen.task_gen import check_generate
+    from services.trainer.tasks import EXPLORERS, FEASIBILITY
+    spec = RunSpec.model_validate({"questioning": {"explorer": "mixed", "feasibility": "hybrid"}})
+    assert EXPLORERS[spec.questioning.explorer] == task_pb2.EXPLORER_KIND_MIXED
+    assert FEASIBILITY[spec.questioning.feasibility] == task_pb2.FEASIBILITY_KIND_HYBRID
+    with pytest.raises(InvalidArgument) as bad:
+        check_generate("bfcl", 1, 1, 1, 0, 0, 42, 43)
+    assert [v.field for v in bad.value.violations] == ["explorer", "feasibility"]
