@@ -25,7 +25,10 @@ class MiniLMEmbedder:
 
     def __init__(self, device: str = "cpu"):
         from sentence_transformers import SentenceTransformer
-        self.model = SentenceTransformer(str(minilm_dir()), device=device)
+
+        from evolver.models.loading import MODEL_LOAD_LOCK
+        with MODEL_LOAD_LOCK:  # never alongside another model's load in this process
+            self.model = SentenceTransformer(str(minilm_dir()), device=device)
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         vecs = self.model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)

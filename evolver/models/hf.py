@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from evolver.models.backend import Completion, GenerationRequest
+from evolver.models.loading import MODEL_LOAD_LOCK
 from evolver.models.decode import decode, fast_dtype
 from evolver.models.prefix_cache import PrefixCache
 
@@ -71,9 +72,10 @@ class HFBackend:
         path = Path(model_dir)
         source = dict(pretrained_model_name_or_path=str(path.parent), gguf_file=path.name) if path.suffix == ".gguf" \
             else dict(pretrained_model_name_or_path=str(path))
-        self.tokenizer = AutoTokenizer.from_pretrained(**source)
+        with MODEL_LOAD_LOCK:
+            self.tokenizer = AutoTokenizer.from_pretrained(**source)
+            self.model = AutoModelForCausalLM.from_pretrained(**source, dtype=torch.float32).to(self.device)
         self.tokenizer.padding_side = "left"
-        self.model = AutoModelForCausalLM.from_pretrained(**source, dtype=torch.float32).to(self.device)
         self.model.eval()
         self.compute_dtype = compute_dtype if compute_dtype is not None else fast_dtype(self.device)
         self.end_ids = {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
@@ -97,7 +99,7 @@ class HFBackend:
         from peft import PeftModel
 
         name = f"v{version}"
-        with self._lock:
+        with self._lock, MODEL_LOAD_LOCK:
             if isinstance(self.model, PeftModel):
                 self.model.load_adapter(str(adapter_dir), adapter_name=name)
                 self.model.set_adapter(name)

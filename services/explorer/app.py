@@ -19,7 +19,7 @@ from services.explorer.servicer import ExplorerServicer
 # A short paragraph of reasoning and the <reward> line.
 JUDGE_MAX_TOKENS = 256
 # A line of reasoning and one call.
-EXPLORER_MAX_TOKENS = 160
+EXPLORER_MAX_TOKENS = 128
 
 
 async def build(ctx: ServiceContext) -> ServiceParts:

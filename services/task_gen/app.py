@@ -32,8 +32,9 @@ async def build(ctx: ServiceContext) -> ServiceParts:
     async def publish(subject: str, message, key: str):
         return await ctx.bus.publish(subject, message, key=key)
 
-    roles = RoleCallers(ctx.settings, max_tokens={"task_writer": TASK_WRITER_MAX_TOKENS, "solver": 256,
-                                                  "feasibility": 128})
+    # Per template: what its reply format needs (a slow local model pays for every token).
+    roles = RoleCallers(ctx.settings, max_tokens={"task_writer": TASK_WRITER_MAX_TOKENS, "solver": 192,
+                                                  "feasibility": 64})
     task_gen = TaskGen(EnvironmentRegistry(await ctx.bus.kv(topology.ENVIRONMENTS_BUCKET), check_conformance),
                        TaskPool(await ctx.bus.kv(topology.TASKS_BUCKET)),
                        TaskStatsBook(await ctx.bus.kv(topology.TASK_STATS_BUCKET)),
