@@ -1,5 +1,5 @@
 # The two commands a new user needs: `make run` and `make test`. Both create .venv themselves.
-.PHONY: run smoke test test-unit chaos proto lint-proto bench-bus bench-env bench-gen bench-learning bench-explore bench-vllm bench-pipeline venv clean
+.PHONY: run smoke test test-unit chaos proto lint-proto bench-bus bench-env bench-gen bench-learning bench-explore bench-vllm bench-pipeline bench-llm-roles venv clean
 
 PY := .venv/bin/python
 
@@ -53,6 +53,9 @@ bench-vllm: venv
 bench-pipeline: venv
 	@$(PY) bench/pipeline.py --steps 8 --replicas 1,2 --seeds 0 --json docs/bench_pipeline.json
 	@$(PY) bench/pipeline_sim.py --from-run runs/bench-pipeline/pipeline-lag0-x1-seed0/metrics.jsonl --json docs/bench_pipeline_sim.json
+
+bench-llm-roles: venv
+	@$(PY) bench/llm_roles.py --steps 4 --json docs/bench_llm_roles.json
 
 bench-explore: venv
 	@$(PY) bench/exploration.py --json docs/bench_exploration.json

@@ -1,0 +1,142 @@
+"""What AgentEvolver's LLM-driven mechanisms cost on the local model, and how the LLM step
+labeller agrees with state progress.
+
+One run on a fresh embedded stack with every LLM role on (questioning.explorer, task_writer and
+feasibility llm; rollout.reward_judge llm; attributing.labeler llm; navigating.extractor llm with
+rewrite), each role on the local model (SmolLM2-135M-Instruct: the base policy weights). Reports
+per role: calls, prompt and completion tokens, the calls' summed latency, parse failures and
+fallbacks, in total and per training step (self-questioning's roles per exploration); and the
+step labeller's agreement with the state-progress labels of the same steps, with a Wilson 95%
+interval (steps of one trajectory are not independent: the interval is optimistic).
+
+  python bench/llm_roles.py [--steps 4] [--json docs/bench_llm_roles.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.pipeline_sim import progress_rows  # noqa: E402
+from evolver.cli import DEFAULT_CONFIG  # noqa: E402
+from evolver.stack import Stack  # noqa: E402
+
+console = Console(width=170)
+COUNTERS = ("calls", "prompt_tokens", "completion_tokens", "latency_s", "parse_failures", "fallbacks",
+            "call_failures", "skipped")
+
+
+def wilson(k: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    if n <= 0:
+        return 0.0, 0.0
+    p = k / n
+    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+
+
+def role_sums(metrics: list[dict]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for m in metrics:
+        for key, v in m.items():
+            if key.startswith("llm/"):
+                _, role, counter = key.split("/", 2)
+                out.setdefault(role, dict.fromkeys(COUNTERS, 0.0))[counter] += v
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--config", default=str(DEFAULT_CONFIG))
+    ap.add_argument("--state-dir", default=str(ROOT / ".evolver-bench-llm-roles"))
+    ap.add_argument("--runs", default=str(ROOT / "runs" / "bench-llm-roles"))
+    ap.add_argument("--json", default="")
+    args = ap.parse_args()
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    cfg["steps"] = args.steps
+    cfg["mechanisms"]["bootstrapping"] = False
+    cfg["questioning"] = {**cfg["questioning"], "explorations": 3, "walks_per_exploration": 2, "max_steps_per_walk": 4,
+                          "min_train_tasks": 1, "explorer": "llm", "task_writer": "llm", "feasibility": "llm"}
+    cfg["rollout"] = {**cfg["rollout"], "reward_judge": "llm"}
+    cfg["attributing"] = {**cfg["attributing"], "labeler": "llm"}
+    cfg["navigating"] = {**cfg["navigating"], "extractor": "llm", "rewrite": True}
+    cfg["eval"] = {**cfg["eval"], "synthetic_tasks": 2, "seed_tasks": 0, "k": 1}
+    from evolver.models import prepare
+    os.environ["EVOLVER_POLICY__MODEL_DIR"] = str(prepare.prepare())
+    state_dir = Path(args.state_dir)
+    shutil.rmtree(state_dir, ignore_errors=True)
+    run_id = f"llm-roles-{int(time.time())}"
+    stack = Stack(state_dir)
+    t0 = time.time()
+    try:
+        with console.status("starting the embedded stack..."):
+            stack.up()
+        cfg_path = state_dir / "run.yaml"
+        cfg_path.write_text(yaml.safe_dump(cfg))
+        p = subprocess.run([sys.executable, "-m", "evolver.cli", "--state-dir", str(state_dir), "run", "--config",
+                            str(cfg_path), "--run-id", run_id, "--out", args.runs], cwd=ROOT)
+        if p.returncode != 0:
+            raise SystemExit(f"the run failed (exit {p.returncode}); see {args.runs}/{run_id}")
+    finally:
+        stack.down()
+    run_dir = Path(args.runs) / run_id
+    rows = progress_rows(run_dir / "metrics.jsonl")
+    trained = [r["metrics"] for r in rows if r["phase"] == "trained"]
+    asked = [r["metrics"] for r in rows if r["phase"] == "questioning" and any(k.startswith("llm/") for k in r["metrics"])]
+    summary = json.loads((run_dir / "events_summary.json").read_text())
+    steps = len(trained)
+    questioning = role_sums(asked[-1:])  # the questioning metrics are running totals
+    training = role_sums(trained)
+    memory = role_sums([{k: v for k, v in summary.items() if k.startswith("llm/")}])
+    step_times = [b["t"] - a["t"] for a, b in zip(
+        [r for r in rows if r["phase"] == "rollout" and r["metrics"].get("tasks")],
+        [r for r in rows if r["phase"] == "trained"])]
+    compared = sum(m.get("label_compared_steps", 0) for m in trained)
+    agreed = sum(m.get("label_agreed_steps", 0) for m in trained)
+    labelled = sum(m.get("llm_labelled_trajectories", 0) for m in trained)
+    low, high = wilson(agreed, compared)
+    t = Table(title=f"LLM roles on SmolLM2-135M (local), 2 cores: {steps} training steps x {cfg['tasks_per_step']} "
+                    f"tasks x {cfg['group_size']} attempts; self-questioning {cfg['questioning']['explorations']} x "
+                    f"{cfg['questioning']['walks_per_exploration']} walks")
+    for col in ("phase", "role", "calls", "prompt tok", "completion tok", "call s (summed)", "parse fail", "fallbacks",
+                "per step: calls", "tokens", "call s"):
+        t.add_column(col, justify="right")
+    results = []
+    for phase, sums, per in (("questioning", questioning, None), ("training steps", training, steps),
+                             ("memory (training steps)", memory, steps)):
+        for role, c in sorted(sums.items()):
+            results.append({"phase": phase, "role": role, **c})
+            t.add_row(phase, role, f"{c['calls']:.0f}", f"{c['prompt_tokens']:.0f}", f"{c['completion_tokens']:.0f}",
+                      f"{c['latency_s']:.0f}", f"{c['parse_failures']:.0f}", f"{c['fallbacks']:.0f}",
+                      *([f"{c['calls'] / per:.1f}", f"{(c['prompt_tokens'] + c['completion_tokens']) / per:.0f}",
+                         f"{c['latency_s'] / per:.0f}"] if per else ["-", "-", "-"]))
+    console.print(t)
+    console.print(f"step labeller vs state progress: {agreed:.0f} of {compared:.0f} steps agree "
+                  f"({agreed / max(compared, 1):.1%}, Wilson 95% [{low:.1%}, {high:.1%}]) over {labelled:.0f} LLM-labelled "
+                  f"trajectories; wall seconds per training step (rollout request to trained): "
+                  f"{sorted(step_times)[len(step_times) // 2]:.0f} median")
+    out = {"config": cfg, "run_id": run_id, "steps": steps, "roles": results,
+           "agreement": {"agreed_steps": agreed, "compared_steps": compared, "rate": agreed / max(compared, 1),
+                         "wilson95": [low, high], "llm_labelled_trajectories": labelled},
+           "step_wall_s": step_times, "total_wall_s": round(time.time() - t0, 1),
+           "good_rate_per_step": [m.get("good_rate", 0.0) for m in trained]}
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
