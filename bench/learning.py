@@ -123,6 +123,18 @@ async def load_pool(state, path: Path, env_id: str) -> tuple[int, int]:
     return counts[0], counts[1]
 
 
+def run_cli(state_dir: Path, cfg: dict, run_id: str, runs: str) -> Path:
+    """`evolver run` of cfg on the stack in state_dir, in a subprocess as a user runs it; its run
+    folder. A failed run stops the bench, naming the folder to look in."""
+    cfg_path = state_dir / "run.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    p = subprocess.run([sys.executable, "-m", "evolver.cli", "--state-dir", str(state_dir), "run", "--config",
+                        str(cfg_path), "--run-id", run_id, "--out", runs], cwd=ROOT)
+    if p.returncode != 0:
+        raise SystemExit(f"run {run_id} failed (exit {p.returncode}); see {runs}/{run_id}")
+    return Path(runs) / run_id
+
+
 def evaluations(run_dir: Path) -> tuple[list[dict], dict]:
     progress = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
     evals = [p["metrics"] for p in progress if p["phase"] == "evaluated"]
@@ -153,17 +165,12 @@ def run_setting(args, base: dict, name: str, mech: dict, seed: int, index: int) 
         with console.status("self-questioning: building the task pool..."):
             pool = asyncio.run(build_pool(state, cfg))
         console.print(f"task pool: {pool[0]} train, {pool[1]} held-out synthetic tasks")
-        cfg_path = state_dir / "run.yaml"
-        cfg_path.write_text(yaml.safe_dump(cfg))
         start = time.time()
-        p = subprocess.run([sys.executable, "-m", "evolver.cli", "--state-dir", str(state_dir), "run",
-                            "--config", str(cfg_path), "--run-id", run_id, "--out", args.runs], cwd=ROOT)
+        run_dir = run_cli(state_dir, cfg, run_id, args.runs)
         wall = time.time() - start
     finally:
         stack.down()
-    if p.returncode != 0:
-        raise SystemExit(f"{name} (seed {seed}) failed (exit {p.returncode}); see {args.runs}/{run_id}")
-    evals, training = evaluations(Path(args.runs) / run_id)
+    evals, training = evaluations(run_dir)
     return {"setting": name, "seed": seed, "mechanisms": mech, "run_id": run_id, "wall_s": round(wall, 1),
             "pool": {"train": pool[0], "heldout": pool[1]}, "evaluations": evals, **training}
 

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.learning import run_cli  # noqa: E402
 from bench.pipeline_sim import progress_rows  # noqa: E402
 from evolver.cli import DEFAULT_CONFIG  # noqa: E402
 from evolver.stack import Stack  # noqa: E402
@@ -85,15 +85,9 @@ def main() -> None:
     try:
         with console.status("starting the embedded stack..."):
             stack.up()
-        cfg_path = state_dir / "run.yaml"
-        cfg_path.write_text(yaml.safe_dump(cfg))
-        p = subprocess.run([sys.executable, "-m", "evolver.cli", "--state-dir", str(state_dir), "run", "--config",
-                            str(cfg_path), "--run-id", run_id, "--out", args.runs], cwd=ROOT)
-        if p.returncode != 0:
-            raise SystemExit(f"the run failed (exit {p.returncode}); see {args.runs}/{run_id}")
+        run_dir = run_cli(state_dir, cfg, run_id, args.runs)
     finally:
         stack.down()
-    run_dir = Path(args.runs) / run_id
     rows = progress_rows(run_dir / "metrics.jsonl")
     trained = [r["metrics"] for r in rows if r["phase"] == "trained"]
     asked = [r["metrics"] for r in rows if r["phase"] == "questioning" and any(k.startswith("llm/") for k in r["metrics"])]

@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.learning import build_pool, load_pool, save_pool  # noqa: E402
+from bench.learning import build_pool, load_pool, run_cli, save_pool  # noqa: E402
 from bench.pipeline_sim import progress_rows  # noqa: E402
 from evolver.algorithms.stats import eval_deltas, stage_metrics  # noqa: E402
 from evolver.cli import DEFAULT_CONFIG  # noqa: E402
@@ -105,14 +104,9 @@ def run_setting(args, base: dict, lag: int, replicas: int, seed: int, pool_file:
             pool = asyncio.run(build_pool(state, cfg))
             console.print(f"saved the task pool ({asyncio.run(save_pool(state, pool_file))} tasks) to {pool_file}")
         console.print(f"task pool: {pool[0]} train, {pool[1]} held-out synthetic")
-        cfg_path = state_dir / "run.yaml"
-        cfg_path.write_text(yaml.safe_dump(cfg))
-        p = subprocess.run([sys.executable, "-m", "evolver.cli", "--state-dir", str(state_dir), "run", "--config",
-                            str(cfg_path), "--run-id", run_id, "--out", args.runs], cwd=ROOT)
-        if p.returncode != 0:
-            raise SystemExit(f"{name} failed (exit {p.returncode}); see {args.runs}/{run_id}")
+        run_dir = run_cli(state_dir, cfg, run_id, args.runs)
         time.sleep(3)  # spans are exported in batches
-        out = measure(Path(args.runs) / run_id, state.spans_path, run_id)
+        out = measure(run_dir, state.spans_path, run_id)
     finally:
         stack.down()
     return {"setting": name, "max_policy_lag": lag, "explorers": replicas, "seed": seed, "pool": pool, **out}

@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from evolver.v1 import attribution_pb2 as apb
 from evolver.v1 import events_pb2, task_pb2
-from evolver.v1 import experience_pb2 as exp_pb
-from evolver.v1 import trajectory_pb2 as tpb
+from services.trainer.kinds import (CONTEXT_TEMPLATES, EXTRACTORS, REWARD_JUDGES, STEP_LABEL_SKIPS,
+                                    STEP_LABELERS)
 from services.trainer.run_config import RunSpec
 
 
@@ -45,19 +44,6 @@ def restale_job_id(group_id: str, version: int) -> str:
     return f"{group_id}.v{version}"
 
 
-STEP_LABELERS = {"verifiable": apb.STEP_LABELER_STATE_PROGRESS, "llm": apb.STEP_LABELER_LLM,
-                 "hybrid": apb.STEP_LABELER_HYBRID}
-STEP_LABEL_SKIPS = {"none": apb.STEP_LABEL_SKIP_UNSPECIFIED, "small_advantage": apb.STEP_LABEL_SKIP_SMALL_ADVANTAGE,
-                    "negative": apb.STEP_LABEL_SKIP_NEGATIVE}
-
-EXTRACTORS = {"verifiable": exp_pb.EXPERIENCE_EXTRACTOR_KIND_RULES, "llm": exp_pb.EXPERIENCE_EXTRACTOR_KIND_LLM,
-              "hybrid": exp_pb.EXPERIENCE_EXTRACTOR_KIND_HYBRID}
-CONTEXT_TEMPLATES = {"linear": tpb.CONTEXT_TEMPLATE_LINEAR, "strip_reasoning": tpb.CONTEXT_TEMPLATE_STRIP_REASONING,
-                     "sliding_window": tpb.CONTEXT_TEMPLATE_SLIDING_WINDOW}
-REWARD_JUDGES = {"verifiable": tpb.REWARD_JUDGE_STATE_MATCH, "llm": tpb.REWARD_JUDGE_LLM,
-                 "hybrid": tpb.REWARD_JUDGE_HYBRID}
-
-
 def rollout_request(spec: RunSpec, *, run_id: str, job: str, step: int, task: task_pb2.Task, version: int,
                     evaluation: bool, base_model: tuple[str, str] = ("", "")) -> events_pb2.RolloutRequested:
     """The job for one group: the run's rollout settings, evaluation's own k and temperature,
@@ -75,7 +61,7 @@ def rollout_request(spec: RunSpec, *, run_id: str, job: str, step: int, task: ta
         attribute=s.mechanisms.attributing and not evaluation and (not s.attributing.prm_steps
                                                                     or step < s.attributing.prm_steps),
         step_labeler=STEP_LABELERS[s.attributing.labeler], step_label_skip=STEP_LABEL_SKIPS[s.attributing.skip],
-        reward_judge=tpb.REWARD_JUDGE_STATE_MATCH if evaluation else REWARD_JUDGES[r.reward_judge],
+        reward_judge=REWARD_JUDGES["verifiable"] if evaluation else REWARD_JUDGES[r.reward_judge],
         experience_extractor=EXTRACTORS[s.navigating.extractor], rewrite_experiences=s.navigating.rewrite,
         context_template=CONTEXT_TEMPLATES[r.context_template], window_turns=r.window_turns,
         max_context_tokens=r.max_context_tokens, max_observation_tokens=r.max_observation_tokens,

@@ -43,7 +43,8 @@ from services.trainer.advantages import Sample, demonstration_sample, imitation_
 from services.trainer.evaluation import eval_metrics, evaluation_due
 from services.trainer.checkpoint import Checkpoint
 from services.trainer.step_tally import tally
-from services.trainer.tasks import EXPLORERS, FEASIBILITY, TASK_WRITERS, choose_train_tasks, mixture, seed_task_pb, select_eval_tasks
+from services.trainer.kinds import EXPLORERS, FEASIBILITY, TASK_WRITERS
+from services.trainer.tasks import choose_train_tasks, mixture, seed_task_pb, select_eval_tasks
 from services.trainer.progress import phase_name
 from services.trainer.run_config import RunSpec
 

@@ -10,14 +10,6 @@ from evolver.algorithms import curriculum
 from evolver.v1 import task_pb2
 
 
-EXPLORERS = {"schema": task_pb2.EXPLORER_KIND_SCHEMA, "llm": task_pb2.EXPLORER_KIND_LLM,
-             "mixed": task_pb2.EXPLORER_KIND_MIXED}
-FEASIBILITY = {"verifiable": task_pb2.FEASIBILITY_KIND_REPLAY, "llm": task_pb2.FEASIBILITY_KIND_LLM,
-               "hybrid": task_pb2.FEASIBILITY_KIND_HYBRID}
-TASK_WRITERS = {"verifiable": task_pb2.TASK_WRITER_KIND_TEMPLATE, "llm": task_pb2.TASK_WRITER_KIND_LLM,
-                "hybrid": task_pb2.TASK_WRITER_KIND_HYBRID}
-
-
 def mixture(seed_tasks: list[task_pb2.Task], synthetic: list[task_pb2.Task], synthetic_ratio: float, *,
             seed: int) -> list[task_pb2.Task]:
     """Every seed task plus int(len(seed_tasks) x synthetic_ratio) synthetic ones, drawn without

@@ -234,7 +234,7 @@ def test_feasibility_verdicts_parse_explicitly_or_by_their_words(reply, verdict)
 def test_questioning_kinds_travel_and_unknown_ones_are_refused_by_field():
     from evolver.errors import InvalidArgument
     from services.task_gen.task_gen import check_generate
-    from services.trainer.tasks import EXPLORERS, FEASIBILITY
+    from services.trainer.kinds import EXPLORERS, FEASIBILITY
     spec = RunSpec.model_validate({"questioning": {"explorer": "mixed", "feasibility": "hybrid"}})
     assert EXPLORERS[spec.questioning.explorer] == task_pb2.EXPLORER_KIND_MIXED
     assert FEASIBILITY[spec.questioning.feasibility] == task_pb2.FEASIBILITY_KIND_HYBRID
