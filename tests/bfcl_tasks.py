@@ -30,3 +30,12 @@ async def mkdir_task(env: EnvironmentClient) -> task_pb2.Task:
                          reference_solution=[tpb.ToolCall(call_id="c0", name="mkdir",
                                                           arguments_json='{"dir_name": "reports"}')],
                          provenance=task_pb2.TaskProvenance(env_id="bfcl", seed_task_id=seed))
+
+
+from evolver.envs.bfcl import BfclEnvironment  # noqa: E402
+
+
+class OpaqueBfcl(BfclEnvironment):
+    """BFCL that does not expose its state (GetState: FAILED_PRECONDITION), for the paths an
+    opaque user environment takes. Module level: instance workers get it by pickling."""
+    state_visible = False

@@ -11,6 +11,7 @@ from evolver.algorithms.questioning import Walk, WalkPlanner, WalkStep
 from evolver.algorithms.state import field_values, scalar_values
 from evolver.envs.base import Call, Tool, state_hash
 from evolver.envs.client import EnvironmentClient
+from evolver.errors import FailedPrecondition
 from evolver.limits import STEPS_PER_WALK_MAX, WALKS_MAX
 from evolver.v1 import events_pb2, trajectory_pb2
 
@@ -24,6 +25,16 @@ MAX_WALKS, MAX_STEPS_PER_WALK = WALKS_MAX, STEPS_PER_WALK_MAX
 ChooseCall = Callable[[Sequence[Tool], str, Walk, int], Awaitable[Call | None]]
 
 
+async def visible_state(episode) -> tuple[dict[str, Any], str] | None:
+    """The episode's state and hash, or None when the environment does not expose its state
+    (state_visible false: GetState is FAILED_PRECONDITION). Exploration, task checks and
+    rewards then rely on what the calls returned and on the LLM roles."""
+    try:
+        return await episode.state()
+    except FailedPrecondition:
+        return None
+
+
 async def run_walk(env: EnvironmentClient, *, walk_id: str, seed: int, max_steps: int,
                    seed_task_id: str = "", initial_state: dict[str, Any] | None = None,
                    toolsets: list[str] | None = None, use_returned_fields: bool = True,
@@ -35,7 +46,7 @@ async def run_walk(env: EnvironmentClient, *, walk_id: str, seed: int, max_steps
     episode = await env.create(seed_task_id=seed_task_id or None, initial_state=initial_state,
                                toolsets=toolsets or [])
     try:
-        state, h = await episode.state()
+        state, h = await visible_state(episode) or ({}, "")
         planner = WalkPlanner(episode.tools, state, seed=seed, use_returned_fields=use_returned_fields)
         walk = Walk(walk_id, state)
         planner.seen_states.add(h)
@@ -46,9 +57,9 @@ async def run_walk(env: EnvironmentClient, *, walk_id: str, seed: int, max_steps
             if not out.results:  # the episode ended without running the call
                 break
             result = out.results[0]
-            new_state, new_hash = await episode.state()
+            new_state, new_hash = await visible_state(episode) or ({}, "")  # opaque: no change is seen
             planner.observe_state(new_state)  # ids the call created (a new loan) become arguments
-            step = WalkStep(call, result.content, result.is_error, new_hash, new_hash != h,
+            step = WalkStep(call, result.content, result.is_error, new_hash, bool(new_hash) and new_hash != h,
                             [] if result.is_error else scalar_values(result.content),
                             [] if result.is_error else field_values(result.content))
             planner.observe(step)
@@ -79,8 +90,10 @@ def walk_from_pb(w: events_pb2.Walk) -> Walk:
     for s in w.steps:
         call, obs = s.tool_calls[0], s.observations[0]
         is_error = obs.kind != trajectory_pb2.OBSERVATION_KIND_RESULT
+        # An opaque environment's steps carry no hash: no change is seen.
+        changed = bool(s.state_hash_after) and s.state_hash_after != previous
         walk.steps.append(WalkStep(Call(call.name, json.loads(call.arguments_json or "{}"), call.call_id), obs.content,
-                                   is_error, s.state_hash_after, s.state_hash_after != previous,
+                                   is_error, s.state_hash_after, changed,
                                    [] if is_error else scalar_values(obs.content),
                                    [] if is_error else field_values(obs.content)))
         previous = s.state_hash_after

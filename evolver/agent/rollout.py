@@ -21,6 +21,7 @@ from typing import Sequence
 
 from evolver import telemetry
 from evolver.agent.episode import ContextSettings, EpisodeRecord, run_episode
+from evolver.agent.exploration import visible_state
 from evolver.algorithms.rewards import synthetic_reward
 from evolver.envs.base import Tool
 from evolver.envs.client import INFRA_ERRORS, EnvironmentClient, EpisodeClient
@@ -132,7 +133,11 @@ def token_record(record: EpisodeRecord, keep_experience: bool) -> tpb.TokenRecor
 
 async def score(episode: EpisodeClient, task: task_pb2.Task, record: EpisodeRecord) -> tpb.Reward:
     if task.source == task_pb2.TASK_SOURCE_SYNTHETIC:
-        end, _ = await episode.state()
+        seen = await visible_state(episode) if task.reference_end_state_json else None
+        if seen is None:  # an opaque environment's task: only the LLM judge can score it
+            return tpb.Reward(score=0.0, success=False, details_json=json.dumps(
+                {"state": "not observable: score with rollout.reward_judge llm"}))
+        end, _ = seen
         r = synthetic_reward(json.loads(task.initial_state_json or "{}"),
                              json.loads(task.reference_end_state_json or "{}"), end,
                              list(task.expected_answer_facts), "\n".join(record.answers))

@@ -284,7 +284,9 @@ def task_id_for(env_id: str, origin: str, walk_id: str, calls: Sequence[Call], *
 def candidates_from_walk(walk: Walk, tools: Sequence[Tool], env_id: str, origin: str, *, max_len: int = 4,
                          writer: TaskWriter | None = None) -> list[Candidate]:
     """Contiguous runs of successful calls that end in a call that changed state or read
-    information; every run start, up to max_len calls."""
+    information (in an opaque environment, whose changes cannot be seen: any successful call;
+    the LLM feasibility check is what verifies those); every run start, up to max_len calls."""
+    opaque = bool(walk.steps) and not any(s.state_hash for s in walk.steps)
     writer = writer or NaturalWriter()
     by_name = {t.name: t for t in tools}
     out, seen = [], set()
@@ -295,7 +297,7 @@ def candidates_from_walk(walk: Walk, tools: Sequence[Tool], env_id: str, origin:
                 break
             last = steps[end]
             reads = [v for v in last.new_values if isinstance(v, (str, int)) and len(str(v)) > 1]
-            if not (last.changed_state or reads):
+            if not (last.changed_state or reads or opaque):
                 continue
             calls = [s.call for s in steps[start:end + 1]]
             if any((a.name, a.arguments) == (b.name, b.arguments) for a, b in zip(calls, calls[1:])):

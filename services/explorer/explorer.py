@@ -151,8 +151,11 @@ class Explorer:
                                                experiences=experiences)
         except InvalidArgument as e:
             raise refused_as("task", e) from None
-        if (req.reward_judge in (tpb.REWARD_JUDGE_LLM, tpb.REWARD_JUDGE_HYBRID) and not req.evaluation
-                and req.task.source == task_pb2.TASK_SOURCE_SYNTHETIC):
+        # Evaluation stays on the state match (a grounded measurement), except for an opaque
+        # environment's task (no reference end state), which only the judge can score.
+        if (req.reward_judge in (tpb.REWARD_JUDGE_LLM, tpb.REWARD_JUDGE_HYBRID)
+                and req.task.source == task_pb2.TASK_SOURCE_SYNTHETIC
+                and (not req.evaluation or not req.task.reference_end_state_json)):
             if self.judge is None:
                 raise FailedPrecondition("the LLM reward judge was asked for, but no judge role is configured")
             counters = RoleCounters("judge")

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
-from evolver.agent.exploration import walk_from_pb
+from evolver.agent.exploration import visible_state, walk_from_pb
 from evolver.algorithms.dedup import Candidate as DedupCandidate
 from evolver.algorithms.dedup import lexical_filter
 from evolver.algorithms.questioning import (GENERATOR_VERSION, Candidate, Verdict, candidates_from_walk,
@@ -143,12 +143,16 @@ async def synthesize(env: RemoteEnvironment, event: events_pb2.ExploreCompleted,
     async def replay_check(c: Candidate):
         episode = await fresh_episode(c)
         try:
-            initial, _ = await episode.state()
+            seen = await visible_state(episode)
             out = await episode.step(c.calls)
-            end, _ = await episode.state()
+            after = await visible_state(episode)
         finally:
             await episode.release()
-        return initial, check_replay(initial, end, [(r.content, r.is_error) for r in out.results], c.expected_facts)
+        initial, end = (seen or ({}, ""))[0], (after or ({}, ""))[0]  # opaque: only the asked information can pass
+        verdict = check_replay(initial, end, [(r.content, r.is_error) for r in out.results], c.expected_facts)
+        if seen is None:  # no reference end state to compare with later
+            verdict = Verdict(verdict.accepted, verdict.reason, None)
+        return initial, verdict
 
     for k in kept:
         c = by_id[k.key]
@@ -161,9 +165,9 @@ async def synthesize(env: RemoteEnvironment, event: events_pb2.ExploreCompleted,
         if solver is not None:
             episode = await fresh_episode(c)
             try:
-                start, _ = await episode.state()
+                start = await visible_state(episode)
                 replay = await replay_with_tip(solver, solver_counters, episode, tools, c)
-                end, _ = await episode.state()
+                end = await visible_state(episode)
             finally:
                 await episode.release()
             ok = await judge_replay(judge, judge_counters, c, replay) if replay.answered else None
@@ -179,14 +183,17 @@ async def synthesize(env: RemoteEnvironment, event: events_pb2.ExploreCompleted,
                 continue
             elif check == task_pb2.FEASIBILITY_KIND_LLM:  # the reference is what succeeded in the replay
                 c = Candidate(c.task_id, c.query, replay.calls, c.expected_facts, c.walk_id)
-                initial, verdict = start, Verdict(True, "LLM feasibility", end)
+                # An opaque environment's task has no reference end state: the attributor and
+                # the reward then rely on the LLM roles.
+                initial, verdict = (start or ({}, ""))[0], Verdict(True, "LLM feasibility", end[0] if end else None)
         how = written.get(c.task_id, Written(1.0))
         task = task_pb2.Task(
             task_id=c.task_id, env_id=event.env_id, source=task_pb2.TASK_SOURCE_SYNTHETIC, split=split_for(c.task_id),
             query=c.query, initial_state_json=json.dumps(initial),
             reference_solution=[trajectory_pb2.ToolCall(call_id=x.call_id, name=x.name, arguments_json=json.dumps(x.arguments))
                                 for x in c.calls],
-            reference_end_state_json=json.dumps(verdict.reference_end_state), expected_answer_facts=c.expected_facts,
+            reference_end_state_json=json.dumps(verdict.reference_end_state) if verdict.reference_end_state is not None
+            else "", expected_answer_facts=c.expected_facts,
             provenance=task_pb2.TaskProvenance(env_id=event.env_id, seed_task_id=event.seed_task_id, walk_id=c.walk_id,
                                                generator_version=how.generator, prompt_version=how.prompt_version,
                                                confidence=how.confidence))

@@ -61,7 +61,7 @@ def rollout_request(spec: RunSpec, *, run_id: str, job: str, step: int, task: ta
         attribute=s.mechanisms.attributing and not evaluation and (not s.attributing.prm_steps
                                                                     or step < s.attributing.prm_steps),
         step_labeler=STEP_LABELERS[s.attributing.labeler], step_label_skip=STEP_LABEL_SKIPS[s.attributing.skip],
-        reward_judge=REWARD_JUDGES["verifiable"] if evaluation else REWARD_JUDGES[r.reward_judge],
+        reward_judge=REWARD_JUDGES[r.reward_judge],  # the explorer keeps evaluation on the state match
         experience_extractor=EXTRACTORS[s.navigating.extractor], rewrite_experiences=s.navigating.rewrite,
         context_template=CONTEXT_TEMPLATES[r.context_template], window_turns=r.window_turns,
         max_context_tokens=r.max_context_tokens, max_observation_tokens=r.max_observation_tokens,

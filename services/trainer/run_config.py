@@ -113,8 +113,9 @@ class RolloutSpec(_Section):
     temperature: float = Field(1.0, gt=0)
     # How training attempts at synthetic tasks are scored: state match against the replayed
     # reference (verifiable), the judge LLM role with the reference solution (llm; an unusable
-    # reply keeps the state-match reward, counted), or their product (hybrid). Evaluation always
-    # uses the state match: a measurement stays grounded whatever trains the policy.
+    # reply keeps the state-match reward, counted), or their product (hybrid). Evaluation uses
+    # the state match (a measurement stays grounded whatever trains the policy), except for an
+    # opaque environment's tasks, which only the judge can score.
     reward_judge: Literal["verifiable", "llm", "hybrid"] = "verifiable"
     # The context manager (spec §6.3): what the policy sees each turn. linear = the whole
     # history (one training sequence per attempt); strip_reasoning = earlier turns without

@@ -242,3 +242,69 @@ async def test_llm_feasibility_replays_with_a_tip_and_the_judge_decides(bfcl):
     assert usage["judge"].fallbacks == 1 and usage["judge"].parse_failures == 1
     for t in made.accepted:  # the reference is what the replay did, with its end state
         assert t.reference_end_state_json and all(c.call_id.startswith("ref_") for c in t.reference_solution)
+
+
+async def test_an_opaque_environment_gets_tasks_and_rewards_from_the_llm_roles_only():
+    """An environment that does not expose its state (GetState: FAILED_PRECONDITION): walks still
+    run, the LLM feasibility check accepts tasks without a reference end state, and attempts are
+    scored 0 by the state match, then by the judge."""
+    from evolver.agent.rollout import RolloutOptions, run_group
+    from evolver.envs.client import RemoteEnvironment
+    from evolver.envs.server import EnvironmentServicer
+    from evolver.models.backend import FakeBackend
+    from evolver.models.roles import RoleCounters
+    from evolver.rpc import GrpcServer, Registration
+    from evolver.v1 import environment_pb2_grpc as env_grpc
+    from services.explorer.explorer import judge_group
+    from tests.bfcl_tasks import OpaqueBfcl, call
+    from transformers import AutoTokenizer
+
+    servicer = EnvironmentServicer(OpaqueBfcl())
+    server = GrpcServer([Registration("evolver.v1.EnvironmentService", servicer,
+                                      env_grpc.add_EnvironmentServiceServicer_to_server)])
+    await server.start()
+    try:
+        async with RemoteEnvironment(server.address) as env:
+            walk = await run_walk(env, walk_id="o/w0", seed=9, max_steps=6, seed_task_id="multi_turn_base_0")
+            assert walk.steps and not any(s.changed_state for s in walk.steps) and walk.initial_state == {}
+
+            def replies(body: dict) -> Reply:
+                text = json.dumps(body)
+                if "Feel free to use this tip" in text:
+                    if "<tool_response>" in body["messages"][-1]["content"]:
+                        return Reply("Done.")
+                    tip = body["messages"][1]["content"].split("(it may not be correct):", 1)[1]
+                    n, a = re.findall(r"\d+\. (\w+)\((\{.*?\})\)", tip)[0]
+                    return Reply(f'<tool_call>\n{{"name": "{n}", "arguments": {a}}}\n</tool_call>')
+                if "strictly check whether an agent" in text:
+                    return Reply("Success: true" if "ERROR" not in body["messages"][1]["content"] else "Success: false")
+                return Reply("Solved.\n<reward>80</reward>")  # the outcome judge
+            with ScriptedOpenAIServer(default=replies) as fake:
+                client = AuxChatClient(EndpointSettings(fake.url, "m", max_retries=0))
+
+                async def roles(role: str, template: str):
+                    return RoleCaller(role, client, prompts.load(template))
+                event = events_pb2.ExploreCompleted(request_id="o", env_id="opaque", seed_task_id="multi_turn_base_0",
+                                                    walks=[walk_to_pb(walk)], max_calls_per_task=1,
+                                                    feasibility=task_pb2.FEASIBILITY_KIND_LLM)
+                made = await synthesize(env, event, [], feasibility_roles=roles)
+                assert made.accepted and all(t.reference_end_state_json == "" for t in made.accepted)
+                task = made.accepted[0]
+                tokenizer = AutoTokenizer.from_pretrained(str(prepare_dir()))
+                script = [call(c.name, **json.loads(c.arguments_json)) for c in task.reference_solution] + ["Done."]
+                trajs = await run_group(FakeBackend(tokenizer, script), env, task,
+                                        RolloutOptions(group_size=1, guided_share=0.0, max_steps=3), group_id="og",
+                                        concurrent=False)
+                assert not trajs[0].infra_failure.reason and trajs[0].reward.score == 0.0
+                assert "not observable" in trajs[0].reward.details_json
+                counters = RoleCounters("judge")
+                await judge_group(await roles("judge", "judge"), counters, task, trajs, hybrid=False)
+                assert trajs[0].reward.score == pytest.approx(0.8) and trajs[0].reward.success and counters.calls == 1
+    finally:
+        await server.stop(0)
+        await servicer.close()
+
+
+def prepare_dir():
+    from evolver.models import prepare
+    return prepare.prepare()
