@@ -136,8 +136,8 @@ class Explorer:
         return group
 
     async def rollout_judged(self, req: events_pb2.RolloutRequested) -> tuple[tpb.RolloutGroup, list]:
-        """One group, its synthetic-task attempts scored as the job's reward_judge says, and the
-        judge role's usage (empty when it was not called)."""
+        """One group, its synthetic-task attempts scored as the job's reward_judge says, and what
+        the LLM roles cost for it (the experience rewrite, the judge; empty when none was called)."""
         opts = rollout_options(req)
         backend = await self.policy.get()
         await self.check_base_model(req)
