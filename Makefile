@@ -51,7 +51,7 @@ bench-vllm: venv
 	@$(PY) bench/vllm_path.py --versions 4 --requests 8 --new-tokens 32 --json docs/bench_vllm_path.json
 
 bench-pipeline: venv
-	@$(PY) bench/pipeline.py --steps 8 --replicas 1 --seeds 0 --json docs/bench_pipeline.json
+	@$(PY) bench/pipeline.py --steps 8 --replicas 1,2 --seeds 0 --json docs/bench_pipeline.json
 	@$(PY) bench/pipeline_sim.py --from-run runs/bench-pipeline/pipeline-lag0-x1-seed0/metrics.jsonl --json docs/bench_pipeline_sim.json
 
 bench-llm-roles: venv
