@@ -81,11 +81,12 @@ def walk_to_pb(walk: Walk) -> events_pb2.Walk:
                                                          arguments_json=json.dumps(s.call.arguments))],
             observations=[trajectory_pb2.Observation(call_id=s.call.call_id, kind=kind, content=s.content)],
             state_hash_after=s.state_hash))
-    return events_pb2.Walk(walk_id=walk.walk_id, steps=steps, initial_state_json=json.dumps(walk.initial_state))
+    return events_pb2.Walk(walk_id=walk.walk_id, steps=steps, initial_state_json=json.dumps(walk.initial_state),
+                           prompt_version=walk.prompt_version)
 
 
 def walk_from_pb(w: events_pb2.Walk) -> Walk:
-    walk = Walk(w.walk_id, json.loads(w.initial_state_json or "{}"))
+    walk = Walk(w.walk_id, json.loads(w.initial_state_json or "{}"), prompt_version=w.prompt_version)
     previous = state_hash(walk.initial_state)  # the server hashes the same canonical JSON
     for s in w.steps:
         call, obs = s.tool_calls[0], s.observations[0]

@@ -42,11 +42,11 @@ def parse_score(reply: str) -> float | None:
     return min(100.0, max(0.0, value)) / 100
 
 
-def judged_reward(judge: float, verifiable: tpb.Reward | None, hybrid: bool) -> tpb.Reward:
+def judged_reward(judge: float, verifiable: tpb.Reward | None, hybrid: bool, prompt_version: str = "") -> tpb.Reward:
     """llm: the judge's score; hybrid: the judge's score times the state-match score (both must
-    agree for a success)."""
+    agree for a success). The details record the judge's prompt version."""
     success = judge >= SUCCESS_SCORE / 100
-    details = {"judge": judge}
+    details = {"judge": judge, "judge_prompt": prompt_version}
     if hybrid and verifiable is not None:
         details["state_match"] = verifiable.score
         return tpb.Reward(score=judge * verifiable.score, success=success and verifiable.success,

@@ -38,6 +38,7 @@ class Walk:
     walk_id: str
     initial_state: dict[str, Any]
     steps: list[WalkStep] = field(default_factory=list)
+    prompt_version: str = ""  # the explorer role's, when an LLM chose the steps
 
 
 class WalkPlanner:

@@ -43,6 +43,7 @@ class Experience:
     env_id: str
     source_task_id: str
     score: float = 0.0  # the validator's, for LLM-extracted experiences
+    prompt_version: str = ""  # the extraction prompt's, for LLM-extracted experiences
 
 
 def _fmt(c: CallOutcome, limit: int = 60) -> str:

@@ -72,14 +72,16 @@ class ExploreRequested(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., initial_state_json: _Optional[str] = ..., toolsets: _Optional[_Iterable[str]] = ..., walks: _Optional[int] = ..., max_steps_per_walk: _Optional[int] = ..., seed: _Optional[int] = ..., max_calls_per_task: _Optional[int] = ..., task_writer: _Optional[_Union[_task_pb2.TaskWriterKind, str]] = ..., explorer: _Optional[_Union[_task_pb2.ExplorerKind, str]] = ..., feasibility: _Optional[_Union[_task_pb2.FeasibilityKind, str]] = ...) -> None: ...
 
 class Walk(_message.Message):
-    __slots__ = ("walk_id", "steps", "initial_state_json")
+    __slots__ = ("walk_id", "steps", "initial_state_json", "prompt_version")
     WALK_ID_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     INITIAL_STATE_JSON_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_VERSION_FIELD_NUMBER: _ClassVar[int]
     walk_id: str
     steps: _containers.RepeatedCompositeFieldContainer[_trajectory_pb2.Step]
     initial_state_json: str
-    def __init__(self, walk_id: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[_trajectory_pb2.Step, _Mapping]]] = ..., initial_state_json: _Optional[str] = ...) -> None: ...
+    prompt_version: str
+    def __init__(self, walk_id: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[_trajectory_pb2.Step, _Mapping]]] = ..., initial_state_json: _Optional[str] = ..., prompt_version: _Optional[str] = ...) -> None: ...
 
 class ExploreCompleted(_message.Message):
     __slots__ = ("request_id", "env_id", "seed_task_id", "walks", "max_calls_per_task", "task_writer", "feasibility", "role_usage")

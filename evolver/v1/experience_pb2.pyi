@@ -29,7 +29,7 @@ EXPERIENCE_EXTRACTOR_KIND_LLM: ExperienceExtractorKind
 EXPERIENCE_EXTRACTOR_KIND_HYBRID: ExperienceExtractorKind
 
 class Experience(_message.Message):
-    __slots__ = ("experience_id", "kind", "when_to_use", "content", "env_id", "source_task_id", "source_group_id", "score")
+    __slots__ = ("experience_id", "kind", "when_to_use", "content", "env_id", "source_task_id", "source_group_id", "score", "prompt_version")
     EXPERIENCE_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     WHEN_TO_USE_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +38,7 @@ class Experience(_message.Message):
     SOURCE_TASK_ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_VERSION_FIELD_NUMBER: _ClassVar[int]
     experience_id: str
     kind: ExperienceKind
     when_to_use: str
@@ -46,7 +47,8 @@ class Experience(_message.Message):
     source_task_id: str
     source_group_id: str
     score: float
-    def __init__(self, experience_id: _Optional[str] = ..., kind: _Optional[_Union[ExperienceKind, str]] = ..., when_to_use: _Optional[str] = ..., content: _Optional[str] = ..., env_id: _Optional[str] = ..., source_task_id: _Optional[str] = ..., source_group_id: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+    prompt_version: str
+    def __init__(self, experience_id: _Optional[str] = ..., kind: _Optional[_Union[ExperienceKind, str]] = ..., when_to_use: _Optional[str] = ..., content: _Optional[str] = ..., env_id: _Optional[str] = ..., source_task_id: _Optional[str] = ..., source_group_id: _Optional[str] = ..., score: _Optional[float] = ..., prompt_version: _Optional[str] = ...) -> None: ...
 
 class RetrievedExperience(_message.Message):
     __slots__ = ("experience", "similarity")

@@ -87,7 +87,7 @@ async def judge_group(judge: RoleCaller, counters: RoleCounters, task: task_pb2.
         if score is None:
             counters.fallbacks += 1
             return
-        traj.reward.CopyFrom(judging.judged_reward(score, traj.reward, hybrid))
+        traj.reward.CopyFrom(judging.judged_reward(score, traj.reward, hybrid, judge.prompt_version))
     await asyncio.gather(*(one(t) for t in trajectories if not t.infra_failure.reason))
 
 
@@ -187,6 +187,8 @@ class Explorer:
                     walk = await run_walk(env, walk_id=f"{req.request_id}/w{i}", seed=req.seed * 1000 + i,
                                           max_steps=req.max_steps_per_walk, seed_task_id=req.seed_task_id,
                                           choose=choose if by_llm else None)
+                    if by_llm:
+                        walk.prompt_version = choose.prompt_version
                     walks.append(walk_to_pb(walk))
         except InvalidArgument as e:
             raise refused_as("seed_task_id", e) from None

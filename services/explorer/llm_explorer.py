@@ -66,4 +66,5 @@ def llm_chooser(llm: RoleCaller, counters: RoleCounters, profile: env_pb.Environ
         if call is None:
             counters.fallbacks += 1
         return call
+    choose.prompt_version = llm.prompt_version  # recorded on the walks it chose
     return choose

@@ -117,7 +117,8 @@ async def llm_experiences(callers: Callers, counters: RoleCounters, env_id: str,
     for (kind, _), pairs in zip(jobs, replies):
         for when, text in pairs or []:
             eid = experience_id(env_id, kind, when, text)
-            found.setdefault(eid, Experience(eid, kind, when, text, env_id, task_id))
+            found.setdefault(eid, Experience(eid, kind, when, text, env_id, task_id,
+                                             prompt_version=extractor.prompt_version))
     candidates = list(found.values())
     validator = await callers("experience_validator")
     listing = "\n".join(f"{i}. [{e.kind}] when: {e.when_to_use} | experience: {e.content}"
@@ -127,8 +128,8 @@ async def llm_experiences(callers: Callers, counters: RoleCounters, env_id: str,
     if scores is None:
         counters.fallbacks += 1
         return candidates
-    return [Experience(e.experience_id, e.kind, e.when_to_use, e.content, e.env_id, e.source_task_id, scores[i])
-            for i, e in enumerate(candidates) if scores.get(i, 0.0) >= MIN_SCORE]
+    return [Experience(e.experience_id, e.kind, e.when_to_use, e.content, e.env_id, e.source_task_id, scores[i],
+                       e.prompt_version) for i, e in enumerate(candidates) if scores.get(i, 0.0) >= MIN_SCORE]
 
 
 async def rewrite(callers: Callers, counters: RoleCounters, query: str,

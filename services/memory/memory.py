@@ -22,7 +22,8 @@ KINDS = {SUCCESS: exp_pb.EXPERIENCE_KIND_SUCCESS, FAILURE: exp_pb.EXPERIENCE_KIN
 
 def to_pb(e: Experience) -> exp_pb.Experience:
     return exp_pb.Experience(experience_id=e.experience_id, kind=KINDS[e.kind], when_to_use=e.when_to_use,
-                             content=e.content, env_id=e.env_id, source_task_id=e.source_task_id, score=e.score)
+                             content=e.content, env_id=e.env_id, source_task_id=e.source_task_id, score=e.score,
+                             prompt_version=e.prompt_version)
 
 
 class Memory:

@@ -194,3 +194,4 @@ async def test_the_reward_judge_scores_attempts_and_keeps_state_match_when_it_ca
         else:  # times the state match (1, 1, 0, 0): a success needs both
             assert scores == pytest.approx([0.95, 0.75, 0.0, 0.0])
             assert '"state_match": 1.0' in trajs[0].reward.details_json
+            assert '"judge_prompt": "judge/v1"' in trajs[0].reward.details_json

@@ -182,6 +182,7 @@ async def test_the_llm_explorer_chooses_each_step_and_the_planner_covers_unusabl
         walks, (usage,) = await explorer.walks_counted(req)
         bodies = fake.calls("explorer")
     schema_walk, llm_walk = walks  # mixed: walk 0 by the schema planner, walk 1 by the LLM
+    assert (schema_walk.prompt_version, llm_walk.prompt_version) == ("", "explorer/v1")
     calls = [(s.tool_calls[0].name, json.loads(s.tool_calls[0].arguments_json)) for s in llm_walk.steps]
     assert calls[0] == ("ls", {}) and calls[1] == ("mkdir", {"dir_name": "probe"})
     assert calls[2] != calls[1] and calls[4][0] != "launch_rocket"  # the planner's steps instead

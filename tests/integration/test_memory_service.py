@@ -107,6 +107,7 @@ async def test_llm_experiences_are_extracted_validated_and_rewritten_with_fallba
             (kept,) = s1.experiences  # 3 extracted; #2 invalid, #3 scored 0.3
             assert kept.kind == exp_pb.EXPERIENCE_KIND_SUCCESS and kept.score == pytest.approx(0.9)
             assert kept.when_to_use == "moving a file into a folder (success)"
+            assert kept.prompt_version == "experience_extractor/v1"
             (usage,) = s1.role_usage
             assert (usage.role, usage.calls, usage.parse_failures, usage.fallbacks) == ("experience_extractor", 4, 0, 0)
             assert usage.prompt_tokens > 0
