@@ -2,8 +2,8 @@
 labeller agrees with state progress.
 
 One run on a fresh embedded stack with every LLM role on (questioning.explorer, task_writer and
-feasibility llm; rollout.reward_judge llm; attributing.labeler llm; navigating.extractor llm with
-rewrite), each role on the local model (SmolLM2-135M-Instruct: the base policy weights). Reports
+feasibility llm unless --no-questioning; rollout.reward_judge llm; attributing.labeler llm;
+navigating.extractor llm with rewrite), each role on the local model (SmolLM2-135M-Instruct: the base policy weights). Reports
 per role: calls, prompt and completion tokens, the calls' summed latency, parse failures and
 fallbacks, in total and per training step (self-questioning's roles per exploration); and the
 step labeller's agreement with the state-progress labels of the same steps, with a Wilson 95%
@@ -64,13 +64,17 @@ def main() -> None:
     ap.add_argument("--config", default=str(DEFAULT_CONFIG))
     ap.add_argument("--state-dir", default=str(ROOT / ".evolver-bench-llm-roles"))
     ap.add_argument("--runs", default=str(ROOT / "runs" / "bench-llm-roles"))
+    ap.add_argument("--questioning", action=argparse.BooleanOptionalAction, default=True,
+                    help="the self-questioning roles on the LLM too (explorer, task writer, feasibility): the "
+                         "slowest part on a CPU")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     cfg = yaml.safe_load(Path(args.config).read_text())
     cfg["steps"] = args.steps
     cfg["mechanisms"]["bootstrapping"] = False
+    llm_questioning = {"explorer": "llm", "task_writer": "llm", "feasibility": "llm"} if args.questioning else {}
     cfg["questioning"] = {**cfg["questioning"], "explorations": 3, "walks_per_exploration": 2, "max_steps_per_walk": 4,
-                          "min_train_tasks": 1, "explorer": "llm", "task_writer": "llm", "feasibility": "llm"}
+                          "min_train_tasks": 1, **llm_questioning}
     cfg["rollout"] = {**cfg["rollout"], "reward_judge": "llm"}
     cfg["attributing"] = {**cfg["attributing"], "labeler": "llm"}
     cfg["navigating"] = {**cfg["navigating"], "extractor": "llm", "rewrite": True}
