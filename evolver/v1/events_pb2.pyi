@@ -104,7 +104,7 @@ class ExploreCompleted(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., env_id: _Optional[str] = ..., seed_task_id: _Optional[str] = ..., walks: _Optional[_Iterable[_Union[Walk, _Mapping]]] = ..., max_calls_per_task: _Optional[int] = ..., task_writer: _Optional[_Union[_task_pb2.TaskWriterKind, str]] = ..., feasibility: _Optional[_Union[_task_pb2.FeasibilityKind, str]] = ..., role_usage: _Optional[_Iterable[_Union[_llm_role_pb2.RoleUsage, _Mapping]]] = ...) -> None: ...
 
 class RolloutRequested(_message.Message):
-    __slots__ = ("job_id", "run_id", "train_step", "task", "group_size", "policy_version", "guided_share", "temperature", "evaluation", "max_steps", "max_new_tokens", "experience_top_k", "keep_experience", "max_tools_shown", "attribute", "first_turn_prefix", "allow_text_around_calls", "sampling_seed", "base_model", "base_model_digest", "step_labeler", "step_label_skip", "reward_judge", "experience_extractor", "rewrite_experiences", "context_template", "window_turns", "max_context_tokens", "max_observation_tokens")
+    __slots__ = ("job_id", "run_id", "train_step", "task", "group_size", "policy_version", "guided_share", "temperature", "evaluation", "max_steps", "max_new_tokens", "experience_top_k", "keep_experience", "max_tools_shown", "attribute", "first_turn_prefix", "allow_text_around_calls", "sampling_seed", "base_model", "base_model_digest", "step_labeler", "step_label_skip", "reward_judge", "experience_extractor", "rewrite_experiences", "experience_key", "context_template", "window_turns", "max_context_tokens", "max_observation_tokens")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TRAIN_STEP_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +130,7 @@ class RolloutRequested(_message.Message):
     REWARD_JUDGE_FIELD_NUMBER: _ClassVar[int]
     EXPERIENCE_EXTRACTOR_FIELD_NUMBER: _ClassVar[int]
     REWRITE_EXPERIENCES_FIELD_NUMBER: _ClassVar[int]
+    EXPERIENCE_KEY_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     WINDOW_TURNS_FIELD_NUMBER: _ClassVar[int]
     MAX_CONTEXT_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -159,14 +160,15 @@ class RolloutRequested(_message.Message):
     reward_judge: _trajectory_pb2.RewardJudge
     experience_extractor: _experience_pb2.ExperienceExtractorKind
     rewrite_experiences: bool
+    experience_key: _experience_pb2.ExperienceKey
     context_template: _trajectory_pb2.ContextTemplate
     window_turns: int
     max_context_tokens: int
     max_observation_tokens: int
-    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., train_step: _Optional[int] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., group_size: _Optional[int] = ..., policy_version: _Optional[int] = ..., guided_share: _Optional[float] = ..., temperature: _Optional[float] = ..., evaluation: _Optional[bool] = ..., max_steps: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., experience_top_k: _Optional[int] = ..., keep_experience: _Optional[bool] = ..., max_tools_shown: _Optional[int] = ..., attribute: _Optional[bool] = ..., first_turn_prefix: _Optional[str] = ..., allow_text_around_calls: _Optional[bool] = ..., sampling_seed: _Optional[int] = ..., base_model: _Optional[str] = ..., base_model_digest: _Optional[str] = ..., step_labeler: _Optional[_Union[_attribution_pb2.StepLabeler, str]] = ..., step_label_skip: _Optional[_Union[_attribution_pb2.StepLabelSkip, str]] = ..., reward_judge: _Optional[_Union[_trajectory_pb2.RewardJudge, str]] = ..., experience_extractor: _Optional[_Union[_experience_pb2.ExperienceExtractorKind, str]] = ..., rewrite_experiences: _Optional[bool] = ..., context_template: _Optional[_Union[_trajectory_pb2.ContextTemplate, str]] = ..., window_turns: _Optional[int] = ..., max_context_tokens: _Optional[int] = ..., max_observation_tokens: _Optional[int] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., train_step: _Optional[int] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., group_size: _Optional[int] = ..., policy_version: _Optional[int] = ..., guided_share: _Optional[float] = ..., temperature: _Optional[float] = ..., evaluation: _Optional[bool] = ..., max_steps: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., experience_top_k: _Optional[int] = ..., keep_experience: _Optional[bool] = ..., max_tools_shown: _Optional[int] = ..., attribute: _Optional[bool] = ..., first_turn_prefix: _Optional[str] = ..., allow_text_around_calls: _Optional[bool] = ..., sampling_seed: _Optional[int] = ..., base_model: _Optional[str] = ..., base_model_digest: _Optional[str] = ..., step_labeler: _Optional[_Union[_attribution_pb2.StepLabeler, str]] = ..., step_label_skip: _Optional[_Union[_attribution_pb2.StepLabelSkip, str]] = ..., reward_judge: _Optional[_Union[_trajectory_pb2.RewardJudge, str]] = ..., experience_extractor: _Optional[_Union[_experience_pb2.ExperienceExtractorKind, str]] = ..., rewrite_experiences: _Optional[bool] = ..., experience_key: _Optional[_Union[_experience_pb2.ExperienceKey, str]] = ..., context_template: _Optional[_Union[_trajectory_pb2.ContextTemplate, str]] = ..., window_turns: _Optional[int] = ..., max_context_tokens: _Optional[int] = ..., max_observation_tokens: _Optional[int] = ...) -> None: ...
 
 class RolloutCompleted(_message.Message):
-    __slots__ = ("group", "evaluation", "task", "attribute", "demonstration", "step_labeler", "step_label_skip", "role_usage", "experience_extractor")
+    __slots__ = ("group", "evaluation", "task", "attribute", "demonstration", "step_labeler", "step_label_skip", "role_usage", "experience_extractor", "experience_key")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     EVALUATION_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
@@ -176,6 +178,7 @@ class RolloutCompleted(_message.Message):
     STEP_LABEL_SKIP_FIELD_NUMBER: _ClassVar[int]
     ROLE_USAGE_FIELD_NUMBER: _ClassVar[int]
     EXPERIENCE_EXTRACTOR_FIELD_NUMBER: _ClassVar[int]
+    EXPERIENCE_KEY_FIELD_NUMBER: _ClassVar[int]
     group: _trajectory_pb2.RolloutGroup
     evaluation: bool
     task: _task_pb2.Task
@@ -185,7 +188,8 @@ class RolloutCompleted(_message.Message):
     step_label_skip: _attribution_pb2.StepLabelSkip
     role_usage: _containers.RepeatedCompositeFieldContainer[_llm_role_pb2.RoleUsage]
     experience_extractor: _experience_pb2.ExperienceExtractorKind
-    def __init__(self, group: _Optional[_Union[_trajectory_pb2.RolloutGroup, _Mapping]] = ..., evaluation: _Optional[bool] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., attribute: _Optional[bool] = ..., demonstration: _Optional[bool] = ..., step_labeler: _Optional[_Union[_attribution_pb2.StepLabeler, str]] = ..., step_label_skip: _Optional[_Union[_attribution_pb2.StepLabelSkip, str]] = ..., role_usage: _Optional[_Iterable[_Union[_llm_role_pb2.RoleUsage, _Mapping]]] = ..., experience_extractor: _Optional[_Union[_experience_pb2.ExperienceExtractorKind, str]] = ...) -> None: ...
+    experience_key: _experience_pb2.ExperienceKey
+    def __init__(self, group: _Optional[_Union[_trajectory_pb2.RolloutGroup, _Mapping]] = ..., evaluation: _Optional[bool] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., attribute: _Optional[bool] = ..., demonstration: _Optional[bool] = ..., step_labeler: _Optional[_Union[_attribution_pb2.StepLabeler, str]] = ..., step_label_skip: _Optional[_Union[_attribution_pb2.StepLabelSkip, str]] = ..., role_usage: _Optional[_Iterable[_Union[_llm_role_pb2.RoleUsage, _Mapping]]] = ..., experience_extractor: _Optional[_Union[_experience_pb2.ExperienceExtractorKind, str]] = ..., experience_key: _Optional[_Union[_experience_pb2.ExperienceKey, str]] = ...) -> None: ...
 
 class RolloutAttributed(_message.Message):
     __slots__ = ("group", "attributions", "evaluation", "task", "demonstration", "role_usage")

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65volver/v1/experience.proto\x12\nevolver.v1\"\xdb\x01\n\nExperience\x12\x15\n\rexperience_id\x18\x01 \x01(\t\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.evolver.v1.ExperienceKind\x12\x13\n\x0bwhen_to_use\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\t\x12\x0e\n\x06\x65nv_id\x18\x05 \x01(\t\x12\x16\n\x0esource_task_id\x18\x06 \x01(\t\x12\x17\n\x0fsource_group_id\x18\x07 \x01(\t\x12\r\n\x05score\x18\x08 \x01(\x01\x12\x16\n\x0eprompt_version\x18\t \x01(\t\"U\n\x13RetrievedExperience\x12*\n\nexperience\x18\x01 \x01(\x0b\x32\x16.evolver.v1.Experience\x12\x12\n\nsimilarity\x18\x02 \x01(\x01*\x8c\x01\n\x0e\x45xperienceKind\x12\x1f\n\x1b\x45XPERIENCE_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XPERIENCE_KIND_SUCCESS\x10\x01\x12\x1b\n\x17\x45XPERIENCE_KIND_FAILURE\x10\x02\x12\x1f\n\x1b\x45XPERIENCE_KIND_COMPARATIVE\x10\x03*\xb2\x01\n\x17\x45xperienceExtractorKind\x12)\n%EXPERIENCE_EXTRACTOR_KIND_UNSPECIFIED\x10\x00\x12#\n\x1f\x45XPERIENCE_EXTRACTOR_KIND_RULES\x10\x01\x12!\n\x1d\x45XPERIENCE_EXTRACTOR_KIND_LLM\x10\x02\x12$\n EXPERIENCE_EXTRACTOR_KIND_HYBRID\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65volver/v1/experience.proto\x12\nevolver.v1\"\xdb\x01\n\nExperience\x12\x15\n\rexperience_id\x18\x01 \x01(\t\x12(\n\x04kind\x18\x02 \x01(\x0e\x32\x1a.evolver.v1.ExperienceKind\x12\x13\n\x0bwhen_to_use\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\t\x12\x0e\n\x06\x65nv_id\x18\x05 \x01(\t\x12\x16\n\x0esource_task_id\x18\x06 \x01(\t\x12\x17\n\x0fsource_group_id\x18\x07 \x01(\t\x12\r\n\x05score\x18\x08 \x01(\x01\x12\x16\n\x0eprompt_version\x18\t \x01(\t\"U\n\x13RetrievedExperience\x12*\n\nexperience\x18\x01 \x01(\x0b\x32\x16.evolver.v1.Experience\x12\x12\n\nsimilarity\x18\x02 \x01(\x01*\x8c\x01\n\x0e\x45xperienceKind\x12\x1f\n\x1b\x45XPERIENCE_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XPERIENCE_KIND_SUCCESS\x10\x01\x12\x1b\n\x17\x45XPERIENCE_KIND_FAILURE\x10\x02\x12\x1f\n\x1b\x45XPERIENCE_KIND_COMPARATIVE\x10\x03*n\n\rExperienceKey\x12\x1e\n\x1a\x45XPERIENCE_KEY_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45XPERIENCE_KEY_WHEN_TO_USE\x10\x01\x12\x1d\n\x19\x45XPERIENCE_KEY_TASK_QUERY\x10\x02*\xb2\x01\n\x17\x45xperienceExtractorKind\x12)\n%EXPERIENCE_EXTRACTOR_KIND_UNSPECIFIED\x10\x00\x12#\n\x1f\x45XPERIENCE_EXTRACTOR_KIND_RULES\x10\x01\x12!\n\x1d\x45XPERIENCE_EXTRACTOR_KIND_LLM\x10\x02\x12$\n EXPERIENCE_EXTRACTOR_KIND_HYBRID\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXPERIENCEKIND']._serialized_start=353
   _globals['_EXPERIENCEKIND']._serialized_end=493
-  _globals['_EXPERIENCEEXTRACTORKIND']._serialized_start=496
-  _globals['_EXPERIENCEEXTRACTORKIND']._serialized_end=674
+  _globals['_EXPERIENCEKEY']._serialized_start=495
+  _globals['_EXPERIENCEKEY']._serialized_end=605
+  _globals['_EXPERIENCEEXTRACTORKIND']._serialized_start=608
+  _globals['_EXPERIENCEEXTRACTORKIND']._serialized_end=786
   _globals['_EXPERIENCE']._serialized_start=44
   _globals['_EXPERIENCE']._serialized_end=263
   _globals['_RETRIEVEDEXPERIENCE']._serialized_start=265

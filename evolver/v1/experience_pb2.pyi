@@ -13,6 +13,12 @@ class ExperienceKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXPERIENCE_KIND_FAILURE: _ClassVar[ExperienceKind]
     EXPERIENCE_KIND_COMPARATIVE: _ClassVar[ExperienceKind]
 
+class ExperienceKey(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXPERIENCE_KEY_UNSPECIFIED: _ClassVar[ExperienceKey]
+    EXPERIENCE_KEY_WHEN_TO_USE: _ClassVar[ExperienceKey]
+    EXPERIENCE_KEY_TASK_QUERY: _ClassVar[ExperienceKey]
+
 class ExperienceExtractorKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     EXPERIENCE_EXTRACTOR_KIND_UNSPECIFIED: _ClassVar[ExperienceExtractorKind]
@@ -23,6 +29,9 @@ EXPERIENCE_KIND_UNSPECIFIED: ExperienceKind
 EXPERIENCE_KIND_SUCCESS: ExperienceKind
 EXPERIENCE_KIND_FAILURE: ExperienceKind
 EXPERIENCE_KIND_COMPARATIVE: ExperienceKind
+EXPERIENCE_KEY_UNSPECIFIED: ExperienceKey
+EXPERIENCE_KEY_WHEN_TO_USE: ExperienceKey
+EXPERIENCE_KEY_TASK_QUERY: ExperienceKey
 EXPERIENCE_EXTRACTOR_KIND_UNSPECIFIED: ExperienceExtractorKind
 EXPERIENCE_EXTRACTOR_KIND_RULES: ExperienceExtractorKind
 EXPERIENCE_EXTRACTOR_KIND_LLM: ExperienceExtractorKind

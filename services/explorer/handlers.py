@@ -22,7 +22,7 @@ def handlers(explorer: Explorer, bus: Bus) -> dict[str, Handler]:
         await bus.publish("rollout.completed", events_pb2.RolloutCompleted(
             group=group, evaluation=req.evaluation, task=req.task, attribute=req.attribute,
             step_labeler=req.step_labeler, step_label_skip=req.step_label_skip, role_usage=usage,
-            experience_extractor=req.experience_extractor), key=req.job_id)
+            experience_extractor=req.experience_extractor, experience_key=req.experience_key), key=req.job_id)
 
     async def on_explore(d: Delivery) -> None:
         req: events_pb2.ExploreRequested = d.message  # type: ignore[assignment]

@@ -20,6 +20,15 @@ KINDS = {SUCCESS: exp_pb.EXPERIENCE_KIND_SUCCESS, FAILURE: exp_pb.EXPERIENCE_KIN
          COMPARATIVE: exp_pb.EXPERIENCE_KIND_COMPARATIVE}
 
 
+def embedding_text(e: Experience, key: int, task_query: str) -> str:
+    """What an experience is embedded by: its retrieval key (navigating.embedding_key)."""
+    if key == exp_pb.EXPERIENCE_KEY_WHEN_TO_USE:
+        return e.when_to_use
+    if key == exp_pb.EXPERIENCE_KEY_TASK_QUERY:
+        return task_query or e.when_to_use
+    return f"{e.when_to_use} {e.content}"
+
+
 def to_pb(e: Experience) -> exp_pb.Experience:
     return exp_pb.Experience(experience_id=e.experience_id, kind=KINDS[e.kind], when_to_use=e.when_to_use,
                              content=e.content, env_id=e.env_id, source_task_id=e.source_task_id, score=e.score,
@@ -72,7 +81,8 @@ class Memory:
         async with self._lock:  # one writer: dedup sees everything stored before it
             kept: list[Experience] = []
             if experiences:
-                vectors = await self.embed([f"{e.when_to_use} {e.content}" for e in experiences])
+                vectors = await self.embed([embedding_text(e, event.experience_key, event.task.query)
+                                            for e in experiences])
                 kept, kept_vectors = dedup_new(self.store, experiences, vectors, self.dedup_threshold)
                 if kept:
                     await asyncio.to_thread(self.store.upsert, kept, kept_vectors)

@@ -13,8 +13,8 @@ import asyncio
 from collections.abc import Iterable
 
 from evolver.v1 import events_pb2, task_pb2
-from services.trainer.kinds import (CONTEXT_TEMPLATES, EXTRACTORS, REWARD_JUDGES, STEP_LABEL_SKIPS,
-                                    STEP_LABELERS)
+from services.trainer.kinds import (CONTEXT_TEMPLATES, EXPERIENCE_KEYS, EXTRACTORS, REWARD_JUDGES,
+                                    STEP_LABEL_SKIPS, STEP_LABELERS)
 from services.trainer.run_config import RunSpec
 
 
@@ -63,6 +63,7 @@ def rollout_request(spec: RunSpec, *, run_id: str, job: str, step: int, task: ta
         step_labeler=STEP_LABELERS[s.attributing.labeler], step_label_skip=STEP_LABEL_SKIPS[s.attributing.skip],
         reward_judge=REWARD_JUDGES[r.reward_judge],  # the explorer keeps evaluation on the state match
         experience_extractor=EXTRACTORS[s.navigating.extractor], rewrite_experiences=s.navigating.rewrite,
+        experience_key=EXPERIENCE_KEYS[s.navigating.embedding_key],
         context_template=CONTEXT_TEMPLATES[r.context_template], window_turns=r.window_turns,
         max_context_tokens=r.max_context_tokens, max_observation_tokens=r.max_observation_tokens,
         sampling_seed=s.seed if evaluation else s.seed * 1_000_003 + step + 1,

@@ -23,6 +23,8 @@ CONTEXT_TEMPLATES = {"linear": tpb.CONTEXT_TEMPLATE_LINEAR, "strip_reasoning": t
 # navigating
 EXTRACTORS = {"verifiable": exp_pb.EXPERIENCE_EXTRACTOR_KIND_RULES, "llm": exp_pb.EXPERIENCE_EXTRACTOR_KIND_LLM,
               "hybrid": exp_pb.EXPERIENCE_EXTRACTOR_KIND_HYBRID}
+EXPERIENCE_KEYS = {"when_and_content": exp_pb.EXPERIENCE_KEY_UNSPECIFIED,
+                   "when_to_use": exp_pb.EXPERIENCE_KEY_WHEN_TO_USE, "task_query": exp_pb.EXPERIENCE_KEY_TASK_QUERY}
 # attributing
 STEP_LABELERS = {"verifiable": apb.STEP_LABELER_STATE_PROGRESS, "llm": apb.STEP_LABELER_LLM,
                  "hybrid": apb.STEP_LABELER_HYBRID}

@@ -82,6 +82,10 @@ class NavigatingSpec(_Section):
     # Rewrite the retrieved experiences into one block for the task with the same role (ReMe's
     # rewrite op; AgentEvolver's launch had it on). A failed rewrite injects them as they are.
     rewrite: bool = False
+    # What experiences are embedded by (their retrieval key; a query is always the task's):
+    # when_to_use with content (default), when_to_use alone (AgentEvolver/ReMe), or the source
+    # task's query.
+    embedding_key: Literal["when_and_content", "when_to_use", "task_query"] = "when_and_content"
 
 
 class AttributingSpec(_Section):

@@ -220,6 +220,15 @@ def test_experience_replies_parse_and_a_group_asks_for_each_kind_it_has():
     r = rollout_request(spec, run_id="r", job="j", step=0, task=task_pb2.Task(), version=0, evaluation=False)
     from evolver.v1 import experience_pb2 as exp_pb
     assert r.experience_extractor == exp_pb.EXPERIENCE_EXTRACTOR_KIND_HYBRID and r.rewrite_experiences
+    from evolver.memory.experiences import Experience
+    from services.memory.memory import embedding_text
+    e = Experience("i", "success", "moving files", "mkdir first", "bfcl", "t")
+    assert embedding_text(e, exp_pb.EXPERIENCE_KEY_UNSPECIFIED, "Move r.pdf") == "moving files mkdir first"
+    assert embedding_text(e, exp_pb.EXPERIENCE_KEY_WHEN_TO_USE, "Move r.pdf") == "moving files"
+    assert embedding_text(e, exp_pb.EXPERIENCE_KEY_TASK_QUERY, "Move r.pdf") == "Move r.pdf"
+    keyed = RunSpec.model_validate({"navigating": {"embedding_key": "when_to_use"}})
+    assert rollout_request(keyed, run_id="r", job="j", step=0, task=task_pb2.Task(), version=0,
+                           evaluation=False).experience_key == exp_pb.EXPERIENCE_KEY_WHEN_TO_USE
 
 
 @pytest.mark.parametrize("reply,verdict", [
