@@ -151,7 +151,6 @@ async def test_a_registered_environment_has_a_profile_derived_or_supplied_and_ba
 
 async def test_the_llm_explorer_chooses_each_step_and_the_planner_covers_unusable_replies(bfcl):
     from evolver.envs.profile import derive_profile
-    from evolver.models.roles import RoleCallers  # noqa: F401  (the app's wiring; here a caller directly)
     from services.explorer.explorer import Explorer
 
     def explorer_reply(body: dict) -> Reply:
