@@ -101,7 +101,9 @@ class TaskGen:
     async def accept_exploration(self, event: events_pb2.ExploreCompleted) -> events_pb2.TasksAccepted:
         """Verified tasks from an exploration's walks, put in the pool."""
         spec = await self.registry.get(event.env_id)
-        existing = await self.pool.all()
+        # Near-duplicates within this environment only: the same words mean another task in another
+        # environment (its pool is its own; the embedding index is per environment too).
+        existing = [t for t in await self.pool.all() if t.env_id == event.env_id]
         async with RemoteEnvironment(spec.address) as env:
             made = await synthesize(env, event, [t.query for t in existing],
                                     embedding_filter=lambda tasks: self.index.filter_new(event.env_id, tasks),
