@@ -197,8 +197,7 @@ def test_the_llm_roles_run_on_the_local_model_and_lose_nothing(stack_dir, tmp_pa
     assert cli(stack_dir, "env", "add", address, "--id", "bfcl-llm").returncode == 0
     # Short walks and one-call tasks: every LLM call on the local model costs its full token cap.
     questioning = {**SMALL["questioning"], "task_writer": "llm", "explorer": "llm", "feasibility": "llm",
-                   "explorations": 1, "walks_per_exploration": 1, "max_steps_per_walk": 3, "max_calls_per_task": 1,
-                   "wait_s": 600}
+                   "explorations": 1, "max_steps_per_walk": 3, "max_calls_per_task": 1, "wait_s": 600}
     r = cli(stack_dir, "run", "--config", str(_write(tmp_path, "llm.yaml", steps=1, questioning=questioning,
                                                      env_id="bfcl-llm",
                                                      attributing={"labeler": "llm"},
@@ -210,11 +209,11 @@ def test_the_llm_roles_run_on_the_local_model_and_lose_nothing(stack_dir, tmp_pa
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     progress = [json.loads(x) for x in (tmp_path / "runs" / "llm-labels" / "metrics.jsonl").read_text().splitlines()]
     asked = [p["metrics"] for p in progress if p["phase"] == "questioning" and "llm/task_writer/calls" in p["metrics"]]
-    # one call per walk (1 exploration x 1 walk); an unusable reply: that walk's template tasks
-    assert asked and asked[-1]["llm/task_writer/calls"] == 1
-    # the LLM explorer: one call per walk step (1 walk of 3 steps), a planner step per unusable
+    # one call per walk (1 exploration x 2 walks); an unusable reply: that walk's template tasks
+    assert asked and asked[-1]["llm/task_writer/calls"] == 2
+    # the LLM explorer: one call per walk step (2 walks of 3 steps), a planner step per unusable
     # reply; then one solver call or more per candidate (counted under the explorer role too)
-    assert asked[-1]["llm/explorer/calls"] >= 3
+    assert asked[-1]["llm/explorer/calls"] >= 6
     assert asked[-1]["llm/explorer/fallbacks"] >= asked[-1]["llm/explorer/call_failures"]
     assert asked[-1]["llm/judge/calls"] >= 1  # the feasibility verdicts (the solver's calls count as explorer)
     assert asked[-1]["llm/task_writer/fallbacks"] == (asked[-1]["llm/task_writer/parse_failures"]
