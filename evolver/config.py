@@ -104,6 +104,9 @@ class LlmRoleSettings(_Section):
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(3, ge=0)
     concurrency: int = Field(4, ge=1)
+    # Prime the reply with the template's `## reply` text (the local model always can; an endpoint
+    # only if it is vLLM, whose chat API continues a final assistant message: OpenAI's rejects it).
+    prefill: bool = False
 
     @field_validator("endpoint")
     @classmethod

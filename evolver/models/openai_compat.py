@@ -292,13 +292,19 @@ class AuxChatClient:
     """Chat for an auxiliary LLM role (task writer, judge, step attributor, experience
     extractor), configured per role."""
 
-    def __init__(self, settings: EndpointSettings):
+    def __init__(self, settings: EndpointSettings, *, prefills: bool = False):
         self.http = _Http(settings)
+        # vLLM's chat API continues a final assistant message (continue_final_message); OpenAI's
+        # rejects the parameter, so priming the reply is opted into per role.
+        self.prefills = prefills
 
     async def complete(self, messages: list[dict[str, str]], *, temperature: float | None = None,
-                       max_tokens: int = 512) -> ChatReply:
+                       max_tokens: int = 512, reply_prefix: str = "") -> ChatReply:
         body = {"model": self.http.s.model, "messages": messages, "max_tokens": max_tokens,
                 "temperature": self.http.s.temperature if temperature is None else temperature}
+        if reply_prefix and self.prefills:
+            body |= {"messages": [*messages, {"role": "assistant", "content": reply_prefix}],
+                     "continue_final_message": True, "add_generation_prompt": False}
         r = await self.http.post("/chat/completions", body)
         if r.status_code >= 400:
             raise Unavailable(f"{self.http.s.base_url}/chat/completions: HTTP {r.status_code}: {r.text[:200]}")

@@ -29,7 +29,8 @@ def client_for(role: str, settings: Settings, local_backend=None):
         return LocalChat(local_backend, temperature=cfg.temperature)
     key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
     return AuxChatClient(EndpointSettings(cfg.endpoint, cfg.model, key, cfg.timeout_s, cfg.max_retries,
-                                          concurrency=cfg.concurrency, temperature=cfg.temperature))
+                                          concurrency=cfg.concurrency, temperature=cfg.temperature),
+                         prefills=cfg.prefill)
 
 
 @dataclass
@@ -78,6 +79,9 @@ class RoleCaller:
         """max_tokens: this call's bound when lower than the role's (a reply's length is known).
         history: turns after the template's (a multi-turn role: the solver's replay)."""
         messages = self.template.messages(**fields) + list(history or [])
+        # A primed reply ("Step 1 Judgment:") is what makes a small model answer in the format;
+        # the parser reads the primer and the continuation together.
+        prefix = self.template.reply_prefix if getattr(self.client, "prefills", False) and not history else ""
         limit = min(self.max_tokens, max_tokens) if max_tokens else self.max_tokens
         counters.calls += 1
         t0 = time.monotonic()
@@ -86,7 +90,8 @@ class RoleCaller:
                                                 "evolver.llm.prompt_version": self.template.version}) as span:
             try:
                 reply = await asyncio.wait_for(
-                    self.client.complete(messages, temperature=self.temperature, max_tokens=limit),
+                    self.client.complete(messages, temperature=self.temperature, max_tokens=limit,
+                                         **({"reply_prefix": prefix} if prefix else {})),
                     self.timeout_s)
             except (EvolverError, asyncio.TimeoutError, OSError) as e:
                 counters.call_failures += 1
@@ -98,7 +103,7 @@ class RoleCaller:
             counters.completion_tokens += reply.completion_tokens
             span.set_attribute("evolver.llm.prompt_tokens", reply.prompt_tokens)
             span.set_attribute("evolver.llm.completion_tokens", reply.completion_tokens)
-            parsed = parse(reply.text)
+            parsed = parse(prefix + reply.text)
             if parsed is None:
                 counters.parse_failures += 1
                 span.set_attribute("evolver.llm.parse_failure", reply.text[:200])

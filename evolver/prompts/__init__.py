@@ -1,5 +1,7 @@
 """Prompt templates of the LLM roles: one versioned file per role (`<role>.v<N>.txt`), read
-once at start. A file holds a `## system` and a `## user` section; `$name` fields are filled
+once at start. A file holds a `## system` and a `## user` section, and optionally a `## reply`
+section: text the reply is primed with (the model continues it; where the client cannot prefill,
+the section is left out and the format instructions stand alone). `$name` fields are filled
 with string.Template (braces in JSON examples need no escaping). What a role produces records
 its template's version ("step_attributor/v1") so a result can be traced to the prompt behind it.
 
@@ -25,6 +27,7 @@ class PromptTemplate:
     version: str  # "<role>/v<N>"
     system: str
     user: str
+    reply_prefix: str = ""
 
     def messages(self, **fields: object) -> list[dict[str, str]]:
         """The chat messages with every $field filled (a missing field is a bug: KeyError)."""
@@ -34,17 +37,20 @@ class PromptTemplate:
 
 
 def parse(text: str, role: str, version: str) -> PromptTemplate:
-    sections = dict.fromkeys(("system", "user"), "")
+    sections = dict.fromkeys(("system", "user", "reply"), "")
     current = None
     for line in text.splitlines(keepends=True):
-        m = re.match(r"^## (system|user)\s*$", line)
+        m = re.match(r"^## (system|user|reply)\s*$", line)
         if m:
             current = m.group(1)
         elif current:
             sections[current] += line
     if not sections["user"].strip():
         raise FailedPrecondition(f"prompt {version}: no '## user' section")
-    return PromptTemplate(role, version, sections["system"].strip(), sections["user"].strip())
+    # The reply's primer keeps its trailing space (a tokenizer reads "Judgment: " and "Judgment:"
+    # differently); only the file's line break is dropped.
+    return PromptTemplate(role, version, sections["system"].strip(), sections["user"].strip(),
+                          sections["reply"].strip("\n"))
 
 
 def load(role: str, folder: str | Path | None = None) -> PromptTemplate:

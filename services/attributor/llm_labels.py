@@ -12,7 +12,8 @@ from evolver.v1 import trajectory_pb2 as tpb
 
 PART_CHARS = 2000  # each action and observation is trimmed to this, as AgentEvolver does
 SUCCESS_THRESHOLD = 0.5  # an outcome above this is "positive" (rescaled (R - 0.5) * 2 > 0)
-_NUMBERED = re.compile(r"Step\s*(\d+)\s*Judgment\s*[:\-]\s*\**\s*(GOOD|BAD)\b", re.IGNORECASE)
+# "Step 2 Judgment: BAD", and what a small model writes instead: "Step 2: Bad", "Step 2 Label: bad".
+_NUMBERED = re.compile(r"Step\s*(\d+)\s*(?:[A-Za-z]+\s*)?[:\-]\s*\**\s*(GOOD|BAD)\b", re.IGNORECASE)
 _STANDALONE = re.compile(r"\b(GOOD|BAD)\b")  # upper case only: "a good step" is not a label
 
 
@@ -39,13 +40,14 @@ def prompt_fields(query: str, traj: tpb.Trajectory) -> dict[str, object]:
 
 
 def reply_tokens(n: int) -> int:
-    """Enough for the asked format (two short lines per step) with slack: a reply that runs on
+    """Enough for the asked format (a short line per step) with slack: a reply that runs on
     past it cannot parse anyway, and on a CPU every token costs."""
-    return 48 * n + 32
+    return 32 * n + 24
 
 
 def parse_labels(reply: str, n: int) -> list[bool] | None:
-    """True = GOOD per step, from "Step i Judgment: GOOD|BAD" lines; failing that the first n
+    """True = GOOD per step, from "Step i Judgment: GOOD|BAD" lines (any case, any one word for
+    "Judgment"); failing that the first n
     standalone GOOD/BAD words (AgentEvolver's fallback); None when neither gives n labels (an
     empty, refused or malformed reply)."""
     numbered: dict[int, bool] = {}

@@ -78,7 +78,7 @@ async def test_llm_labels_replace_state_progress_and_keep_it_for_agreement(bfcl,
     assert c.prompt_tokens > 0 and c.completion_tokens > 0 and c.latency_s > 0
     for tid, a in out.items():
         positive = tid in ("g.r0", "g.r1")
-        assert a.method == apb.ATTRIBUTION_METHOD_LLM_JUDGE and a.prompt_version == "step_attributor/v1"
+        assert a.method == apb.ATTRIBUTION_METHOD_LLM_JUDGE and a.prompt_version == "step_attributor/v2"
         assert list(a.labels) == [GOOD if positive else BAD] * len(STATE[tid])
         assert list(a.state_progress_labels) == STATE[tid]  # the verifiable labels, for agreement
     # The prompt: the task, every step numbered with its action and observation, the outcome's sign.

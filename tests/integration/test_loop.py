@@ -237,7 +237,7 @@ def test_the_llm_roles_run_on_the_local_model_and_lose_nothing(stack_dir, tmp_pa
             x = by_id[t.trajectory_id]
             assert len(x.labels) == len(t.steps)
             llm = x.method == 2  # ATTRIBUTION_METHOD_LLM_JUDGE
-            assert (x.prompt_version == "step_attributor/v1") == llm
+            assert (x.prompt_version == "step_attributor/v2") == llm
             labelled += llm
         calls, fallbacks = calls + usage.calls, fallbacks + usage.fallbacks
     assert labelled + fallbacks == calls

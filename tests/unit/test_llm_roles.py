@@ -22,7 +22,7 @@ from services.trainer.step_tally import tally
 
 def test_the_packaged_templates_load_with_their_version_and_fill_every_field():
     t = prompts.load("step_attributor")
-    assert t.version == "step_attributor/v1" and "GOOD" in t.system
+    assert t.version == "step_attributor/v2" and "GOOD" in t.system
     system, user = t.messages(task="Make a folder", n=2, steps="S", score="+1.0000", sign="positive")
     assert system["role"] == "system" and "Make a folder" in user["content"] and "$" not in user["content"]
     with pytest.raises(KeyError):
