@@ -56,9 +56,9 @@ async def group(bfcl, tokenizer):
     return task, tpb.RolloutGroup(group_id="g", trajectories=trajs)
 
 
-def caller(url: str, *, max_retries: int = 2, timeout_s: float = 10.0) -> RoleCaller:
+def caller(url: str, *, max_retries: int = 2, timeout_s: float = 10.0, prefills: bool = False) -> RoleCaller:
     client = AuxChatClient(EndpointSettings(url, "judge-7b", max_retries=max_retries, backoff_s=0.05,
-                                            timeout_s=timeout_s))
+                                            timeout_s=timeout_s), prefills=prefills)
     return RoleCaller("step_attributor", client, prompts.load("step_attributor"), timeout_s=timeout_s * 4)
 
 
@@ -87,6 +87,32 @@ async def test_llm_labels_replace_state_progress_and_keep_it_for_agreement(bfcl,
     assert task.query in r1 and ">>> EVAL-STEP 3 <<<" in r1 and "<|OBSERVATION|>" in r1 and '"cd"' in r1
     assert "+1.0000 (positive)" in r1 and "-1.0000 (negative)" in user[(1, False)]
     assert all(b["model"] == "judge-7b" and b["messages"][0]["role"] == "system" for b in bodies)
+
+
+async def test_a_primed_reply_is_continued_and_parsed_with_its_primer(bfcl, group):
+    """prefill on (a vLLM endpoint): the reply opens with the template's primer as a final
+    assistant message that the server continues; the parser reads primer + continuation."""
+    task, g = group
+
+    def continuation(body: dict) -> Reply:
+        n, positive = facts(body)
+        rest = "".join(f"\nStep {i} Judgment: BAD" for i in range(2, n + 1))
+        return Reply((" Good, it helped." if positive else " Bad") + rest)  # no "Step 1 Judgment:" of its own
+
+    with ScriptedOpenAIServer(default=continuation) as fake:
+        out, c = await label(bfcl, task, g, caller(fake.url, prefills=True))
+        primed = fake.calls("step_attributor")
+        assert (c.calls, c.parse_failures, c.fallbacks) == (4, 0, 0)
+        assert list(out["g.r1"].labels) == [GOOD, BAD, BAD] and list(out["g.r3"].labels) == [BAD]
+        assert all(b["messages"][-1] == {"role": "assistant", "content": "Step 1 Judgment:"}
+                   and b["continue_final_message"] is True and b["add_generation_prompt"] is False for b in primed)
+        # prefill off (OpenAI's API rejects the parameters): nothing primed, so the same
+        # continuations lack their step number and do not parse: counted, state progress stands.
+        fake.requests.clear()
+        out, c = await label(bfcl, task, g, caller(fake.url))
+        assert all(len(b["messages"]) == 2 and "continue_final_message" not in b for b in fake.requests)
+    assert (c.calls, c.parse_failures, c.fallbacks) == (4, 4, 4)
+    assert list(out["g.r1"].labels) == STATE["g.r1"]
 
 
 async def test_unusable_replies_fall_back_to_state_progress_and_are_counted(bfcl, group):

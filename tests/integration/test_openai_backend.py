@@ -87,3 +87,10 @@ async def test_local_chat_is_the_offline_default(tiny_model_dir):
     chat = LocalChat(HFBackend(tiny_model_dir, threads=2))
     reply = await chat.complete([{"role": "user", "content": "Summarise: ls then cd."}], max_tokens=5)
     assert isinstance(reply.text, str) and reply.prompt_tokens > 5 and 0 < reply.completion_tokens <= 5
+    # A primed reply: the primer's tokens follow the generation prompt (counted as prompt) and
+    # the text returned is the continuation only.
+    primer = "Step 1 Judgment:"
+    primed = await chat.complete([{"role": "user", "content": "Summarise: ls then cd."}], max_tokens=5,
+                                 reply_prefix=primer)
+    n_primer = len(chat.backend.tokenizer.encode(primer, add_special_tokens=False))
+    assert primed.prompt_tokens == reply.prompt_tokens + n_primer and not primed.text.startswith(primer)

@@ -22,7 +22,7 @@ from services.trainer.step_tally import tally
 
 def test_the_packaged_templates_load_with_their_version_and_fill_every_field():
     t = prompts.load("step_attributor")
-    assert t.version == "step_attributor/v2" and "GOOD" in t.system
+    assert t.version == "step_attributor/v2" and "GOOD" in t.system and t.reply_prefix == "Step 1 Judgment:"
     system, user = t.messages(task="Make a folder", n=2, steps="S", score="+1.0000", sign="positive")
     assert system["role"] == "system" and "Make a folder" in user["content"] and "$" not in user["content"]
     with pytest.raises(KeyError):
@@ -35,6 +35,9 @@ def test_a_prompts_folder_overrides_the_packaged_one_newest_version_first(tmp_pa
     monkeypatch.setenv("EVOLVER_PROMPTS_DIR", str(tmp_path))
     t = prompts.load("step_attributor")
     assert t.version == "step_attributor/v12" and t.messages(task="T")[0]["content"] == "new T"
+    assert t.reply_prefix == ""  # no `## reply` section: nothing primed
+    (tmp_path / "step_attributor.v13.txt").write_text("## system\ns\n## user\n$task\n## reply\nAnswer: \n")
+    assert prompts.load("step_attributor").reply_prefix == "Answer: "  # its trailing space kept
     (tmp_path / "judge.v1.txt").write_text("## system\nno user section\n")
     with pytest.raises(FailedPrecondition, match="user"):
         prompts.load("judge")
@@ -47,6 +50,8 @@ def test_a_prompts_folder_overrides_the_packaged_one_newest_version_first(tmp_pa
     ("step 2 judgment: bad\nStep 1 Judgment: **GOOD**", [True, False]),  # any order, case, markdown
     ("Step 1 Judgment: GOOD\nStep 1 Judgment: BAD\nStep 2 Judgment: GOOD", [True, True]),  # first one counts
     ("1. GOOD - made the folder\n2. BAD - wrong", [True, False]),  # AgentEvolver's standalone fallback
+    ("Step 1 Judgment: Good\n\nStep 2 Label: bad", [True, False]),  # a small model's wording
+    ("Step 1 Judgment: Good\n\nStep 2: Bad\n\nStep 1: Bad", [True, False]),
     ("Step 1 Judgment: GOOD", None),  # too few labels
     ("Both steps look good and nothing was bad.", None),  # lower-case words are not labels
     ("", None),
