@@ -67,17 +67,33 @@ def main() -> None:
     ap.add_argument("--questioning", action=argparse.BooleanOptionalAction, default=True,
                     help="the self-questioning roles on the LLM too (explorer, task writer, feasibility): the "
                          "slowest part on a CPU")
+    ap.add_argument("--roles", default="judge,step_attributor,experience_extractor",
+                    help="the training-step roles set to llm (comma-separated); the others stay verifiable. On 2 "
+                         "cores the three at once, each in its own service process, contend so much that calls "
+                         "time out: measure them in separate runs")
+    ap.add_argument("--role-timeout-s", type=float, default=600.0,
+                    help="each role's per-attempt timeout (the deadline is 4x with the default retries): the "
+                         "settings' 60 s is for a served model; batched CPU calls take minutes")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
+    roles = set(filter(None, args.roles.split(",")))
+    unknown = roles - {"judge", "step_attributor", "experience_extractor"}
+    if unknown:
+        ap.error(f"--roles: unknown {sorted(unknown)}")
     cfg = yaml.safe_load(Path(args.config).read_text())
     cfg["steps"] = args.steps
     cfg["mechanisms"]["bootstrapping"] = False
     llm_questioning = {"explorer": "llm", "task_writer": "llm", "feasibility": "llm"} if args.questioning else {}
     cfg["questioning"] = {**cfg["questioning"], "explorations": 3, "walks_per_exploration": 2, "max_steps_per_walk": 4,
                           "min_train_tasks": 1, **llm_questioning}
-    cfg["rollout"] = {**cfg["rollout"], "reward_judge": "llm"}
-    cfg["attributing"] = {**cfg["attributing"], "labeler": "llm"}
-    cfg["navigating"] = {**cfg["navigating"], "extractor": "llm", "rewrite": True}
+    if "judge" in roles:
+        cfg["rollout"] = {**cfg["rollout"], "reward_judge": "llm"}
+    if "step_attributor" in roles:
+        cfg["attributing"] = {**cfg["attributing"], "labeler": "llm"}
+    if "experience_extractor" in roles:
+        cfg["navigating"] = {**cfg["navigating"], "extractor": "llm", "rewrite": True}
+    for role in ("explorer", "task_writer", "judge", "step_attributor", "experience_extractor"):
+        os.environ[f"EVOLVER_LLM_ROLES__{role.upper()}__TIMEOUT_S"] = str(args.role_timeout_s)
     cfg["eval"] = {**cfg["eval"], "synthetic_tasks": 2, "seed_tasks": 0, "k": 1}
     from evolver.models import prepare
     os.environ["EVOLVER_POLICY__MODEL_DIR"] = str(prepare.prepare())
