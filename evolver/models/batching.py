@@ -21,6 +21,7 @@ class BatchingBackend:
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
         self.batches: list[int] = []  # sizes of the batches sent, for tests and metrics
+        self.dropped = 0  # requests whose caller gave up before their batch started
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -46,6 +47,12 @@ class BatchingBackend:
             await asyncio.sleep(self.window_s)  # let the other episodes' turns arrive
             while len(pending) < self.max_batch and not self._queue.empty():
                 pending.append(self._queue.get_nowait())
+            # A caller that gave up while its request queued (an LLM role's deadline) gets no
+            # generation: on a busy CPU the timed-out requests would otherwise still be decoded.
+            self.dropped += sum(fut.cancelled() for _, fut in pending)
+            pending = [(r, fut) for r, fut in pending if not fut.cancelled()]
+            if not pending:
+                continue
             self.batches.append(len(pending))
             try:
                 results = await self.inner.generate([r for r, _ in pending])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from evolver.agent.episode import run_episode
 from evolver.agent.rollout import RolloutOptions, run_group, shown_tools
 from evolver.models.backend import FakeBackend
@@ -42,4 +44,30 @@ async def test_concurrent_attempts_share_generation_batches(bfcl, tiny_model_dir
                for t in trajs)
     assert max(backend.batches) > 1  # the four attempts' turns were generated together
     assert sum(backend.batches) == sum(len(t.steps) for t in trajs)  # one request per turn
+    await backend.aclose()
+
+
+async def test_a_request_whose_caller_gave_up_is_not_generated(tokenizer):
+    """An LLM role's call that timed out while queued behind a running batch costs nothing."""
+    import asyncio
+
+    from evolver.models.backend import GenerationRequest, SamplingParams
+    from evolver.models.batching import BatchingBackend
+
+    class SlowFake(FakeBackend):  # a fake backend whose batch takes 0.3 s
+        async def generate(self, requests):
+            await asyncio.sleep(0.3)
+            return await super().generate(requests)
+
+    inner = SlowFake(tokenizer, ["a", "b", "c"])
+    backend = BatchingBackend(inner, max_batch=1)
+    req = GenerationRequest([1, 2, 3], SamplingParams(max_new_tokens=4))
+    first = asyncio.create_task(backend.generate([req]))
+    await asyncio.sleep(0.05)  # the first batch is running; the next request queues behind it
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(backend.generate([req]), 0.1)
+    (c,) = await first
+    (after,) = await backend.generate([req])
+    assert (c.text, after.text) == ("a", "b")  # the abandoned request took no scripted reply
+    assert len(inner.requests) == 2 and backend.dropped == 1 and backend.batches == [1, 1]
     await backend.aclose()
