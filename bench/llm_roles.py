@@ -58,6 +58,27 @@ def role_sums(metrics: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
+def busy_seconds(spans_path: Path) -> dict[str, float]:
+    """Per role, the wall seconds during which at least one of its calls was in flight (the
+    union of its `llm <role>` spans): the summed latency counts a batch's calls once each."""
+    intervals: dict[str, list[tuple[int, int]]] = {}
+    if spans_path.exists():
+        for line in spans_path.read_text().splitlines():
+            span = json.loads(line)
+            if span.get("name", "").startswith("llm "):
+                intervals.setdefault(span["name"][4:], []).append((span["start_ns"], span["end_ns"]))
+    out = {}
+    for role, spans in intervals.items():
+        total, end = 0, None
+        for s, e in sorted(spans):
+            if end is None or s > end:
+                total, end = total + (e - s), e
+            elif e > end:
+                total, end = total + (e - end), e
+        out[role] = total / 1e9
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=4)
@@ -122,30 +143,37 @@ def main() -> None:
     compared = sum(m.get("label_compared_steps", 0) for m in trained)
     agreed = sum(m.get("label_agreed_steps", 0) for m in trained)
     labelled = sum(m.get("llm_labelled_trajectories", 0) for m in trained)
+    llm_good = sum(m.get("label_llm_good_steps", 0) for m in trained)
+    progress_good = sum(m.get("label_progress_good_steps", 0) for m in trained)
+    busy = busy_seconds(state_dir / "traces" / "spans.jsonl")
     low, high = wilson(agreed, compared)
     t = Table(title=f"LLM roles on SmolLM2-135M (local), 2 cores: {steps} training steps x {cfg['tasks_per_step']} "
                     f"tasks x {cfg['group_size']} attempts; self-questioning {cfg['questioning']['explorations']} x "
                     f"{cfg['questioning']['walks_per_exploration']} walks")
-    for col in ("phase", "role", "calls", "prompt tok", "completion tok", "call s (summed)", "parse fail", "fallbacks",
-                "per step: calls", "tokens", "call s"):
+    for col in ("phase", "role", "calls", "prompt tok", "completion tok", "call s (summed)", "busy s (wall)",
+                "parse fail", "fallbacks", "per step: calls", "tokens", "busy s"):
         t.add_column(col, justify="right")
     results = []
     for phase, sums, per in (("questioning", questioning, None), ("training steps", training, steps),
                              ("memory (training steps)", memory, steps)):
         for role, c in sorted(sums.items()):
-            results.append({"phase": phase, "role": role, **c})
+            # A role serving several phases (the judge: feasibility and rewards) shares its busy time.
+            b = busy.get(role, 0.0)
+            results.append({"phase": phase, "role": role, **c, "busy_s": b})
             t.add_row(phase, role, f"{c['calls']:.0f}", f"{c['prompt_tokens']:.0f}", f"{c['completion_tokens']:.0f}",
-                      f"{c['latency_s']:.0f}", f"{c['parse_failures']:.0f}", f"{c['fallbacks']:.0f}",
+                      f"{c['latency_s']:.0f}", f"{b:.0f}", f"{c['parse_failures']:.0f}", f"{c['fallbacks']:.0f}",
                       *([f"{c['calls'] / per:.1f}", f"{(c['prompt_tokens'] + c['completion_tokens']) / per:.0f}",
-                         f"{c['latency_s'] / per:.0f}"] if per else ["-", "-", "-"]))
+                         f"{b / per:.0f}"] if per else ["-", "-", "-"]))
     console.print(t)
     console.print(f"step labeller vs state progress: {agreed:.0f} of {compared:.0f} steps agree "
                   f"({agreed / max(compared, 1):.1%}, Wilson 95% [{low:.1%}, {high:.1%}]) over {labelled:.0f} LLM-labelled "
-                  f"trajectories; wall seconds per training step (rollout request to trained): "
+                  f"trajectories; GOOD: {llm_good:.0f} by the LLM, {progress_good:.0f} by state progress; wall seconds per training step (rollout request to trained): "
                   f"{sorted(step_times)[len(step_times) // 2]:.0f} median")
     out = {"config": cfg, "run_id": run_id, "steps": steps, "roles": results,
            "agreement": {"agreed_steps": agreed, "compared_steps": compared, "rate": agreed / max(compared, 1),
-                         "wilson95": [low, high], "llm_labelled_trajectories": labelled},
+                         "wilson95": [low, high], "llm_labelled_trajectories": labelled,
+                         "llm_good_steps": llm_good, "progress_good_steps": progress_good},
+           "busy_s": busy,
            "step_wall_s": step_times, "total_wall_s": round(time.time() - t0, 1),
            "good_rate_per_step": [m.get("good_rate", 0.0) for m in trained]}
     if args.json:

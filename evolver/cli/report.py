@@ -107,8 +107,11 @@ def llm_role_lines(progress: Iterable[dict]) -> list[str]:
     if compared:
         agreed = sum(m.get("label_agreed_steps", 0) for m in trained)
         labelled = sum(m.get("llm_labelled_trajectories", 0) for m in trained)
+        llm_good = sum(m.get("label_llm_good_steps", 0) for m in trained)
+        progress_good = sum(m.get("label_progress_good_steps", 0) for m in trained)
         lines += ["", f"LLM step labels agree with state progress on {agreed:g} of {compared:g} steps "
-                      f"({agreed / compared:.1%}), over {labelled:g} LLM-labelled trajectories."]
+                      f"({agreed / compared:.1%}), over {labelled:g} LLM-labelled trajectories; GOOD: "
+                      f"{llm_good:g} by the LLM, {progress_good:g} by state progress."]
     return lines + [""]
 
 

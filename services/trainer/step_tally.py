@@ -29,6 +29,8 @@ class StepTally:
     llm_labelled: int = 0  # trajectories whose labels came from the LLM
     compared: int = 0  # LLM-labelled steps that also have state-progress labels
     agreed: int = 0  # ... on which the two agree
+    llm_good: int = 0  # ... that the LLM labelled GOOD
+    progress_good: int = 0  # ... that state progress labelled GOOD (with llm_good: is the labeller constant?)
 
     def metrics(self, *, alpha: float, groups: int) -> dict[str, float]:
         n = len(self.rewards) or 1
@@ -40,7 +42,8 @@ class StepTally:
         if self.role_usage:
             out |= usage_metrics(self.role_usage)
             out |= dict(llm_labelled_trajectories=self.llm_labelled, label_compared_steps=self.compared,
-                        label_agreed_steps=self.agreed)
+                        label_agreed_steps=self.agreed, label_llm_good_steps=self.llm_good,
+                        label_progress_good_steps=self.progress_good)
         return out
 
 
@@ -55,6 +58,8 @@ def tally(groups: Sequence[events_pb2.RolloutAttributed], cfg: AdcaConfig, *, at
                 if a.state_progress_labels:
                     t.compared += len(a.labels)
                     t.agreed += sum(x == y for x, y in zip(a.labels, a.state_progress_labels))
+                    t.llm_good += sum(x == apb.STEP_LABEL_GOOD for x in a.labels)
+                    t.progress_good += sum(x == apb.STEP_LABEL_GOOD for x in a.state_progress_labels)
         s, st = group_samples(g, cfg, attributing=attributing, alpha=alpha)
         t.samples += s
         t.good, t.bad, t.infra = t.good + st.good_steps, t.bad + st.bad_steps, t.infra + st.infra_failed

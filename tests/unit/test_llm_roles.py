@@ -101,6 +101,7 @@ def test_a_step_sums_role_usage_and_label_agreement_into_its_metrics():
     assert m["llm/step_attributor/calls"] == 3 and m["llm/step_attributor/prompt_tokens"] == 400
     assert m["llm/step_attributor/parse_failures"] == 1 and m["llm/step_attributor/skipped"] == 1
     assert (m["llm_labelled_trajectories"], m["label_compared_steps"], m["label_agreed_steps"]) == (3, 5, 4)
+    assert (m["label_llm_good_steps"], m["label_progress_good_steps"]) == (3, 4)  # "b" has no state labels
     assert usage_metrics([]) == {} and "llm/step_attributor/calls" not in tally(
         [], AdcaConfig(), attributing=True, alpha=0.1).metrics(alpha=0.1, groups=0)
 
