@@ -54,8 +54,10 @@ bench-pipeline: venv
 	@$(PY) bench/pipeline.py --steps 8 --replicas 1,2 --seeds 0 --json docs/bench_pipeline.json
 	@$(PY) bench/pipeline_sim.py --from-run runs/bench-pipeline/pipeline-lag0-x1-seed0/metrics.jsonl --json docs/bench_pipeline_sim.json
 
+# Two runs: the roles in separate service processes contend for 2 cores (docs/BENCHMARKS.md).
 bench-llm-roles: venv
-	@$(PY) bench/llm_roles.py --steps 4 --json docs/bench_llm_roles.json
+	@$(PY) bench/llm_roles.py --steps 5 --no-questioning --roles step_attributor --json docs/bench_llm_roles_labeller.json
+	@$(PY) bench/llm_roles.py --steps 1 --roles judge,experience_extractor --json docs/bench_llm_roles_questioning.json
 
 bench-explore: venv
 	@$(PY) bench/exploration.py --json docs/bench_exploration.json

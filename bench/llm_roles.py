@@ -9,7 +9,9 @@ fallbacks, in total and per training step (self-questioning's roles per explorat
 step labeller's agreement with the state-progress labels of the same steps, with a Wilson 95%
 interval (steps of one trajectory are not independent: the interval is optimistic).
 
-  python bench/llm_roles.py [--steps 4] [--json docs/bench_llm_roles.json]
+  python bench/llm_roles.py [--steps 4] [--no-questioning] [--roles judge,step_attributor,...]
+                           [--json docs/bench_llm_roles_labeller.json]
+(`make bench-llm-roles` runs the two runs docs/BENCHMARKS.md reports.)
 """
 
 from __future__ import annotations
