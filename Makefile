@@ -57,7 +57,7 @@ bench-pipeline: venv
 # Two runs: the roles in separate service processes contend for 2 cores (docs/BENCHMARKS.md).
 bench-llm-roles: venv
 	@$(PY) bench/llm_roles.py --steps 5 --no-questioning --roles step_attributor --json docs/bench_llm_roles_labeller.json
-	@$(PY) bench/llm_roles.py --steps 1 --roles judge,experience_extractor --json docs/bench_llm_roles_questioning.json
+	@$(PY) bench/llm_roles.py --steps 1 --explorations 1 --roles judge,experience_extractor --json docs/bench_llm_roles_questioning.json
 
 bench-explore: venv
 	@$(PY) bench/exploration.py --json docs/bench_exploration.json

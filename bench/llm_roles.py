@@ -97,6 +97,7 @@ def main() -> None:
     ap.add_argument("--role-timeout-s", type=float, default=600.0,
                     help="each role's per-attempt timeout (the deadline is 4x with the default retries): the "
                          "settings' 60 s is for a served model; batched CPU calls take minutes")
+    ap.add_argument("--explorations", type=int, default=3)
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     roles = set(filter(None, args.roles.split(",")))
@@ -107,8 +108,9 @@ def main() -> None:
     cfg["steps"] = args.steps
     cfg["mechanisms"]["bootstrapping"] = False
     llm_questioning = {"explorer": "llm", "task_writer": "llm", "feasibility": "llm"} if args.questioning else {}
-    cfg["questioning"] = {**cfg["questioning"], "explorations": 3, "walks_per_exploration": 2, "max_steps_per_walk": 4,
-                          "min_train_tasks": 1, **llm_questioning}
+    # wait_s: the LLM explorer's walks alone take over 10 minutes on 2 cores (prompts of ~3.8k tokens).
+    cfg["questioning"] = {**cfg["questioning"], "explorations": args.explorations, "walks_per_exploration": 2,
+                          "max_steps_per_walk": 4, "min_train_tasks": 1, "wait_s": 3600, **llm_questioning}
     if "judge" in roles:
         cfg["rollout"] = {**cfg["rollout"], "reward_judge": "llm"}
     if "step_attributor" in roles:
