@@ -81,7 +81,7 @@ class RoleCaller:
         messages = self.template.messages(**fields) + list(history or [])
         # A primed reply ("Step 1 Judgment:") is what makes a small model answer in the format;
         # the parser reads the primer and the continuation together.
-        prefix = self.template.reply_prefix if getattr(self.client, "prefills", False) and not history else ""
+        prefix = self.template.reply_prefix if self.client.prefills and not history else ""
         limit = min(self.max_tokens, max_tokens) if max_tokens else self.max_tokens
         counters.calls += 1
         t0 = time.monotonic()
@@ -91,7 +91,7 @@ class RoleCaller:
             try:
                 reply = await asyncio.wait_for(
                     self.client.complete(messages, temperature=self.temperature, max_tokens=limit,
-                                         **({"reply_prefix": prefix} if prefix else {})),
+                                         reply_prefix=prefix),
                     self.timeout_s)
             except (EvolverError, asyncio.TimeoutError, OSError) as e:
                 counters.call_failures += 1
