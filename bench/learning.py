@@ -185,6 +185,60 @@ def changes(result: dict) -> dict[str, dict]:
     return out
 
 
+def plot(out: dict, path: Path) -> None:
+    """The learning curves a person reads first: held-out success at the three points per seed,
+    the RL steps' training success, and every change with its 95% interval."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    k = out["config"]["eval"]["k"]
+    n_changes = sum(len(ch) for r in out["results"] for ch in r["changes"].values()) + len(out.get("pooled_synthetic", {}))
+    fig = plt.figure(figsize=(12, 5 + 0.32 * max(n_changes, 3)), dpi=100)
+    grid = fig.add_gridspec(2, 2, height_ratios=[4.2, 0.32 * max(n_changes, 3) + 0.8])
+    held, train, change = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
+    names = ["base", "warm start", "end"]
+    rows = []
+    for r in out["results"]:
+        tag = f"{r['setting']}, seed {r['seed']}"
+        pts = points(r["evaluations"])
+        for key, style in (("eval_synthetic_avg_at_k", "-o"), ("eval_synthetic_best_at_k", "--o"),
+                           ("eval_seed_avg_at_k", ":s")):
+            if key in pts["base"]:
+                label = key.removeprefix("eval_").replace("_at_k", f"@{k}").replace("seed", "BFCL")
+                held.plot(names, [pts[n].get(key, float("nan")) for n in names], style, label=f"{label} ({tag})")
+        steps = range(1, len(r["success_rate_per_step"]) + 1)
+        train.plot(steps, r["success_rate_per_step"], "-o", label=f"success rate ({tag})")
+        if any(r.get("good_rate_per_step", [])):
+            train.plot(steps, r["good_rate_per_step"], ":", label=f"GOOD step rate ({tag})")
+        for label, ch in r["changes"].items():
+            for span, d in ch.items():
+                rows.append((f"{'held-out synthetic' if label == 'synthetic' else 'BFCL test'}: {span} ({tag})", d))
+    for span, d in out.get("pooled_synthetic", {}).items():
+        rows.append((f"held-out synthetic: {span} (pooled over seeds)", d))
+    held.set_title(f"Held-out success (avg@{k}, best@{k})")
+    held.set_ylabel("success")
+    held.set_ylim(bottom=0)
+    held.legend(fontsize=7, loc="best")
+    train.set_title("RL steps on self-made train tasks")
+    train.set_xlabel("training step")
+    train.set_ylim(bottom=0)
+    train.xaxis.get_major_locator().set_params(integer=True)
+    train.legend(fontsize=7, loc="best")
+    if rows:
+        change.errorbar([d["delta"] for _, d in rows], range(len(rows)),
+                        xerr=[[d["delta"] - d["low"] for _, d in rows], [d["high"] - d["delta"] for _, d in rows]],
+                        fmt="o", capsize=4, color="#4C72B0")
+        change.set_yticks(range(len(rows)), [n for n, _ in rows], fontsize=8)
+        change.invert_yaxis()
+    change.axvline(0, color="grey", lw=1)
+    change.set_xlabel(f"change in avg@{k} with its 95% paired-bootstrap CI over tasks")
+    for ax in (held, train, change):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", choices=["main", "ablation"], default="main")
@@ -203,7 +257,14 @@ def main() -> None:
     ap.add_argument("--state-dir", default=str(ROOT / ".evolver-bench-learning"))
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench_learning.json"))
     ap.add_argument("--runs", default=str(ROOT / "runs" / "bench-learning"))
+    ap.add_argument("--plot", default=None, help="the learning curves' PNG (default: --out with .png)")
+    ap.add_argument("--replot", action="store_true", help="only draw the PNG of an existing --out")
     args = ap.parse_args()
+    png = Path(args.plot or Path(args.out).with_suffix(".png"))
+    if args.replot:
+        plot(json.loads(Path(args.out).read_text()), png)
+        console.print(f"drawn {png}")
+        return
 
     base = yaml.safe_load(Path(args.config).read_text())
     base["steps"] = args.steps
@@ -251,7 +312,8 @@ def main() -> None:
     out = {"model": "SmolLM2-135M-Instruct", "device": "cpu", "mode": args.mode, "steps": args.steps,
            "config": base, "results": results, "pooled_synthetic": pooled, "total_wall_s": round(time.time() - t0, 1)}
     Path(args.out).write_text(json.dumps(out, indent=2))
-    console.print(f"total {out['total_wall_s']:.0f}s; written to {args.out}")
+    plot(out, png)
+    console.print(f"total {out['total_wall_s']:.0f}s; written to {args.out} and {png}")
 
 
 if __name__ == "__main__":
