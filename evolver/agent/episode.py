@@ -6,15 +6,22 @@ Each assistant turn is generated from the exact token record, parsed strictly, a
   - plain text (no calls)  -> the answer; the environment moves to its next user turn or ends
 An environment or server failure (Unavailable, DeadlineExceeded, EnvironmentFailure: the client
 translated the transport's codes) stops the episode and marks it an infrastructure failure: it
-is left out of training statistics, never scored as zero."""
+is left out of training statistics, never scored as zero. So does an instance that vanished
+under the episode (NotFound: expired, or its server restarted).
+
+While a turn waits for the policy, the episode touches its instance every `keepalive_s`
+(GetState): on a loaded machine a queued turn can wait longer than the server's idle expiry
+(600 s), and the instance would be reaped under a live episode."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Sequence
 
 from evolver.envs.base import Call, CallResult, Tool
 from evolver.envs.client import INFRA_ERRORS, EpisodeClient
+from evolver.errors import EvolverError, NotFound
 from evolver.models.backend import GenerationRequest, SamplingParams
 from evolver.models.conversation import Conversation
 from evolver.models.toolcall import parse_turn, render_tool_results, system_prompt
@@ -57,6 +64,25 @@ class ContextSettings:
 TRUNCATED = " ...[truncated]"
 
 
+KEEPALIVE_S = 120.0  # a fifth of the environment servers' default idle expiry (600 s)
+
+
+async def generate_keeping_alive(backend, request: GenerationRequest, episode: EpisodeClient, keepalive_s: float):
+    """backend.generate([request]), touching the episode's instance every keepalive_s while it waits."""
+    turn = asyncio.ensure_future(backend.generate([request]))
+    try:
+        while True:
+            done, _ = await asyncio.wait({turn}, timeout=keepalive_s)
+            if done:
+                return turn.result()
+            try:
+                await episode.state()
+            except EvolverError:
+                pass  # the step that follows reports what is wrong with the instance
+    finally:
+        turn.cancel()  # a no-op when done; a request whose episode ended is not generated
+
+
 def clip_observation(tokenizer, text: str, budget: int) -> str:
     """At most `budget` tokens of an observation (AgentEvolver clips at max_env_len), marked."""
     if budget <= 0:
@@ -70,7 +96,7 @@ def clip_observation(tokenizer, text: str, budget: int) -> str:
 async def run_episode(backend, episode: EpisodeClient, tools: Sequence[Tool], *, sampling: SamplingParams = SamplingParams(),
                       max_steps: int = 12, experience: str = "", first_turn_prefix: str = "",
                       allow_text_around_calls: bool = False,
-                      context: ContextSettings = ContextSettings()) -> EpisodeRecord:
+                      context: ContextSettings = ContextSettings(), keepalive_s: float = KEEPALIVE_S) -> EpisodeRecord:
     """first_turn_prefix: scaffolding that opens the first assistant turn (the policy continues
     it; it is parsed with the turn but never trained on)."""
     conv = Conversation(backend.tokenizer, template=context.template, window_turns=context.window_turns)
@@ -83,7 +109,7 @@ async def run_episode(backend, episode: EpisodeClient, tools: Sequence[Tool], *,
         if context.max_context_tokens and len(conv.context()) + sampling.max_new_tokens > context.max_context_tokens:
             record.context_exhausted = True  # the next turn cannot fit: end cleanly, scored as it stands
             break
-        (c,) = await backend.generate([GenerationRequest(conv.start_turn(), sampling)])
+        (c,) = await generate_keeping_alive(backend, GenerationRequest(conv.start_turn(), sampling), episode, keepalive_s)
         if c.finish_reason == "context_length":  # nothing generated: the episode ends as it stands
             record.context_exhausted = True
             break
@@ -97,8 +123,8 @@ async def run_episode(backend, episode: EpisodeClient, tools: Sequence[Tool], *,
             continue
         try:
             out = await episode.step(parsed.calls, assistant_text=text)
-        except INFRA_ERRORS as e:
-            record.infra_failure = str(e)[:500]  # "environment UNAVAILABLE: ..."
+        except (*INFRA_ERRORS, NotFound) as e:
+            record.infra_failure = str(e)[:500]  # "environment UNAVAILABLE: ...", "no instance ..."
             return record
         record.steps.append(AgentStep(text, list(parsed.calls), list(out.results)))
         if parsed.calls:

@@ -25,7 +25,7 @@ from evolver.agent.exploration import visible_state
 from evolver.algorithms.rewards import synthetic_reward
 from evolver.envs.base import Tool
 from evolver.envs.client import INFRA_ERRORS, EnvironmentClient, EpisodeClient
-from evolver.errors import EvolverError
+from evolver.errors import EvolverError, NotFound
 from evolver.models.backend import SamplingParams
 from evolver.v1 import task_pb2
 from evolver.v1 import trajectory_pb2 as tpb
@@ -175,6 +175,11 @@ async def run_trajectory(backend, env: EnvironmentClient, task: task_pb2.Task, o
         else:
             traj.reward.CopyFrom(await score(episode, task, record))
     except INFRA_ERRORS as e:
+        traj.infra_failure.CopyFrom(tpb.InfraFailure(reason=str(e)[:500], component="environment"))
+    except NotFound as e:
+        if episode is None:
+            raise  # no such seed task: the request's fault, not the environment's
+        # The instance vanished while it was scored (expired, or its server restarted).
         traj.infra_failure.CopyFrom(tpb.InfraFailure(reason=str(e)[:500], component="environment"))
     finally:
         if episode is not None:

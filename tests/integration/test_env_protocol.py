@@ -219,3 +219,44 @@ async def test_hung_or_crashing_calls_fail_that_call_not_the_server():
         await server.stop(0)
         await servicer.close()
 
+
+
+class SlowPolicy:
+    """A scripted policy (FakeBackend, a fake: no model) whose every turn waits delay_s, as a
+    turn queued behind other groups' generations waits on a loaded machine."""
+
+    def __init__(self, tokenizer, script: list[str], delay_s: float):
+        from evolver.models.backend import FakeBackend
+        self.inner, self.delay_s = FakeBackend(tokenizer, script), delay_s
+        self.tokenizer = tokenizer
+        self.policy_version = 0
+
+    async def generate(self, requests):
+        await asyncio.sleep(self.delay_s)
+        return await self.inner.generate(requests)
+
+
+async def test_an_episode_waiting_on_a_slow_policy_keeps_its_instance_alive(tokenizer):
+    # Found by the learning bench: warm-started turns queued for over 10 minutes, the server
+    # reaped their instances, and whole evaluation groups were dead-lettered as poison.
+    from evolver.agent.episode import run_episode
+    from tests.bfcl_tasks import call
+    server, servicer = await start(BfclEnvironment(), idle_expiry_s=0.3)
+    servicer.start_reaper()  # reaps every 0.075 s
+    try:
+        async with RemoteEnvironment(server.address) as env:
+            kept = await env.create(seed_task_id="multi_turn_base_0")
+            record = await run_episode(SlowPolicy(tokenizer, [call("ls")], 0.9), kept, kept.tools, max_steps=1,
+                                       keepalive_s=0.1)
+            assert not record.infra_failure
+            assert record.steps[0].calls[0].name == "ls" and not record.steps[0].results[0].is_error
+            assert kept.instance_id in servicer.instances
+            # Without the touches the same wait loses the instance: an infrastructure failure of
+            # this attempt (left out of scores and training), not an exception that poisons the group.
+            lost = await env.create(seed_task_id="multi_turn_base_0")
+            record = await run_episode(SlowPolicy(tokenizer, [call("ls")], 0.9), lost, lost.tools, max_steps=1,
+                                       keepalive_s=60.0)
+            assert "no instance" in record.infra_failure and not record.steps
+    finally:
+        await server.stop(0)
+        await servicer.close()
