@@ -16,8 +16,9 @@ While a turn waits for the policy, the episode touches its instance every `keepa
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TypeVar
 
 from evolver.envs.base import Call, CallResult, Tool
 from evolver.envs.client import INFRA_ERRORS, EpisodeClient
@@ -64,23 +65,25 @@ class ContextSettings:
 TRUNCATED = " ...[truncated]"
 
 
+T = TypeVar("T")
 KEEPALIVE_S = 120.0  # a fifth of the environment servers' default idle expiry (600 s)
 
 
-async def generate_keeping_alive(backend, request: GenerationRequest, episode: EpisodeClient, keepalive_s: float):
-    """backend.generate([request]), touching the episode's instance every keepalive_s while it waits."""
-    turn = asyncio.ensure_future(backend.generate([request]))
+async def keeping_alive(episode: EpisodeClient, work: Awaitable[T], keepalive_s: float = KEEPALIVE_S) -> T:
+    """await work (a turn of the policy, an LLM explorer's choice), touching the episode's
+    instance every keepalive_s while it waits."""
+    waiting = asyncio.ensure_future(work)
     try:
         while True:
-            done, _ = await asyncio.wait({turn}, timeout=keepalive_s)
+            done, _ = await asyncio.wait({waiting}, timeout=keepalive_s)
             if done:
-                return turn.result()
+                return waiting.result()
             try:
                 await episode.state()
             except EvolverError:
                 pass  # the step that follows reports what is wrong with the instance
     finally:
-        turn.cancel()  # a no-op when done; a request whose episode ended is not generated
+        waiting.cancel()  # a no-op when done; a request whose episode ended is not generated
 
 
 def clip_observation(tokenizer, text: str, budget: int) -> str:
@@ -109,7 +112,7 @@ async def run_episode(backend, episode: EpisodeClient, tools: Sequence[Tool], *,
         if context.max_context_tokens and len(conv.context()) + sampling.max_new_tokens > context.max_context_tokens:
             record.context_exhausted = True  # the next turn cannot fit: end cleanly, scored as it stands
             break
-        (c,) = await generate_keeping_alive(backend, GenerationRequest(conv.start_turn(), sampling), episode, keepalive_s)
+        (c,) = await keeping_alive(episode, backend.generate([GenerationRequest(conv.start_turn(), sampling)]), keepalive_s)
         if c.finish_reason == "context_length":  # nothing generated: the episode ends as it stands
             record.context_exhausted = True
             break

@@ -7,6 +7,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from evolver.agent.episode import keeping_alive
 from evolver.algorithms.questioning import Walk, WalkPlanner, WalkStep
 from evolver.algorithms.state import field_values, scalar_values
 from evolver.envs.base import Call, Tool, state_hash
@@ -51,7 +52,7 @@ async def run_walk(env: EnvironmentClient, *, walk_id: str, seed: int, max_steps
         walk = Walk(walk_id, state)
         planner.seen_states.add(h)
         for i in range(max_steps):
-            call = (await choose(episode.tools, episode.user_message, walk, i) if choose else None) \
+            call = (await keeping_alive(episode, choose(episode.tools, episode.user_message, walk, i)) if choose else None) \
                 or planner.next_call(i)
             out = await episode.step([call])
             if not out.results:  # the episode ended without running the call

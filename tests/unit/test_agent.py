@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from evolver.agent.episode import policy_agent, run_episode
 from evolver.envs.harness import evaluate
 from evolver.errors import Unavailable
