@@ -19,7 +19,7 @@ from typing import Any, Protocol, Sequence
 from evolver.algorithms.state import KEY_FIELD, changes, field_values, scalar_values
 from evolver.envs.base import Call, Tool
 
-GENERATOR_VERSION = "schema-walk/2"  # /2: natural-language queries
+GENERATOR_VERSION = "schema-walk/3"  # /2: natural-language queries; /3: answer facts are values, never field names
 
 
 @dataclass
@@ -272,6 +272,27 @@ class Candidate:
     walk_id: str
 
 
+def answer_facts(step: WalkStep, query: str = "", limit: int = 2) -> list[str]:
+    """What a reply must contain to have told the user what a read returned: values the call
+    returned (never a field name: "id" and "username" were once facts, and any reply that
+    said "provided" or echoed the request passed), strings of 3 characters or more and numbers
+    of 2 digits or more, that the request itself does not contain (an echo is not an answer).
+    None after a call that changed state: its check is the state."""
+    if step.changed_state or step.is_error:
+        return []
+    q, out = query.lower(), []
+    for v in scalar_values(step.content, keys=False):
+        text = str(v)
+        if isinstance(v, bool) or not isinstance(v, (str, int)) or len(text) < (3 if isinstance(v, str) else 2):
+            continue
+        if text.lower() in q or text in out:
+            continue
+        out.append(text)
+        if len(out) == limit:
+            break
+    return out
+
+
 def task_id_for(env_id: str, origin: str, walk_id: str, calls: Sequence[Call], *, generator: str = GENERATOR_VERSION,
                 query: str = "") -> str:
     """Unique per (environment, starting state, walk, call sequence, generator, and for an LLM
@@ -297,20 +318,23 @@ def candidates_from_walk(walk: Walk, tools: Sequence[Tool], env_id: str, origin:
             if steps[end].is_error:
                 break
             last = steps[end]
-            reads = [v for v in last.new_values if isinstance(v, (str, int)) and len(str(v)) > 1]
-            if not (last.changed_state or reads or opaque):
+            told = answer_facts(last)
+            if not (last.changed_state or told or opaque):
                 continue
             calls = [s.call for s in steps[start:end + 1]]
             if any((a.name, a.arguments) == (b.name, b.arguments) for a, b in zip(calls, calls[1:])):
                 break  # the same call twice in a row: no one asks for that
-            facts = [] if last.changed_state else [str(v) for v in reads[:2]]
             key = json.dumps([(c.name, c.arguments) for c in calls], sort_keys=True)
             if key in seen:
                 continue
             seen.add(key)
             tid = task_id_for(env_id, origin, walk.walk_id, calls)
-            out.append(Candidate(tid, writer.write(calls, by_name, facts),
-                                 [Call(c.name, c.arguments, f"ref_{i}") for i, c in enumerate(calls)], facts, walk.walk_id))
+            # The values the request names are known before it is written: the facts are what is
+            # left once it is (a value the request already says cannot show the read was done).
+            query = writer.write(calls, by_name, told)
+            facts = answer_facts(last, query)
+            out.append(Candidate(tid, query, [Call(c.name, c.arguments, f"ref_{i}") for i, c in enumerate(calls)],
+                                 facts, walk.walk_id))
     return out
 
 

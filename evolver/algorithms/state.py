@@ -37,9 +37,10 @@ def distance(state: Any, target: Any) -> int:
     return len(leaves(state) ^ leaves(target))
 
 
-def scalar_values(value: Any, limit: int = 200) -> list[Any]:
+def scalar_values(value: Any, limit: int = 200, keys: bool = True) -> list[Any]:
     """Scalars appearing in a value (JSON-parsed where it is a JSON string), for reuse as
-    arguments and for 'information read' checks."""
+    arguments and for 'information read' checks; keys=False leaves out the field names (what
+    a read told, not how it was laid out)."""
     if isinstance(value, str):
         parsed = parse_result(value)
         if parsed is None:
@@ -52,7 +53,8 @@ def scalar_values(value: Any, limit: int = 200) -> list[Any]:
             return
         if isinstance(v, dict):
             for k, x in v.items():
-                out.append(k)
+                if keys:
+                    out.append(k)
                 walk(x)
         elif isinstance(v, list):
             for x in v:

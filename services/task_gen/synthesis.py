@@ -14,7 +14,7 @@ from typing import Awaitable, Callable
 from evolver.agent.exploration import visible_state, walk_from_pb
 from evolver.algorithms.dedup import Candidate as DedupCandidate
 from evolver.algorithms.dedup import lexical_filter
-from evolver.algorithms.questioning import (GENERATOR_VERSION, Candidate, Verdict, candidates_from_walk,
+from evolver.algorithms.questioning import (GENERATOR_VERSION, Candidate, Verdict, answer_facts, candidates_from_walk,
                                             check_replay, names_code, task_id_for)
 from evolver.envs.base import Call
 from evolver.envs.client import RemoteEnvironment
@@ -70,9 +70,7 @@ async def llm_candidates(llm: RoleCaller, counters: RoleCounters, walk, profile:
     out = []
     for t in tasks:
         calls = [walk.steps[i].call for i in t.steps]
-        last = walk.steps[t.steps[-1]]
-        reads = [v for v in last.new_values if isinstance(v, (str, int)) and len(str(v)) > 1]
-        facts = [] if last.changed_state else [str(v) for v in reads[:2]]
+        facts = answer_facts(walk.steps[t.steps[-1]], t.query)
         tid = task_id_for(event.env_id, event.seed_task_id, walk.walk_id, calls, generator=llm.prompt_version,
                           query=t.query)
         written[tid] = Written(t.confidence, llm.prompt_version, llm.prompt_version)

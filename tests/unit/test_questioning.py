@@ -1,13 +1,15 @@
 """Self-questioning, rewards and state-progress attribution on the real BFCL environments
 (in-process: these are the pure algorithms the services run over gRPC)."""
 
+import json
+
 import pytest
 
 from evolver.algorithms.attribution import StepRecord, attribute, needed_steps
-from evolver.algorithms.questioning import (Walk, WalkPlanner, WalkStep, candidates_from_walk, check_replay,
-                                            names_code, task_id_for)
+from evolver.algorithms.questioning import (Walk, WalkPlanner, WalkStep, answer_facts, candidates_from_walk,
+                                            check_replay, names_code, task_id_for)
 from evolver.algorithms.rewards import synthetic_reward
-from evolver.algorithms.state import changes, distance, leaves, scalar_values
+from evolver.algorithms.state import changes, distance, field_values, leaves, scalar_values
 from evolver.envs.base import Call, state_hash
 from evolver.envs.bfcl import BfclEnvironment, tasks
 
@@ -130,3 +132,37 @@ def test_leaves_and_changes():
     assert leaves({"a": [1, {"b": None}], "c": {}}) == {("a[0]", "1"), ("a[1].b", "null"), ("c", "{}")}
     assert changes({"a": 1, "b": 2}, {"a": 1, "c": 3}) == {("c", "3"), ("b", "<removed>")}
     assert scalar_values('{"files": ["x.txt"], "n": 2}') == ["files", "x.txt", "n", 2]
+
+
+def test_answer_facts_are_returned_values_never_field_names_or_what_the_request_says():
+    read = WalkStep(Call("get_user_tweets", {"username": "techpro_dev"}),
+                    json.dumps({"tweets": [{"id": 0, "username": "techpro_dev", "content": "Exciting news!"},
+                                           {"id": 17, "username": "techpro_dev", "content": "More news"}]}),
+                    False, "h1", False)
+    facts = answer_facts(read, "Retrieve all tweets from a specific user, with techpro_dev as the username.")
+    # Field names ("tweets", "id", "username") were once facts: a reply saying "provided" passed.
+    assert facts == ["Exciting news!", "17"]
+    assert not {"id", "username", "tweets", "techpro_dev"} & set(facts)
+    assert answer_facts(WalkStep(read.call, read.content, False, "h2", True)) == []  # a change is checked on state
+    assert answer_facts(WalkStep(read.call, '{"ok": "no"}', False, "h1", False)) == []  # too short to show anything
+
+
+def test_no_pool_task_is_passed_by_a_reply_that_only_echoes_its_request():
+    """Over real BFCL walks: every read task's facts are values its reference returned, and a
+    reply made of the request plus every field name the results used contains none of them."""
+    checked = 0
+    for seed_task, seed in (("multi_turn_base_0", 5), ("multi_turn_base_13", 2), ("multi_turn_base_30", 7)):
+        walk, tools = run_walk(seed_task, 40, seed=seed)
+        by_call: dict[str, list] = {}  # the same call can run at several points of a walk
+        for s in walk.steps:
+            by_call.setdefault(json.dumps([s.call.name, s.call.arguments], sort_keys=True), []).append(s)
+        for c in candidates_from_walk(walk, tools, "bfcl", origin=seed_task):
+            if not c.expected_facts:
+                continue
+            ran = by_call[json.dumps([c.calls[-1].name, c.calls[-1].arguments], sort_keys=True)]
+            names = {k for s in ran for k, _ in field_values(s.content)}
+            echo = (c.query + " " + " ".join(names)).lower()
+            assert not any(f.lower() in echo for f in c.expected_facts), (c.query, c.expected_facts)
+            assert any(all(f in s.content for f in c.expected_facts) for s in ran)
+            checked += 1
+    assert checked >= 3
