@@ -283,10 +283,11 @@ def main() -> None:
     base["steps"] = args.steps
     base["eval"] = {**base.get("eval", {}), "synthetic_tasks": args.eval_synthetic, "seed_tasks": args.eval_bfcl,
                     "k": args.k}
-    # Enough explorations for the held-out share to hold the evaluation set (16 explorations
-    # gave 26 held-out tasks on BFCL, 2026-11-30).
+    # Enough explorations for the held-out share to hold the evaluation set: 24 explorations
+    # gave 27 held-out tasks on BFCL once answer facts had to be values (2026-12-01; 16 gave 26
+    # before, when field names passed as facts).
     q = base.setdefault("questioning", {})
-    q["explorations"] = max(q.get("explorations", 8), (3 * args.eval_synthetic) // 4)
+    q["explorations"] = max(q.get("explorations", 8), (5 * args.eval_synthetic) // 4)
     base["rollout"] = {**base.get("rollout", {}), "max_new_tokens": args.max_new_tokens}
     base["bootstrapping"] = {**base.get("bootstrapping", {}), "max_tasks": args.bootstrap_tasks,
                              "epochs": args.bootstrap_epochs, "between_steps": args.between_steps}

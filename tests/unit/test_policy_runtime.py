@@ -16,7 +16,10 @@ from evolver.envs.base import Tool
 
 @pytest.fixture(scope="module")
 def backend(tiny_model_dir):
-    return HFBackend(tiny_model_dir, threads=2)
+    # float32 pinned: the equalities below (batched == alone, shared prefill, reused KV) are exact
+    # in float32; on a CPU with AMX the measured default is bfloat16, whose matmuls round
+    # differently with the batch's shape (its own tolerance is tested at the end).
+    return HFBackend(tiny_model_dir, threads=2, compute_dtype=torch.float32)
 
 
 def prompts(tokenizer):
@@ -131,7 +134,8 @@ def test_the_next_turn_reuses_the_previous_turns_kv_and_decodes_the_same(tiny_mo
     """Three episodes, two turns each, batched as the explorer batches them: turn 2 runs only
     its new tokens on the cached KV of turn 1 and produces what a backend without the cache
     produces; a prompt that continues nothing cached (in the same batch) is prefilled as usual."""
-    cached, plain = HFBackend(tiny_model_dir, threads=2), HFBackend(tiny_model_dir, threads=2, prefix_cache_tokens=0)
+    cached = HFBackend(tiny_model_dir, threads=2, compute_dtype=torch.float32)
+    plain = HFBackend(tiny_model_dir, threads=2, prefix_cache_tokens=0, compute_dtype=torch.float32)
     tools = [Tool("ls", "List the files in the current folder.", {"type": "object", "properties": {}})]
     convs = {name: Conversation(tokenizer) for name in ("a", "b")}
     for name, conv in convs.items():
@@ -249,3 +253,30 @@ def test_length_buckets_never_pad_a_prompt_past_the_ratio():
     for b in buckets:
         assert max(lengths[i] for i in b) <= 1.5 * min(lengths[i] for i in b)
     assert [sorted(b) for b in buckets] == [[0, 2, 3, 5], [6], [1, 4]]
+
+
+BF16_LOGPROB_TOLERANCE = (0.05, 0.10)  # nats: mean and max |behaviour - float32 recomputation|
+
+
+def test_bfloat16_behaviour_logprobs_stay_within_tolerance_of_a_float32_recomputation(tiny_model_dir, tokenizer):
+    """Where bfloat16 is faster (an AMX CPU, a GPU) the policy decodes in it, and the trainer
+    forms its importance ratio against these behaviour log-probs: they stay within a stated
+    tolerance of the same tokens scored in float32 (max 0.10 nats: a ratio within 0.90-1.11,
+    inside PPO's clip; the tiny model measured mean 0.004, max 0.010 on an AMX CPU, SmolLM2
+    mean 0.029, max 0.089)."""
+    bf16 = HFBackend(tiny_model_dir, threads=2, compute_dtype=torch.bfloat16)
+    reqs = [GenerationRequest(p, SamplingParams(max_new_tokens=12, temperature=1.0, seed=i))
+            for i, p in enumerate(prompts(tokenizer))]
+    diffs = []
+    for c in bf16.generate_sync(reqs):
+        ids = torch.tensor([c.prompt_token_ids + c.token_ids])
+        with torch.no_grad():  # the weights are float32: no autocast, a float32 forward
+            logits = bf16.model(ids).logits[0].float()
+        n = len(c.prompt_token_ids)
+        diffs += [abs(a - float(torch.log_softmax(logits[n - 1 + i], -1)[t]))
+                  for i, (a, t) in enumerate(zip(c.logprobs, c.token_ids))]
+    mean_tol, max_tol = BF16_LOGPROB_TOLERANCE
+    assert len(diffs) >= 24
+    assert 0 < max(diffs) < max_tol, max(diffs)  # > 0: it really decoded in bfloat16
+    print(f"bf16 vs fp32 log-probs: mean {sum(diffs) / len(diffs):.4f}, max {max(diffs):.4f}, n {len(diffs)}")
+    assert sum(diffs) / len(diffs) < mean_tol
