@@ -97,14 +97,16 @@ class PolicyUpdater:
                  epsilon: float, epsilon_high: float, off_cliprange_high: float, temperature: float,
                  max_grad_norm: float = 1.0, seed: int = 0, work_dir: Path | str | None = None,
                  gradient_checkpointing: bool = False, bf16: bool | None = None, clip_ratio_c: float | None = 3.0,
-                 device: str | None = None):
+                 device: str | None = None, compute_dtype=None):
         """gradient_checkpointing: trades compute for activation memory: off on a CPU (a 135M
         LoRA policy does not need it, bench/update.py), on for a 7B policy on a GPU.
         bf16: None = measured (decode.fast_dtype: bfloat16 on a GPU or an AMX CPU); True/False
         only for the benchmark's baseline. On a GPU the frozen base weights are also stored in
         bfloat16 (half the memory); the LoRA weights stay float32 (PEFT's adapter autocast).
         clip_ratio_c: AgentEvolver's dual clip for negative advantages (None: off).
-        device: None = cuda when present, else cpu."""
+        device: None = cuda when present, else cpu.
+        compute_dtype: None = measured (decode.fast_dtype); torch.float32 only for the
+        benchmark's float32 baseline on a machine that measures bfloat16."""
         from datasets import Dataset
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -115,7 +117,7 @@ class PolicyUpdater:
         GRPOConfig, _ = _trl()
         from evolver.models.decode import fast_dtype
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.compute_dtype = fast_dtype(self.device.type)
+        self.compute_dtype = compute_dtype if compute_dtype is not None else fast_dtype(self.device.type)
         self.base_model = Path(model_dir).name
         self.base_model_digest = model_digest(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))

@@ -201,7 +201,7 @@ async def test_the_llm_explorer_chooses_each_step_and_the_planner_covers_unusabl
 
 
 async def test_llm_feasibility_replays_with_a_tip_and_the_judge_decides(bfcl):
-    (walk,) = await walks(bfcl, 9)
+    (walk,) = await walks(bfcl, 26)
 
     def solver(body: dict) -> Reply:
         messages = body["messages"]
@@ -209,7 +209,7 @@ async def test_llm_feasibility_replays_with_a_tip_and_the_judge_decides(bfcl):
             return Reply("Done.")  # after one round of calls
         tip = messages[1]["content"].split("(it may not be correct):", 1)[1]
         calls = re.findall(r"\d+\. (\w+)\((\{.*?\})\)", tip)
-        if any(name == "get_tweet" for name, _ in calls):  # this one goes wrong on purpose
+        if any(name == "pwd" for name, _ in calls):  # this one goes wrong on purpose
             return Reply('<tool_call>\n{"name": "get_tweet", "arguments": {"tweet_id": 987654}}\n</tool_call>')
         return Reply("".join(f'<tool_call>\n{{"name": "{n}", "arguments": {a}}}\n</tool_call>\n' for n, a in calls))
 
@@ -236,9 +236,9 @@ async def test_llm_feasibility_replays_with_a_tip_and_the_judge_decides(bfcl):
     usage = {u.role: u for u in made.role_usage}
     assert usage["explorer"].calls == n_solver > 0 and usage["judge"].calls == n_verdict > 0
     names = [[c.name for c in t.reference_solution] for t in made.accepted]
-    # seed 9's walk: the login check (judged true), mkdir (an unusable verdict: the replay check
-    # accepts it, counted), get_tweet (the tip-guided replay failed: the judge refused it)
-    assert sorted(names) == [["mkdir"], ["posting_get_login_status"]]
+    # seed 26's walk: the user's tweets (judged true), mkdir (an unusable verdict: the replay
+    # check accepts it, counted), pwd (the tip-guided replay failed: the judge refused it)
+    assert sorted(names) == [["get_user_tweets"], ["mkdir"]]
     assert "LLM feasibility: the judge found the tip-guided replay unsuccessful" in made.reasons
     assert usage["judge"].fallbacks == 1 and usage["judge"].parse_failures == 1
     for t in made.accepted:  # the reference is what the replay did, with its end state
