@@ -37,7 +37,9 @@ from evolver.models.backend import SamplingParams
 class EmulatedEngine:
     """The model, its loaded adapters and a decode per batch; thread-safe."""
 
-    def __init__(self, model_dir: Path | str, served_name: str, max_model_len: int = 8192, max_loras: int = 8):
+    def __init__(self, model_dir: Path | str, served_name: str, max_model_len: int = 8192, max_loras: int = 8,
+                 dtype: str = "auto"):
+        """dtype: vLLM's --dtype; "auto" = measured (decode.fast_dtype: bfloat16 on an AMX CPU)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -46,7 +48,7 @@ class EmulatedEngine:
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
         self.model.eval()
-        self.dtype = fast_dtype("cpu")
+        self.dtype = fast_dtype("cpu") if dtype == "auto" else getattr(torch, dtype)
         self.end_ids = {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         self.adapters: dict[str, str] = {}  # name -> path
@@ -72,6 +74,12 @@ class EmulatedEngine:
         with self.lock:
             self.model.delete_adapter(name)
             del self.adapters[name]
+            if not self.adapters:
+                # The last one gone: back to the plain model. A PeftModel left with no adapter
+                # still names the deleted one as active, and the base model's next request
+                # failed on it (KeyError in peft 0.21's forward: HTTP 500).
+                self.model = self.model.unload()
+                self.model.eval()
 
     def generate(self, model_name: str, prompts: Sequence[Sequence[int]],
                  samplings: Sequence[SamplingParams]) -> list:
@@ -203,7 +211,7 @@ def build_app(engine: EmulatedEngine, *, batch_window_s: float = 0.01):
 
 
 def start(model_dir: Path | str, *, port: int, served_name: str, max_model_len: int = 8192, max_loras: int = 8,
-          threads: int = 1, timeout_s: float = 120.0):
+          threads: int = 1, timeout_s: float = 120.0, dtype: str = "auto"):
     """The emulator as its own process on a loopback port (the caller's free one: picking it
     belongs to evolver.stack, above this layer): (base url ".../v1", process). Its output goes
     to a temporary file, quoted if it exits during start."""
@@ -216,7 +224,7 @@ def start(model_dir: Path | str, *, port: int, served_name: str, max_model_len: 
     log = tempfile.TemporaryFile()
     p = subprocess.Popen([sys.executable, "-m", "evolver.models.vllm_emulator", str(model_dir), "--port", str(port),
                           "--served-model-name", served_name, "--max-model-len", str(max_model_len),
-                          "--max-loras", str(max_loras), "--threads", str(threads)],
+                          "--max-loras", str(max_loras), "--threads", str(threads), "--dtype", dtype],
                          stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -242,11 +250,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--max-model-len", type=int, default=8192)
     ap.add_argument("--max-loras", type=int, default=8)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto")
     a = ap.parse_args(argv)
     if a.threads:
         import torch
         torch.set_num_threads(a.threads)
-    engine = EmulatedEngine(a.model_dir, a.served_model_name or Path(a.model_dir).name, a.max_model_len, a.max_loras)
+    engine = EmulatedEngine(a.model_dir, a.served_model_name or Path(a.model_dir).name, a.max_model_len, a.max_loras,
+                            a.dtype)
     uvicorn.run(build_app(engine), host=a.host, port=a.port, log_level="warning")
 
 

@@ -49,11 +49,12 @@ async def dead_letters(bus, subject: str) -> list:
 SERVED = "tiny"  # the vLLM emulator's served model name in tests
 
 
-def start_emulator(model_dir, *, max_model_len: int = 8192, max_loras: int = 8):
+def start_emulator(model_dir, *, max_model_len: int = 8192, max_loras: int = 8, dtype: str = "auto"):
     """(base url, process) of a vLLM emulator serving the model as SERVED."""
     from evolver.models import vllm_emulator
     from evolver.stack.processes import free_port
-    return vllm_emulator.start(model_dir, port=free_port(), served_name=SERVED, max_model_len=max_model_len, max_loras=max_loras)
+    return vllm_emulator.start(model_dir, port=free_port(), served_name=SERVED, max_model_len=max_model_len,
+                               max_loras=max_loras, dtype=dtype)
 
 
 def embedded_stack(state_dir, tiny_model_dir, cli, **extra_env):

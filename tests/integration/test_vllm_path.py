@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import torch
 
 from evolver.models.backend import GenerationRequest, SamplingParams
 from evolver.models.conversation import Conversation
@@ -23,7 +24,10 @@ MAX_LEN = 600
 
 @pytest.fixture(scope="module")
 def emulator(tiny_model_dir):
-    url, p = start_emulator(tiny_model_dir, max_model_len=MAX_LEN)
+    # float32 on both sides (here and the trainer below): the log-probs must match to 2e-3, which
+    # is float32's agreement; bfloat16's (an AMX CPU's measured default) is tested in
+    # tests/unit/test_policy_runtime.py with its own tolerance.
+    url, p = start_emulator(tiny_model_dir, max_model_len=MAX_LEN, dtype="float32")
     yield url
     p.terminate()
     p.wait(15)
@@ -55,7 +59,7 @@ def trained(tiny_model_dir):
     """A trainer one and two steps past the base, its adapters (what the object store holds) and
     its checkpoints at versions 0 and 1 (restored to recompute log-probs at that version)."""
     upd = PolicyUpdater(tiny_model_dir, learning_rate=0.05, lora_r=4, lora_alpha=8, beta=0.0, epsilon=0.2,
-                        epsilon_high=0.28, off_cliprange_high=0.6, temperature=1.0)
+                        epsilon_high=0.28, off_cliprange_high=0.6, temperature=1.0, compute_dtype=torch.float32)
     push = Sample("a", "g", [1, 2, 3, 40, 41, 42], [0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1], [0.0] * 6, False, False, 1.0)
     states = {0: upd.checkpoint_blob()}
     upd.update([push])
