@@ -51,6 +51,12 @@ def fast_dtype(device: str = "cpu", size: int = 768, min_gain: float = 1.5) -> t
         return torch.float32
 
 
+def dtype_setting(name: str):
+    """settings.policy.compute_dtype as a torch dtype; None for "auto" (measured by fast_dtype)."""
+    import torch
+    return None if name == "auto" else {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+
+
 def autocast(device: str, dtype) -> contextlib.AbstractContextManager:
     import torch
     if dtype == torch.float32:

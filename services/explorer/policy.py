@@ -42,9 +42,11 @@ class LazyPolicy:
                     from evolver.models.batching import BatchingBackend
                     from evolver.models.hf import HFBackend
                     # A group's attempts run concurrently; their turns are generated in batches.
+                    from evolver.models.decode import dtype_setting
                     self._backend = BatchingBackend(await asyncio.to_thread(
                         HFBackend, model_dir(self.settings),
-                        prefix_cache_tokens=self.settings.policy.prefix_cache_tokens))
+                        prefix_cache_tokens=self.settings.policy.prefix_cache_tokens,
+                        compute_dtype=dtype_setting(self.settings.policy.compute_dtype)))
             return self._backend
 
     async def base_model_digest(self) -> str:

@@ -536,6 +536,7 @@ def default_updater_factory(settings):
         return serialized(_build, spec)
 
     def _build(spec: RunSpec):
+        from evolver.models.decode import dtype_setting
         from evolver.models.prepare import resolve_model_dir
         from services.trainer.updater import PolicyUpdater
         model_dir = resolve_model_dir(spec.model, settings.policy.model_dir)
@@ -545,5 +546,6 @@ def default_updater_factory(settings):
                              off_cliprange_high=t.off_cliprange_high, temperature=spec.rollout.temperature,
                              max_grad_norm=t.max_grad_norm, seed=spec.seed, clip_ratio_c=t.clip_ratio_c,
                              gradient_checkpointing=t.gradient_checkpointing,
-                             device=None if t.device == "auto" else t.device)
+                             device=None if t.device == "auto" else t.device,
+                             compute_dtype=dtype_setting(settings.policy.compute_dtype))
     return make

@@ -10,6 +10,7 @@ import json
 
 import httpx
 import pytest
+import torch
 import yaml
 
 from evolver.bus import Bus
@@ -36,12 +37,15 @@ CONFIG = {
 
 @pytest.fixture(scope="module")
 def vllm_stack(tmp_path_factory, tiny_model_dir):
-    url, emulator = start_emulator(tiny_model_dir, max_model_len=8192)
+    # float32 in the server and the trainer: the behaviour log-probs must match the trainer's to
+    # 2e-3 (float32's agreement; bfloat16, an AMX CPU's measured default, differs by ~8e-3).
+    url, emulator = start_emulator(tiny_model_dir, max_model_len=8192, dtype="float32")
     root = tmp_path_factory.mktemp("vllm-loop")
     try:
         yield from ((url, d) for d in embedded_stack(
             root / "stack", tiny_model_dir, cli, EVOLVER_POLICY__BACKEND="openai", EVOLVER_POLICY__ENDPOINT=url,
-            EVOLVER_POLICY__MODEL=SERVED, EVOLVER_POLICY__ADAPTER_DIR=str(root / "adapters")))
+            EVOLVER_POLICY__MODEL=SERVED, EVOLVER_POLICY__ADAPTER_DIR=str(root / "adapters"),
+            EVOLVER_POLICY__COMPUTE_DTYPE="float32"))
     finally:
         emulator.terminate()
         emulator.wait(15)
@@ -80,7 +84,7 @@ def test_two_steps_on_vllm_every_turn_generated_by_the_version_its_job_named(vll
 
     # The emulator's behaviour log-probs are the trainer's recomputation at version 0.
     upd = PolicyUpdater(tiny_model_dir, learning_rate=1e-3, lora_r=4, lora_alpha=8, beta=0.0, epsilon=0.2,
-                        epsilon_high=0.28, off_cliprange_high=0.6, temperature=1.0)
+                        epsilon_high=0.28, off_cliprange_high=0.6, temperature=1.0, compute_dtype=torch.float32)
     worst = 0.0
     for t in trajs[0]:
         tok = t.tokens

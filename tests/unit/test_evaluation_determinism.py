@@ -4,13 +4,15 @@ bootstrap interval."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from evolver.agent.rollout import RolloutOptions, attempt_seed, run_group, shown_tools
 from evolver.algorithms.stats import eval_deltas, paired_delta, pooled_delta
 from evolver.models.backend import GenerationRequest, SamplingParams
 from evolver.models.batching import BatchingBackend
-from evolver.models.decode import fast_dtype
+from evolver.config import ConfigError, load_settings
+from evolver.models.decode import dtype_setting, fast_dtype
 from evolver.models.hf import HFBackend
 from tests.bfcl_tasks import mkdir_task
 
@@ -72,3 +74,8 @@ def test_paired_bootstrap_intervals():
 def test_the_compute_dtype_is_measured():
     assert fast_dtype(min_gain=1e9) == torch.float32  # bf16 never wins by a billion times
     assert fast_dtype(min_gain=0.0) == torch.bfloat16  # any rate beats zero
+    # settings.policy.compute_dtype: "auto" leaves it to the measurement, the others force it
+    assert dtype_setting("auto") is None and dtype_setting("float32") == torch.float32
+    assert load_settings(environ={"EVOLVER_POLICY__COMPUTE_DTYPE": "bfloat16"}).policy.compute_dtype == "bfloat16"
+    with pytest.raises(ConfigError, match="policy.compute_dtype"):
+        load_settings(environ={"EVOLVER_POLICY__COMPUTE_DTYPE": "float8"})
