@@ -58,8 +58,7 @@ def main(n: int, repeats: int) -> dict:
                                   ("now", False, None)):
         sides[name] = PolicyUpdater(model_dir, learning_rate=1e-5, lora_r=8, lora_alpha=16, beta=0.001, epsilon=0.2,
                                     epsilon_high=0.28, off_cliprange_high=0.6, temperature=1.0,
-                                    gradient_checkpointing=previous, bf16=True if previous else (False if dtype else None),
-                                    compute_dtype=dtype)
+                                    gradient_checkpointing=previous, bf16=True if previous else None, compute_dtype=dtype)
     batch = asyncio.run(samples(next(iter(sides.values())).tokenizer, n))
     times: dict[str, list[float]] = {k: [] for k in sides}
     for r in range(repeats):

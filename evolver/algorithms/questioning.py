@@ -277,7 +277,7 @@ def answer_facts(step: WalkStep, query: str = "", limit: int = 2) -> list[str]:
     returned (never a field name: "id" and "username" were once facts, and any reply that
     said "provided" or echoed the request passed), strings of 3 characters or more and numbers
     of 2 digits or more, that the request itself does not contain (an echo is not an answer).
-    None after a call that changed state: its check is the state."""
+    Nothing after a call that changed state: its check is the state."""
     if step.changed_state or step.is_error:
         return []
     q, out = query.lower(), []

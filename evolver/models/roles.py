@@ -127,8 +127,8 @@ class RoleCallers:
             from evolver.models.batching import BatchingBackend
             from evolver.models.hf import HFBackend
             from evolver.models.prepare import resolve_model_dir
-            # A group's calls arrive together: they decode as one batch.
             from evolver.models.decode import dtype_setting
+            # A group's calls arrive together: they decode as one batch.
             self._local = BatchingBackend(await asyncio.to_thread(
                 HFBackend, resolve_model_dir(self.settings.policy.model_dir),
                 compute_dtype=dtype_setting(self.settings.policy.compute_dtype)))

@@ -41,8 +41,8 @@ class LazyPolicy:
                 else:
                     from evolver.models.batching import BatchingBackend
                     from evolver.models.hf import HFBackend
-                    # A group's attempts run concurrently; their turns are generated in batches.
                     from evolver.models.decode import dtype_setting
+                    # A group's attempts run concurrently; their turns are generated in batches.
                     self._backend = BatchingBackend(await asyncio.to_thread(
                         HFBackend, model_dir(self.settings),
                         prefix_cache_tokens=self.settings.policy.prefix_cache_tokens,

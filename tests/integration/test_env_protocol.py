@@ -220,7 +220,6 @@ async def test_hung_or_crashing_calls_fail_that_call_not_the_server():
         await servicer.close()
 
 
-
 class SlowPolicy:
     """A scripted policy (FakeBackend, a fake: no model) whose every turn waits delay_s, as a
     turn queued behind other groups' generations waits on a loaded machine."""
