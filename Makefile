@@ -25,7 +25,7 @@ test-unit: venv
 # chaos rounds (every service SIGKILLed once per round); figures in docs/robustness.jsonl.
 chaos: venv
 	@rm -f docs/robustness.jsonl
-	@ROBUSTNESS_JSONL=docs/robustness.jsonl CHAOS_ROUNDS=3 CHAOS_STEPS=4 FUZZ_EXAMPLES=40 \
+	@ROBUSTNESS_JSONL=docs/robustness.jsonl CHAOS_ROUNDS=3 CHAOS_STEPS=6 FUZZ_EXAMPLES=40 \
 		$(PY) -m pytest -q -s -p no:cacheprovider tests/integration/test_robustness.py \
 		tests/integration/test_hostile_tool_calls.py tests/integration/test_hostile_bus.py
 

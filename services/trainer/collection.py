@@ -10,6 +10,7 @@ Pure parts (no bus): the job ids, the RolloutRequested a step sends, and the wai
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterable
 
 from evolver.v1 import events_pb2, task_pb2
@@ -42,6 +43,11 @@ def split_stale(groups, version: int, max_lag: int) -> tuple[list, list]:
 def restale_job_id(group_id: str, version: int) -> str:
     """The job asking again, at `version`, for a group that came back too old."""
     return f"{group_id}.v{version}"
+
+
+def original_group_id(job_id: str) -> str:
+    """The group a job id names, whether first asked for or asked for again (`restale_job_id`)."""
+    return re.sub(r"\.v\d+$", "", job_id)
 
 
 def rollout_request(spec: RunSpec, *, run_id: str, job: str, step: int, task: task_pb2.Task, version: int,

@@ -124,7 +124,7 @@ async def test_a_wait_ends_at_its_timeout_or_when_the_run_is_stopped_and_leaves_
 
 
 def test_groups_older_than_the_lag_bound_are_split_off():
-    from services.trainer.collection import group_version, restale_job_id, split_stale
+    from services.trainer.collection import group_version, original_group_id, restale_job_id, split_stale
 
     def at(gid, *versions, infra_version=None):
         trajs = [tpb.Trajectory(trajectory_id=f"{gid}.{i}", policy_version=v) for i, v in enumerate(versions)]
@@ -139,6 +139,8 @@ def test_groups_older_than_the_lag_bound_are_split_off():
     assert [g.group.group_id for g in keep] == ["a", "b"] and [g.group.group_id for g in stale] == ["c", "d"]
     keep, stale = split_stale([fresh, behind1], version=3, max_lag=0)  # synchronous: only the current policy
     assert [g.group.group_id for g in keep] == ["a"] and restale_job_id("r.s3.t1", 3) == "r.s3.t1.v3"
+    assert original_group_id("r.s3.t1.v3") == original_group_id("r.s3.t1") == "r.s3.t1"
+    assert original_group_id("r.s3.t1.v3x") == "r.s3.t1.v3x"  # only the re-request suffix goes
 
 
 def test_a_checkpoint_round_trips_and_ignores_keys_it_does_not_know():
