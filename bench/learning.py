@@ -257,6 +257,8 @@ def main() -> None:
     ap.add_argument("--mode", choices=["main", "ablation"], default="main")
     ap.add_argument("--seeds", default="0,1,2", help="main mode: one run per seed; ablation: the first")
     ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--group-size", type=int, default=None, help="rollouts per task (default: the config's)")
+    ap.add_argument("--tasks-per-step", type=int, default=None, help="tasks per RL step (default: the config's)")
     ap.add_argument("--eval-synthetic", type=int, default=32, help="held-out synthetic tasks evaluated")
     ap.add_argument("--eval-bfcl", type=int, default=10, help="BFCL multi_turn_base test tasks evaluated")
     ap.add_argument("--k", type=int, default=4, help="attempts per evaluated task (avg@k, best@k)")
@@ -281,6 +283,10 @@ def main() -> None:
 
     base = yaml.safe_load(Path(args.config).read_text())
     base["steps"] = args.steps
+    if args.group_size:
+        base["group_size"] = args.group_size
+    if args.tasks_per_step:
+        base["tasks_per_step"] = args.tasks_per_step
     base["eval"] = {**base.get("eval", {}), "synthetic_tasks": args.eval_synthetic, "seed_tasks": args.eval_bfcl,
                     "k": args.k}
     # Enough explorations for the held-out share to hold the evaluation set: 24 explorations
