@@ -45,8 +45,10 @@ console = Console()
 async def samples(tokenizer, n: int) -> list[Sample]:
     env = InProcessEnvironment(BfclEnvironment())
     seq = (await demonstration(tokenizer, env, await mkdir_task(env), max_tools_shown=3, seed=0)).sequence
+    # Exact, as a rollout's are: each side then does what it does in a run (a float32 trainer
+    # takes them as they are, a bfloat16 one recomputes them: one more forward).
     return [Sample(f"s{i}", "g", seq.token_ids, seq.loss_mask, [float(m) * (1 if i % 2 else -1) for m in seq.loss_mask],
-                   seq.behaviour_logprobs, False, False, 1.0) for i in range(n)]
+                   seq.behaviour_logprobs, True, False, 1.0) for i in range(n)]
 
 
 def main(n: int, repeats: int) -> dict:

@@ -59,10 +59,10 @@ class HFBackend:
     def __init__(self, model_dir: Path | str, *, device: str | None = None, threads: int | None = None,
                  compute_dtype=None, prefix_cache_tokens: int = 32768):
         """model_dir: a safetensors model folder (e.g. the `models prepare` cache), or a .gguf
-        file (dequantised to float32 on load; slower: prefer preparing once). compute_dtype:
-        None = measured (decode.fast_dtype); weights stay float32 either way.
+        file (dequantised on load; slower: prefer preparing once). compute_dtype: None =
+        measured (decode.fast_dtype); the base weights are held in it, adapters stay float32.
         prefix_cache_tokens: the prefix cache's bound (0: no cache; ~46 KB per token for
-        SmolLM2-135M in float32)."""
+        SmolLM2-135M in float32, half that in bfloat16)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -72,12 +72,14 @@ class HFBackend:
         path = Path(model_dir)
         source = dict(pretrained_model_name_or_path=str(path.parent), gguf_file=path.name) if path.suffix == ".gguf" \
             else dict(pretrained_model_name_or_path=str(path))
+        self.compute_dtype = compute_dtype if compute_dtype is not None else fast_dtype(self.device)
+        # Weights in the compute dtype: float32 weights under bfloat16 autocast are cast again on
+        # every forward, and decode is memory-bound (half the bytes per token in bfloat16).
         with MODEL_LOAD_LOCK:
             self.tokenizer = AutoTokenizer.from_pretrained(**source)
-            self.model = AutoModelForCausalLM.from_pretrained(**source, dtype=torch.float32).to(self.device)
+            self.model = AutoModelForCausalLM.from_pretrained(**source, dtype=self.compute_dtype).to(self.device)
         self.tokenizer.padding_side = "left"
         self.model.eval()
-        self.compute_dtype = compute_dtype if compute_dtype is not None else fast_dtype(self.device)
         self.end_ids = {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         self._lock = threading.Lock()

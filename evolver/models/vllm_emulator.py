@@ -45,10 +45,10 @@ class EmulatedEngine:
 
         from evolver.models.decode import dtype_setting, fast_dtype
         self.served_name, self.max_model_len, self.max_loras = served_name, max_model_len, max_loras
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
-        self.model.eval()
         self.dtype = dtype_setting(dtype) or fast_dtype("cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=self.dtype)  # as vLLM's --dtype
+        self.model.eval()
         self.end_ids = {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         self.adapters: dict[str, str] = {}  # name -> path

@@ -26,6 +26,7 @@ class Sample:
     logprobs_exact: bool
     guided: bool  # had experiences injected: trained with the wider upper clip
     reward: float
+    policy_version: int | None = None  # the version that generated it (None: unknown)
 
 
 @dataclass
@@ -66,7 +67,8 @@ def group_samples(event: events_pb2.RolloutAttributed, cfg: AdcaConfig, *, attri
         for tok in records(t):  # one sample per attempt, or per turn when the template rewrote history
             samples.append(Sample(t.trajectory_id, event.group.group_id, list(tok.token_ids), list(tok.loss_mask),
                                   token_advantages(a, list(tok.step_ids)), list(tok.behaviour_logprobs),
-                                  tok.logprobs_exact, bool(t.experience_ids), t.reward.score))
+                                  tok.logprobs_exact, bool(t.experience_ids), t.reward.score,
+                                  t.policy_version))
     return samples, stats
 
 

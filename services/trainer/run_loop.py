@@ -547,5 +547,6 @@ def default_updater_factory(settings):
                              max_grad_norm=t.max_grad_norm, seed=spec.seed, clip_ratio_c=t.clip_ratio_c,
                              gradient_checkpointing=t.gradient_checkpointing,
                              device=None if t.device == "auto" else t.device,
-                             compute_dtype=dtype_setting(settings.policy.compute_dtype))
+                             compute_dtype=dtype_setting(settings.policy.compute_dtype),
+                             keep_versions=spec.rollout.max_policy_lag + 1)
     return make

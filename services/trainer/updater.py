@@ -4,8 +4,12 @@
 the behaviour log-probs, KL to the reference with the k3 estimator, token-mean aggregation via
 loss_type="bnpo") while:
   - taking per-token advantages (B, T) from ADCA-GRPO instead of one scalar per sequence;
-  - taking the rollouts' behaviour log-probs as old_per_token_logps (never recomputed when the
-    backend returned exact ones);
+  - taking the rollouts' behaviour log-probs as old_per_token_logps when the backend returned
+    exact ones and both sides compute in float32 (they then agree to ~1e-5 nats); in bfloat16
+    they differ by ~0.05 nats on average, up to 0.23 (bench/logprob_agreement.py), so the
+    trainer recomputes them in its own numerics, as AgentEvolver's actor always does (spec §4.6),
+    with the LoRA weights of the version that generated each sample (kept for the last
+    `keep_versions` versions), so a lagged group's ratio is still its importance weight;
   - using a per-sequence upper clip: off_cliprange_high for experience-guided trajectories,
     epsilon_high for the rest (AgentEvolver §4.6).
 Generation is not TRL's: the explorers produce the rollouts, so the trainer never calls
@@ -97,16 +101,21 @@ class PolicyUpdater:
                  epsilon: float, epsilon_high: float, off_cliprange_high: float, temperature: float,
                  max_grad_norm: float = 1.0, seed: int = 0, work_dir: Path | str | None = None,
                  gradient_checkpointing: bool = False, bf16: bool | None = None, clip_ratio_c: float | None = 3.0,
-                 device: str | None = None, compute_dtype=None):
+                 device: str | None = None, compute_dtype=None, recompute_old: bool | None = None,
+                 keep_versions: int = 2):
         """gradient_checkpointing: trades compute for activation memory: off on a CPU (a 135M
         LoRA policy does not need it, bench/update.py), on for a 7B policy on a GPU.
         bf16: None = measured (decode.fast_dtype: bfloat16 on a GPU or an AMX CPU); True/False
-        only for the benchmark's baseline. On a GPU the frozen base weights are also stored in
-        bfloat16 (half the memory); the LoRA weights stay float32 (PEFT's adapter autocast).
+        only for the benchmark's baseline. The frozen base weights are stored in the compute
+        dtype (bfloat16: half the memory and no cast per forward); the LoRA weights stay float32.
         clip_ratio_c: AgentEvolver's dual clip for negative advantages (None: off).
         device: None = cuda when present, else cpu.
         compute_dtype: None = measured (decode.fast_dtype); torch.float32 only for the
-        benchmark's float32 baseline on a machine that measures bfloat16."""
+        benchmark's float32 baseline on a machine that measures bfloat16.
+        recompute_old: the importance ratio's denominator from a no-grad forward of this model
+        rather than the rollouts' behaviour log-probs. None = when computing in bfloat16.
+        keep_versions: LoRA weights kept per recent version for that recomputation (the
+        asynchronous pipeline's max_policy_lag + 1); an older sample keeps its behaviour log-probs."""
         from datasets import Dataset
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -118,13 +127,14 @@ class PolicyUpdater:
         from evolver.models.decode import fast_dtype
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.compute_dtype = compute_dtype if compute_dtype is not None else fast_dtype(self.device.type)
+        self.recompute_old = self.compute_dtype != torch.float32 if recompute_old is None else recompute_old
         self.base_model = Path(model_dir).name
         self.base_model_digest = model_digest(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        weights_dtype = torch.bfloat16 if self.device.type == "cuda" and self.compute_dtype == torch.bfloat16 \
-            else torch.float32
-        base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=weights_dtype)
+        # The frozen base weights in the compute dtype (float32 ones would be cast on every
+        # forward); the LoRA weights and their optimizer state stay float32 (PEFT's adapter autocast).
+        base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=self.compute_dtype)
         self.model = get_peft_model(base, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
                                                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
                                                      task_type="CAUSAL_LM")).to(self.device)
@@ -157,6 +167,9 @@ class PolicyUpdater:
         self.trainer.create_optimizer_and_scheduler(num_training_steps=10**6)
         self.trainer.current_gradient_accumulation_steps = 1
         self.version = 0
+        self.keep_versions = keep_versions
+        self._weights_at: dict[int, dict[str, torch.Tensor]] = {}  # version -> LoRA weights
+        self._remember_weights()
 
     def _ref_logps(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """The reference policy is the base model: the same network with the adapter disabled."""
@@ -241,11 +254,50 @@ class PolicyUpdater:
         inputs = build_inputs(chunk, self.pad_id, epsilon_high=self.epsilon_high,
                               off_cliprange_high=self.off_cliprange_high)
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
-        if not all(s.logprobs_exact for s in chunk):
+        if self.recompute_old:
+            inputs["old_per_token_logps"] = self._old_at_versions(chunk, inputs)
+        elif not all(s.logprobs_exact for s in chunk):
             inputs["old_per_token_logps"] = self._recompute_old(inputs)
         if self.beta:
             inputs["ref_per_token_logps"] = self._ref_logps(inputs)
         return inputs
+
+    def _trainable(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.model.named_parameters() if v.requires_grad}
+
+    def _remember_weights(self) -> None:
+        """This version's LoRA weights (a few MB), for recomputing its samples' old log-probs."""
+        self._weights_at[self.version] = {k: v.detach().clone() for k, v in self._trainable().items()}
+        for v in [v for v in self._weights_at if v <= self.version - self.keep_versions]:
+            del self._weights_at[v]
+
+    def _old_at_versions(self, chunk: Sequence[Sample], inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Each row's old log-probs in this trainer's numerics under the weights that generated
+        it: the current ones, or a kept earlier version's swapped in for one no-grad forward. A
+        row from a version no longer kept keeps its behaviour log-probs when they are exact."""
+        current = self.version
+        old = inputs["old_per_token_logps"].clone()
+        by_version: dict[int, list[int]] = {}
+        for i, s in enumerate(chunk):
+            v = current if s.policy_version is None else s.policy_version
+            if v not in self._weights_at and s.logprobs_exact:
+                continue
+            by_version.setdefault(v if v in self._weights_at else current, []).append(i)
+        params = self._trainable()
+        for v, rows in by_version.items():
+            if v != current:
+                now = {k: p.detach().clone() for k, p in params.items()}
+                with torch.no_grad():
+                    for k, p in params.items():
+                        p.copy_(self._weights_at[v][k])
+            try:
+                old[rows] = self._recompute_old(inputs)[rows].to(old.dtype)
+            finally:
+                if v != current:
+                    with torch.no_grad():
+                        for k, p in params.items():
+                            p.copy_(now[k])
+        return old
 
     def _update(self, samples: Sequence[Sample], micro_batch: int, supervised: bool,
                 prompt_grad: bool = True, mini_batches: int = 1) -> dict[str, float]:
@@ -282,6 +334,7 @@ class PolicyUpdater:
             trainer.optimizer.step()
             trainer.optimizer.zero_grad()
         self.version += 1
+        self._remember_weights()
         m = {k: float(sum(v) / len(v)) for k, v in trainer._metrics["train"].items() if v}
         total_tokens = sum(sum(s.loss_mask) for s in samples)
         out = {"loss": loss_sum, "grad_norm": sum(norms) / len(norms) if norms else 0.0, "samples": float(n_all),
@@ -305,7 +358,7 @@ class PolicyUpdater:
         buf = io.BytesIO()
         trainable = {k: v.detach().cpu() for k, v in self.model.named_parameters() if v.requires_grad}
         torch.save({"version": self.version, "params": trainable,
-                    "optimizer": self.trainer.optimizer.state_dict()}, buf)
+                    "optimizer": self.trainer.optimizer.state_dict(), "weights_at": self._weights_at}, buf)
         return buf.getvalue()
 
     def restore(self, blob: bytes) -> None:
@@ -316,3 +369,5 @@ class PolicyUpdater:
                 params[k].copy_(v)
         self.trainer.optimizer.load_state_dict(state["optimizer"])
         self.version = int(state["version"])
+        self._weights_at = dict(state.get("weights_at", {}))  # absent in older checkpoints
+        self._remember_weights()

@@ -221,3 +221,55 @@ def test_gradient_checkpointing_gives_the_same_step(tiny_model_dir):
     a, b = plain.update([s]), ckpt.update([s])
     assert a["grad_norm"] > 0 and b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
     assert _logp(ckpt, s) == pytest.approx(_logp(plain, s), abs=1e-4)
+
+
+def test_old_logprobs_are_the_behaviour_ones_in_float32_and_recomputed_in_bfloat16(tiny_model_dir):
+    """The importance ratio's denominator: exact behaviour log-probs agree with a float32 trainer
+    to ~1e-5 nats and are used as they are; in bfloat16 they differ by ~0.05 (up to 0.23 on
+    SmolLM2, bench/logprob_agreement.py), so a bfloat16 trainer recomputes them, as
+    AgentEvolver's actor does. Its frozen base weights are bfloat16, its LoRA weights float32."""
+    kw = dict(learning_rate=5e-3, lora_r=4, lora_alpha=8, beta=0.0, epsilon=0.2, epsilon_high=0.28,
+              off_cliprange_high=0.6, temperature=1.0)
+    s = Sample("a", "g", [1, 2, 3, 40, 41, 42], [0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1], [0.0, 0, 0, -5, -5, -5],
+               True, False, 1.0)
+    f32 = PolicyUpdater(tiny_model_dir, compute_dtype=torch.float32, **kw)
+    bf16 = PolicyUpdater(tiny_model_dir, compute_dtype=torch.bfloat16, **kw)
+    assert not f32.recompute_old and bf16.recompute_old
+    assert f32._prepared([s])["old_per_token_logps"][0].tolist() == [-5, -5, -5]
+    old = bf16._prepared([s])["old_per_token_logps"][0]
+    assert old.tolist() != [-5, -5, -5]
+    assert old.float().tolist() == pytest.approx(bf16.recompute_logprobs(s), abs=1e-6)
+    dtypes = {n: p.dtype for n, p in bf16.model.named_parameters()}
+    assert {d for n, d in dtypes.items() if "lora_" in n} == {torch.float32}
+    assert {d for n, d in dtypes.items() if "lora_" not in n} == {torch.bfloat16}
+    assert PolicyUpdater(tiny_model_dir, compute_dtype=torch.bfloat16, recompute_old=False, **kw)._prepared(
+        [s])["old_per_token_logps"][0].tolist() == [-5, -5, -5]
+
+
+def test_a_lagged_sample_is_recomputed_under_the_weights_that_generated_it(tiny_model_dir):
+    """The asynchronous pipeline trains groups one version behind: their ratio must stay the
+    importance weight, so their old log-probs are recomputed under the version that generated
+    them (kept for keep_versions versions, and in the checkpoint), not the current weights."""
+    kw = dict(learning_rate=5e-2, lora_r=4, lora_alpha=8, beta=0.0, epsilon=0.2, epsilon_high=0.28,
+              off_cliprange_high=0.6, temperature=1.0, compute_dtype=torch.bfloat16, keep_versions=2)
+    upd = PolicyUpdater(tiny_model_dir, **kw)
+
+    def at(version):
+        return Sample("a", "g", [1, 2, 3, 40, 41, 42], [0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1],
+                      [0.0, 0, 0, -5, -5, -5], True, False, 1.0, version)
+    at_v0 = upd.recompute_logprobs(at(0))
+    upd.update([at(0)])
+    assert upd.version == 1 and upd.recompute_logprobs(at(1)) != pytest.approx(at_v0, abs=1e-3)  # it moved
+    assert upd._prepared([at(0)])["old_per_token_logps"][0].tolist() == pytest.approx(at_v0, abs=1e-6)
+    assert upd._prepared([at(1)])["old_per_token_logps"][0].tolist() == pytest.approx(
+        upd.recompute_logprobs(at(1)), abs=1e-6)
+    mixed = upd._prepared([at(0), at(1)])["old_per_token_logps"]  # one micro-batch, two versions
+    assert mixed[0].tolist() == pytest.approx(at_v0, abs=1e-2) and mixed[1].tolist() != pytest.approx(at_v0, abs=1e-3)
+    upd.update([at(1)])
+    upd.update([at(2)])  # version 3: version 0 is no longer kept, its exact behaviour log-probs stand
+    assert sorted(upd._weights_at) == [2, 3]
+    assert upd._prepared([at(0)])["old_per_token_logps"][0].tolist() == [-5, -5, -5]
+    again = PolicyUpdater(tiny_model_dir, **kw)
+    again.restore(upd.checkpoint_blob())
+    assert again._prepared([at(2)])["old_per_token_logps"][0].tolist() == pytest.approx(
+        upd._prepared([at(2)])["old_per_token_logps"][0].tolist(), abs=1e-6)
