@@ -53,6 +53,8 @@ def scalar_values(value: Any, limit: int = 200, keys: bool = True) -> list[Any]:
             return
         if isinstance(v, dict):
             for k, x in v.items():
+                if isinstance(k, str) and k.startswith("__"):
+                    continue  # a serialisation marker ("__type__" in BFCL's state), not data
                 if keys:
                     out.append(k)
                 walk(x)

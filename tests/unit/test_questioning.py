@@ -132,6 +132,9 @@ def test_leaves_and_changes():
     assert leaves({"a": [1, {"b": None}], "c": {}}) == {("a[0]", "1"), ("a[1].b", "null"), ("c", "{}")}
     assert changes({"a": 1, "b": 2}, {"a": 1, "c": 3}) == {("c", "3"), ("b", "<removed>")}
     assert scalar_values('{"files": ["x.txt"], "n": 2}') == ["files", "x.txt", "n", 2]
+    # a serialisation marker is not a value a walk may pass as an argument (it filled
+    # diff{"file_name2": "__type__"} from BFCL's state)
+    assert scalar_values({"__type__": "Directory", "name": "docs"}) == ["name", "docs"]
 
 
 def test_answer_facts_are_returned_values_never_field_names_or_what_the_request_says():
