@@ -28,7 +28,8 @@ def test_prepare_converts_once_with_identical_logits(tmp_path):
     assert time.perf_counter() - t1 < 1.0 < first
 
     from evolver.models.hf import HFBackend
-    gguf = HFBackend(prepare.gguf_path())  # the hf backend loads GGUF directly too
+    # the hf backend loads GGUF directly too (in float32 here: the conversion is what is compared)
+    gguf = HFBackend(prepare.gguf_path(), compute_dtype=torch.float32)
     gguf_model, tok = gguf.model, gguf.tokenizer
     t2 = time.perf_counter()
     plain = AutoModelForCausalLM.from_pretrained(str(out))
