@@ -21,6 +21,7 @@ TRL's tool_mask."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import tempfile
@@ -283,21 +284,28 @@ class PolicyUpdater:
             if v not in self._weights_at and s.logprobs_exact:
                 continue
             by_version.setdefault(v if v in self._weights_at else current, []).append(i)
-        params = self._trainable()
         for v, rows in by_version.items():
-            if v != current:
-                now = {k: p.detach().clone() for k, p in params.items()}
-                with torch.no_grad():
-                    for k, p in params.items():
-                        p.copy_(self._weights_at[v][k])
-            try:
+            with self._lora_at(v):
                 old[rows] = self._recompute_old(inputs)[rows].to(old.dtype)
-            finally:
-                if v != current:
-                    with torch.no_grad():
-                        for k, p in params.items():
-                            p.copy_(now[k])
         return old
+
+    @contextlib.contextmanager
+    def _lora_at(self, version: int):
+        """The LoRA weights of a kept version, swapped in for the block (none for the current one)."""
+        if version == self.version:
+            yield
+            return
+        params = self._trainable()
+        now = {k: p.detach().clone() for k, p in params.items()}
+        with torch.no_grad():
+            for k, p in params.items():
+                p.copy_(self._weights_at[version][k])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for k, p in params.items():
+                    p.copy_(now[k])
 
     def _update(self, samples: Sequence[Sample], micro_batch: int, supervised: bool,
                 prompt_grad: bool = True, mini_batches: int = 1) -> dict[str, float]:
@@ -356,7 +364,7 @@ class PolicyUpdater:
     def checkpoint_blob(self) -> bytes:
         """Adapter weights, optimizer state and version: enough to resume exactly."""
         buf = io.BytesIO()
-        trainable = {k: v.detach().cpu() for k, v in self.model.named_parameters() if v.requires_grad}
+        trainable = {k: v.detach().cpu() for k, v in self._trainable().items()}
         torch.save({"version": self.version, "params": trainable,
                     "optimizer": self.trainer.optimizer.state_dict(), "weights_at": self._weights_at}, buf)
         return buf.getvalue()
