@@ -35,7 +35,7 @@ from evolver.models.backend import GenerationRequest, SamplingParams  # noqa: E4
 from evolver.models.conversation import Conversation  # noqa: E402
 from evolver.models.hf import HFBackend  # noqa: E402
 from evolver.models.toolcall import system_prompt  # noqa: E402
-from services.trainer.advantages import Sample  # noqa: E402
+from services.trainer.advantages import completion_sample  # noqa: E402
 from services.trainer.updater import PolicyUpdater  # noqa: E402
 
 console = Console()
@@ -53,17 +53,10 @@ def rollout_requests(tokenizer, new_tokens: int) -> list[GenerationRequest]:
     return out
 
 
-def as_sample(c) -> Sample:
-    ids = list(c.prompt_token_ids) + list(c.token_ids)
-    mask = [0] * len(c.prompt_token_ids) + [1] * len(c.token_ids)
-    return Sample("t", "g", ids, mask, [float(m) for m in mask], [0.0] * len(c.prompt_token_ids) + list(c.logprobs),
-                  True, False, 1.0)
-
-
 def gaps(completions, updater: PolicyUpdater) -> list[float]:
     out = []
     for c in completions:
-        recomputed = updater.recompute_logprobs(as_sample(c))[:len(c.token_ids)]
+        recomputed = updater.recompute_logprobs(completion_sample(c))[:len(c.token_ids)]
         out += [abs(a - b) for a, b in zip(c.logprobs, recomputed)]
     return out
 

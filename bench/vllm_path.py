@@ -61,15 +61,8 @@ def rollout_requests(tokenizer, n: int, new_tokens: int, seed: int) -> list[Gene
 
 
 def samples_of(completions, sign_seed: int):
-    from services.trainer.advantages import Sample
-    out = []
-    for i, c in enumerate(completions):
-        a = 1.0 if (i + sign_seed) % 2 else -1.0
-        ids = list(c.prompt_token_ids) + list(c.token_ids)
-        mask = [0] * len(c.prompt_token_ids) + [1] * len(c.token_ids)
-        lps = [0.0] * len(c.prompt_token_ids) + (list(c.logprobs) if c.logprobs is not None else [0.0] * len(c.token_ids))
-        out.append(Sample(f"t{i}", "g", ids, mask, [a * m for m in mask], lps, c.logprobs_exact, False, 0.0))
-    return out
+    from services.trainer.advantages import completion_sample
+    return [completion_sample(c, 1.0 if (i + sign_seed) % 2 else -1.0, f"t{i}") for i, c in enumerate(completions)]
 
 
 def logprob_gaps(updater, completions, checkpoint: bytes) -> list[float]:

@@ -29,6 +29,18 @@ class Sample:
     policy_version: int | None = None  # the version that generated it (None: unknown)
 
 
+def completion_sample(c, advantage: float = 1.0, trajectory_id: str = "t") -> Sample:
+    """One generated completion (prompt_token_ids, token_ids, logprobs, logprobs_exact) as a
+    sample: the completion's tokens are the policy's, each with `advantage`. For benchmarks and
+    checks that score or train on raw completions rather than attributed rollouts."""
+    n_prompt, n = len(c.prompt_token_ids), len(c.token_ids)
+    mask = [0] * n_prompt + [1] * n
+    logprobs = list(c.logprobs) if c.logprobs is not None else [0.0] * n
+    return Sample(trajectory_id, "g", list(c.prompt_token_ids) + list(c.token_ids), mask,
+                  [advantage * m for m in mask], [0.0] * n_prompt + logprobs,
+                  bool(c.logprobs_exact) and c.logprobs is not None, False, 1.0 if advantage > 0 else 0.0)
+
+
 @dataclass
 class GroupStats:
     good_steps: int = 0

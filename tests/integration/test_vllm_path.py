@@ -14,7 +14,7 @@ import torch
 from evolver.models.backend import GenerationRequest, SamplingParams
 from evolver.models.conversation import Conversation
 from evolver.models.openai_compat import AdapterLoadFailed, EndpointSettings, OpenAIBackend, adapter_name
-from services.trainer.advantages import Sample
+from services.trainer.advantages import Sample, completion_sample
 from services.trainer.updater import PolicyUpdater
 from tests.integration._helpers import SERVED, start_emulator
 
@@ -43,15 +43,8 @@ def _prompt(tokenizer, text: str) -> list[int]:
     return conv.ids()
 
 
-def _as_sample(c, tokenizer) -> Sample:
-    ids = list(c.prompt_token_ids) + list(c.token_ids)
-    mask = [0] * len(c.prompt_token_ids) + [1] * len(c.token_ids)
-    return Sample("t", "g", ids, mask, [1.0 if m else 0.0 for m in mask],
-                  [0.0] * len(c.prompt_token_ids) + list(c.logprobs), True, False, 1.0)
-
-
 def _recomputed(updater: PolicyUpdater, c) -> list[float]:
-    return updater.recompute_logprobs(_as_sample(c, updater.tokenizer))[:len(c.token_ids)]
+    return updater.recompute_logprobs(completion_sample(c))[:len(c.token_ids)]
 
 
 @pytest.fixture(scope="module")
