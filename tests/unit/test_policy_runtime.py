@@ -283,3 +283,28 @@ def test_bfloat16_behaviour_logprobs_stay_within_tolerance_of_a_float32_recomput
     assert 0 < max(diffs) < max_tol, max(diffs)  # > 0: it really decoded in bfloat16
     print(f"bf16 vs fp32 log-probs: mean {sum(diffs) / len(diffs):.4f}, max {max(diffs):.4f}, n {len(diffs)}")
     assert sum(diffs) / len(diffs) < mean_tol
+
+
+def test_a_reserved_kv_cache_holds_what_concatenation_would_and_grows_past_its_room(backend, tokenizer):
+    """Decode writes each step's keys and values in place into room reserved after the prefill
+    (no whole-cache copy per step). Past the room it grows; reassigned from outside (a reorder)
+    it continues from what it then holds. The model's outputs through it equal a plain cache's."""
+    from transformers import DynamicCache
+
+    from evolver.models.decode import reserve
+    ids = torch.tensor([prompts(tokenizer)[1]])
+    model = backend.model
+    with torch.inference_mode():
+        plain = model(input_ids=ids[:, :-6], use_cache=True).cache
+        kept = reserve(model(input_ids=ids[:, :-6], use_cache=True).cache, room=2)
+        for k in range(6, 0, -1):  # 6 single-token steps: 2 in the room, then growth
+            step = ids[:, -k:ids.shape[1] - k + 1]
+            a = model(input_ids=step, cache=plain, use_cache=True).logits
+            b = model(input_ids=step, cache=kept, use_cache=True).logits
+            assert torch.equal(a, b)
+            if k == 3:  # reassigned from outside mid-way
+                kept.reorder_cache(torch.tensor([0]))
+        for pl, kl in zip(plain.layers, kept.layers):
+            assert torch.equal(pl.keys, kl.keys) and torch.equal(pl.values, kl.values)
+            assert kl.get_seq_length() == ids.shape[1]
+        assert isinstance(plain, DynamicCache) and type(kept.layers[0]).__name__ == "ReservedLayer"
