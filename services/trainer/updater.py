@@ -40,15 +40,60 @@ def _trl():
     return GRPOConfig, GRPOTrainer
 
 
+def _score_only_labelled_positions() -> None:
+    """TRL's fused LM head projects through the 49k-token vocabulary only the positions with a
+    label where Triton runs, and every position elsewhere (on a CPU: the whole sequence, prompt
+    included), to keep tile shapes fixed for compiled backends (Neuron, XLA). On a CPU or a GPU
+    only the labelled positions are projected: on this CPU the vocabulary's forward and backward
+    were 44% of an update step's time, for ~5% of the positions. The name is read only for that
+    decision (trl==1.16.0 is pinned); the kernel's own choice of Triton is unchanged."""
+    from trl.trainer import utils as trl_utils
+    original = trl_utils._use_triton
+    if getattr(original, "evolver_compact", False):
+        return
+
+    def compact(device) -> bool:
+        return device.type in ("cpu", "cuda") or original(device)
+    compact.evolver_compact = True
+    trl_utils._use_triton = compact
+
+
 def make_trainer_class():
     _, GRPOTrainer = _trl()
+    _score_only_labelled_positions()
 
     class AdcaGrpoTrainer(GRPOTrainer):
+        scored = None  # (B, completion length): the positions whose log-probs enter the loss
+
+        def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
+                                               batch_size=None, compute_entropy=False, compute_aux_loss=False,
+                                               scored=None, **kwargs):
+            """TRL's, text only, scoring only the policy's tokens (`scored`, else self.scored):
+            a multi-turn completion is mostly observations, masked out of the loss anyway. The
+            other positions get log-prob 0 (and entropy 0)."""
+            scored = self.scored if scored is None else scored
+            if scored is None or compute_aux_loss or any(v is not None for v in kwargs.values()):
+                return super()._get_per_token_logps_and_entropies(
+                    model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
+                    compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **kwargs)
+            labels = input_ids.masked_fill(attention_mask == 0, -100)
+            labels[:, :-logits_to_keep] = -100
+            labels[:, -logits_to_keep:] = labels[:, -logits_to_keep:].masked_fill(scored == 0, -100)
+            with self.accelerator.autocast():
+                out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, fused_lm_head=True)
+            return (out.log_probs[:, -logits_to_keep:],
+                    out.entropy[:, -logits_to_keep:] if compute_entropy else None, None)
+
         def _compute_loss(self, model, inputs):
             saved = self.epsilon_low, self.epsilon_high
             if "epsilon_high" in inputs:
                 self.epsilon_high = inputs["epsilon_high"]
                 self.epsilon_low = torch.full_like(self.epsilon_high, saved[0])  # clamp needs both as tensors
+            self.scored = inputs["completion_mask"] * inputs["tool_mask"] if "tool_mask" in inputs else None
+            if self.scored is not None and inputs.get("old_per_token_logps") is not None:
+                # Unscored positions compute log-prob 0; whatever a rollout recorded there must
+                # not reach exp() (an overflow there would be inf * 0 = NaN in the masked loss).
+                inputs["old_per_token_logps"] = inputs["old_per_token_logps"].masked_fill(self.scored == 0, 0.0)
             rows = inputs.pop("old_from_this_forward", None)
             if rows is not None and bool(rows.any()):
                 # These rows' old log-probs are this forward's own (detached): the weights that
@@ -67,6 +112,7 @@ def make_trainer_class():
                 return super()._compute_loss(model, inputs)
             finally:
                 self.epsilon_low, self.epsilon_high = saved
+                self.scored = None
                 self.__dict__.pop("_get_per_token_logps_and_entropies", None)
 
     return AdcaGrpoTrainer
@@ -110,6 +156,11 @@ def build_inputs(samples: Sequence[Sample], pad_id: int, *, epsilon_high: float,
                 completion_mask=completion_mask, tool_mask=tool_mask, advantages=advantages,
                 old_per_token_logps=old, epsilon_high=eps_high,
                 num_items_in_batch=tool_mask.sum())
+
+
+def _scored(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The completion positions whose log-probs the loss uses: the policy's own tokens."""
+    return inputs["completion_mask"] * inputs["tool_mask"]
 
 
 class PolicyUpdater:
@@ -195,7 +246,7 @@ class PolicyUpdater:
         mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
         with torch.no_grad(), self.model.disable_adapter():
             logps, _, _ = self.trainer._get_per_token_logps_and_entropies(
-                self.model, ids, mask, inputs["completion_ids"].size(1))
+                self.model, ids, mask, inputs["completion_ids"].size(1), scored=_scored(inputs))
         return logps
 
     def _recompute_old(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -203,13 +254,14 @@ class PolicyUpdater:
         mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
         with torch.no_grad():
             logps, _, _ = self.trainer._get_per_token_logps_and_entropies(
-                self.model, ids, mask, inputs["completion_ids"].size(1))
+                self.model, ids, mask, inputs["completion_ids"].size(1), scored=_scored(inputs))
         return logps
 
     def recompute_logprobs(self, s: Sample) -> list[float]:
         """The current policy's log-prob (sampling distribution) of each of the sample's tokens
         from its first policy token on: aligned with behaviour_logprobs[cut:] and loss_mask[cut:]
-        (cut = the first policy token). What a rollout's behaviour log-probs are checked against."""
+        (cut = the first policy token); 0 where loss_mask is 0 (observations are not scored).
+        What a rollout's behaviour log-probs are checked against."""
         inputs = build_inputs([s], self.pad_id, epsilon_high=self.epsilon_high, off_cliprange_high=self.off_cliprange_high)
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         return self._recompute_old(inputs)[0].float().cpu().tolist()
