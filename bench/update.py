@@ -1,6 +1,7 @@
 """The policy update's step time on SmolLM2-135M-Instruct (CPU), against the previous path in
-the same run: TRL's GRPOConfig defaults (bf16 autocast and gradient checkpointing on) vs the
-updater's now (the compute dtype measured: float32 on a CPU without AMX; no checkpointing). Same samples (rendered demonstrations of BFCL-sized
+the same run: TRL's GRPOConfig defaults (bf16 autocast and gradient checkpointing on), and
+float32 as filed (both with the loss's log-probs as TRL computes them: `loss_path_as_filed`), vs
+the updater's now (the compute dtype measured: float32 on a CPU without AMX; no checkpointing). Same samples (rendered demonstrations of BFCL-sized
 prompts: the system prompt with three tools, a call, its observation, an answer), same seed, sides
 interleaved, median of REPEATS optimizer steps each.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -51,6 +53,25 @@ async def samples(tokenizer, n: int) -> list[Sample]:
                    seq.behaviour_logprobs, True, False, 1.0) for i in range(n)]
 
 
+@contextlib.contextmanager
+def loss_path_as_filed(upd: PolicyUpdater):
+    """The loss's log-probs as TRL computes them and as the updater did when issue 16 was filed:
+    every position of the sequence projected through the vocabulary on a CPU (TRL's fused LM
+    head scores only labelled positions where Triton runs), every completion position labelled
+    (observations included). The updater now projects the policy's tokens only."""
+    from trl.trainer import utils as trl_utils
+    from trl.trainer.grpo_trainer import GRPOTrainer
+    compact = trl_utils._use_triton
+    trl_utils._use_triton = getattr(compact, "trl_original", compact)
+    upd.trainer._get_per_token_logps_and_entropies = lambda *a, scored=None, **k: \
+        GRPOTrainer._get_per_token_logps_and_entropies(upd.trainer, *a, **k)
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = compact
+        del upd.trainer._get_per_token_logps_and_entropies
+
+
 def main(n: int, repeats: int) -> dict:
     model_dir = prepare.prepare()
     sides = {}
@@ -65,10 +86,11 @@ def main(n: int, repeats: int) -> dict:
     times: dict[str, list[float]] = {k: [] for k in sides}
     for r in range(repeats):
         for name in (list(sides) if r % 2 == 0 else list(reversed(sides))):
-            t = time.perf_counter()
-            sides[name].update(batch)
-            times[name].append(time.perf_counter() - t)
-    return {"samples": n, "tokens_per_sample": len(batch[0].token_ids), "repeats": repeats,
+            with (contextlib.nullcontext() if name == "now" else loss_path_as_filed(sides[name])):
+                t = time.perf_counter()
+                sides[name].update(batch)
+                times[name].append(time.perf_counter() - t)
+    return {"samples": n, "policy_tokens_per_sample": sum(batch[0].loss_mask), "tokens_per_sample": len(batch[0].token_ids), "repeats": repeats,
             "compute_dtype_now": str(sides["now"].compute_dtype).removeprefix("torch."),
             "step_s": {k: statistics.median(v) for k, v in times.items()}, "raw_s": times}
 

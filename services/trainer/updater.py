@@ -54,7 +54,7 @@ def _score_only_labelled_positions() -> None:
 
     def compact(device) -> bool:
         return device.type in ("cpu", "cuda") or original(device)
-    compact.evolver_compact = True
+    compact.evolver_compact, compact.trl_original = True, original  # the original: bench/update.py's baseline
     trl_utils._use_triton = compact
 
 
@@ -95,6 +95,7 @@ def make_trainer_class():
                 # not reach exp() (an overflow there would be inf * 0 = NaN in the masked loss).
                 inputs["old_per_token_logps"] = inputs["old_per_token_logps"].masked_fill(self.scored == 0, 0.0)
             rows = inputs.pop("old_from_this_forward", None)
+            replaced = self.__dict__.get("_get_per_token_logps_and_entropies")
             if rows is not None and bool(rows.any()):
                 # These rows' old log-probs are this forward's own (detached): the weights that
                 # generated them are the current ones and no optimizer step has run since, so
@@ -113,7 +114,10 @@ def make_trainer_class():
             finally:
                 self.epsilon_low, self.epsilon_high = saved
                 self.scored = None
-                self.__dict__.pop("_get_per_token_logps_and_entropies", None)
+                if replaced is None:
+                    self.__dict__.pop("_get_per_token_logps_and_entropies", None)
+                else:
+                    self._get_per_token_logps_and_entropies = replaced
 
     return AdcaGrpoTrainer
 
