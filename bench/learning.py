@@ -18,6 +18,7 @@ RL. Every change is a paired bootstrap over tasks with its 95% interval.
                     (plain GRPO on self-made tasks), + navigating, + attributing, all.
 
   .venv/bin/python bench/learning.py --mode main --seeds 0,1,2 [--steps 8] [--out docs/bench_learning.json]
+  .venv/bin/python bench/learning.py --pool seed0.json seed1.json --out pooled.json   (seeds run apart)
 """
 
 from __future__ import annotations
@@ -252,6 +253,40 @@ def plot(out: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def pooled_over_seeds(results: list[dict], k: int) -> dict[str, dict]:
+    """Each change pooled over the runs (seeds): every (run, task) pair is a bootstrap unit."""
+    pooled = {}
+    for a, b in (("base", "warm start"), ("warm start", "end"), ("base", "end")):
+        pairs = [(task_scores(points(r["evaluations"])[a], "synthetic"),
+                  task_scores(points(r["evaluations"])[b], "synthetic")) for r in results]
+        d = pooled_delta(pairs)
+        if d is not None:
+            pooled[f"{a} -> {b}"] = asdict(d) | {"excludes_zero": d.excludes_zero}
+            console.print(f"pooled over seeds {[r['seed'] for r in results]}, held-out synthetic avg@{k}, "
+                          f"{a} -> {b}: {d}")
+    return pooled
+
+
+def pool_written(files: list[Path], out_path: Path, png: Path) -> None:
+    """Main-mode runs written one seed at a time (a seed takes ~2 h on 2 cores) as one result.
+    Their settings must match: a pooled interval over different settings would mean nothing."""
+    runs = [json.loads(f.read_text()) for f in files]
+    keys = ("steps", "group_size", "tasks_per_step", "eval", "bootstrapping", "rollout")
+    settings = [(r["mode"], r["steps"], {key: r["config"].get(key) for key in keys}) for r in runs]
+    if any(s != settings[0] for s in settings[1:]):
+        raise SystemExit(f"not pooled: the runs' settings differ ({[str(f) for f in files]})")
+    if settings[0][0] != "main":
+        raise SystemExit("only main-mode runs are pooled")
+    results = [r for run in runs for r in run["results"]]
+    if len({r["seed"] for r in results}) != len(results):
+        raise SystemExit("not pooled: a seed appears twice")
+    out = {**runs[0], "results": results, "pooled_synthetic": pooled_over_seeds(results, runs[0]["config"]["eval"]["k"]),
+           "total_wall_s": sum(r["total_wall_s"] for r in runs), "pooled_from": [str(f) for f in files]}
+    out_path.write_text(json.dumps(out, indent=2))
+    plot(out, png)
+    console.print(f"written to {out_path} and {png}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", choices=["main", "ablation"], default="main")
@@ -276,11 +311,17 @@ def main() -> None:
     ap.add_argument("--runs", default=str(ROOT / "runs" / "bench-learning"))
     ap.add_argument("--plot", default=None, help="the learning curves' PNG (default: --out with .png)")
     ap.add_argument("--replot", action="store_true", help="only draw the PNG of an existing --out")
+    ap.add_argument("--pool", nargs="+", type=Path, metavar="JSON",
+                    help="only pool main-mode runs already written (one seed each, run separately) over seeds; "
+                         "writes them as one --out")
     args = ap.parse_args()
     png = Path(args.plot or Path(args.out).with_suffix(".png"))
     if args.replot:
         plot(json.loads(Path(args.out).read_text()), png)
         console.print(f"drawn {png}")
+        return
+    if args.pool:
+        pool_written(args.pool, Path(args.out), png)
         return
 
     base = yaml.safe_load(Path(args.config).read_text())
@@ -325,15 +366,7 @@ def main() -> None:
             table.add_row(r["setting"], str(r["seed"]), label, cell(ch.get("base -> warm start")),
                           cell(ch.get("warm start -> end")), cell(ch.get("base -> end")), f"{r['wall_s']:.0f}")
     console.print(table)
-    pooled = {}
-    if args.mode == "main" and len(results) > 1:
-        for a, b in (("base", "warm start"), ("warm start", "end"), ("base", "end")):
-            pairs = [(task_scores(points(r["evaluations"])[a], "synthetic"),
-                      task_scores(points(r["evaluations"])[b], "synthetic")) for r in results]
-            d = pooled_delta(pairs)
-            if d is not None:
-                pooled[f"{a} -> {b}"] = asdict(d) | {"excludes_zero": d.excludes_zero}
-                console.print(f"pooled over seeds, held-out synthetic avg@{k}, {a} -> {b}: {d}")
+    pooled = pooled_over_seeds(results, k) if args.mode == "main" and len(results) > 1 else {}
     out = {"model": "SmolLM2-135M-Instruct", "device": "cpu", "mode": args.mode, "steps": args.steps,
            "config": base, "results": results, "pooled_synthetic": pooled, "total_wall_s": round(time.time() - t0, 1)}
     Path(args.out).write_text(json.dumps(out, indent=2))
