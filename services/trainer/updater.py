@@ -307,20 +307,23 @@ class PolicyUpdater:
         ids = torch.tensor([s.token_ids], dtype=torch.long, device=self.device)
         cut = split_point(s.loss_mask)  # the policy's first token
         start = 0 if prompt_grad or cut < 2 else cut - 1
+        # Only the positions that predict a policy token are projected through the vocabulary
+        # (index i of the fed slice predicts token start + i + 1): observations and the answer's
+        # context are most of a demonstration after its prompt.
+        keep = torch.tensor([i for i, m in enumerate(s.loss_mask[start + 1:]) if m], dtype=torch.long, device=self.device)
         with autocast(self.device.type, self.compute_dtype):
             if start == 0:
-                logits = self.model(input_ids=ids).logits[0, :-1]
+                logits = self.model(input_ids=ids, logits_to_keep=keep).logits[0]
             else:
                 with torch.no_grad():
                     past = self.model(input_ids=ids[:, :start], use_cache=True).cache
-                logits = self.model(input_ids=ids[:, start:], cache=past, use_cache=True,
-                                    position_ids=torch.arange(start, ids.shape[1], device=self.device)[None]).logits[0, :-1]
-        targets = ids[0, start + 1:]
-        mask = torch.tensor(s.loss_mask[start + 1:], dtype=torch.float32, device=self.device)
+                logits = self.model(input_ids=ids[:, start:], cache=past, use_cache=True, logits_to_keep=keep,
+                                    position_ids=torch.arange(start, ids.shape[1], device=self.device)[None]).logits[0]
+        targets = ids[0, start + 1 + keep]
         # Of the sampling distribution, as the GRPO loss's log-probs are (TRL divides by the
         # rollout temperature too).
         logp = torch.log_softmax(logits.float() / self.trainer.temperature, dim=-1).gather(-1, targets[:, None])[:, 0]
-        return -(logp * mask).sum()
+        return -logp.sum()
 
     def _prepared(self, chunk: Sequence[Sample], first_share: bool = False) -> dict[str, torch.Tensor]:
         """A micro-batch's loss inputs on the device, behaviour and reference log-probs filled in

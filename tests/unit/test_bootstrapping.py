@@ -84,7 +84,10 @@ async def test_a_supervised_step_is_the_grpo_step_at_ratio_one_with_one_forward_
         raise AssertionError("a supervised step recomputed log-probs")
     monkeypatch.setattr(sup, "_recompute_old", forbidden)
     monkeypatch.setattr(sup, "_ref_logps", forbidden)
+    projected = []  # rows through the vocabulary: the positions that predict a policy token only
+    sup.model.get_output_embeddings().register_forward_hook(lambda _m, x, _o: projected.append(x[0].shape[1]))
     m = sup.update([demo], supervised=True)
+    assert projected == [sum(seq.loss_mask)] and sum(seq.loss_mask) < len(seq.token_ids) // 4
     assert m["tokens"] == sum(seq.loss_mask)
     assert m["loss"] == pytest.approx(-_logp(make(), demo) / sum(seq.loss_mask), rel=1e-3)  # the NLL per token
     assert abs(_logp(full, demo) - _logp(sup, demo)) < 1e-3 * abs(_logp(full, demo))
