@@ -306,8 +306,9 @@ def test_on_policy_rows_take_their_old_logprobs_from_the_loss_forward(tiny_model
     # current one comes from the forward; with two mini-batches the second share's rows are
     # recomputed before the first optimizer step
     calls_reused.clear()
-    reused.update([at(0, 0, 1.0), at(1, 1, -1.0)], micro_batch=2)
+    m = reused.update([at(0, 0, 1.0), at(1, 1, -1.0)], micro_batch=2)
     assert calls_reused == [2]  # once, for the lagged row (the batch's forward runs whole)
+    assert m["lagged_samples"] == 1 and m_reused["lagged_samples"] == 0
     calls_reused.clear()
     reused.update([at(2, 0, 1.0), at(2, 1, -1.0)], micro_batch=1, mini_batches=2)
     assert calls_reused == [1]  # the second share's row only
