@@ -60,16 +60,14 @@ def loss_path_as_filed(upd: PolicyUpdater):
     head scores only labelled positions where Triton runs), every completion position labelled
     (observations included). The updater now projects the policy's tokens only."""
     from trl.trainer import utils as trl_utils
-    from trl.trainer.grpo_trainer import GRPOTrainer
     compact = trl_utils._use_triton
     trl_utils._use_triton = getattr(compact, "trl_original", compact)
-    upd.trainer._get_per_token_logps_and_entropies = lambda *a, scored=None, **k: \
-        GRPOTrainer._get_per_token_logps_and_entropies(upd.trainer, *a, **k)
+    upd.trainer.score_policy_tokens_only = False
     try:
         yield
     finally:
         trl_utils._use_triton = compact
-        del upd.trainer._get_per_token_logps_and_entropies
+        upd.trainer.score_policy_tokens_only = True
 
 
 def main(n: int, repeats: int) -> dict:

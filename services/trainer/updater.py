@@ -58,12 +58,21 @@ def _score_only_labelled_positions() -> None:
     trl_utils._use_triton = compact
 
 
+def _scored(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The completion positions whose log-probs the loss uses: the policy's own tokens."""
+    return inputs["completion_mask"] * inputs["tool_mask"]
+
+
 def make_trainer_class():
     _, GRPOTrainer = _trl()
     _score_only_labelled_positions()
 
     class AdcaGrpoTrainer(GRPOTrainer):
-        scored = None  # (B, completion length): the positions whose log-probs enter the loss
+        # Label only the policy's tokens (False: every completion position, as TRL does; for
+        # the benchmark's baseline and the test that compares the two).
+        score_policy_tokens_only = True
+        scored = None  # (B, completion length) during _compute_loss: the positions in the loss
+        _old_from_forward = None  # (rows, inputs) during _compute_loss: see there
 
         def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep,
                                                batch_size=None, compute_entropy=False, compute_aux_loss=False,
@@ -72,52 +81,48 @@ def make_trainer_class():
             a multi-turn completion is mostly observations, masked out of the loss anyway. The
             other positions get log-prob 0 (and entropy 0)."""
             scored = self.scored if scored is None else scored
-            if scored is None or compute_aux_loss or any(v is not None for v in kwargs.values()):
-                return super()._get_per_token_logps_and_entropies(
+            if (scored is None or not self.score_policy_tokens_only or compute_aux_loss
+                    or any(v is not None for v in kwargs.values())):
+                logps, entropy, aux = super()._get_per_token_logps_and_entropies(
                     model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
                     compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **kwargs)
-            labels = input_ids.masked_fill(attention_mask == 0, -100)
-            labels[:, :-logits_to_keep] = -100
-            labels[:, -logits_to_keep:] = labels[:, -logits_to_keep:].masked_fill(scored == 0, -100)
-            with self.accelerator.autocast():
-                out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, fused_lm_head=True)
-            return (out.log_probs[:, -logits_to_keep:],
-                    out.entropy[:, -logits_to_keep:] if compute_entropy else None, None)
+            else:
+                labels = input_ids.masked_fill(attention_mask == 0, -100)
+                labels[:, :-logits_to_keep] = -100
+                labels[:, -logits_to_keep:] = labels[:, -logits_to_keep:].masked_fill(scored == 0, -100)
+                with self.accelerator.autocast():
+                    out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, fused_lm_head=True)
+                logps, aux = out.log_probs[:, -logits_to_keep:], None
+                entropy = out.entropy[:, -logits_to_keep:] if compute_entropy else None
+            if self._old_from_forward is not None:
+                # TRL reads inputs["old_per_token_logps"] after this forward: fill those rows in.
+                rows, inputs = self._old_from_forward
+                self._old_from_forward = None
+                old = inputs["old_per_token_logps"]
+                inputs["old_per_token_logps"] = torch.where(rows[:, None], logps.detach().to(old.dtype), old)
+            return logps, entropy, aux
 
         def _compute_loss(self, model, inputs):
             saved = self.epsilon_low, self.epsilon_high
             if "epsilon_high" in inputs:
                 self.epsilon_high = inputs["epsilon_high"]
                 self.epsilon_low = torch.full_like(self.epsilon_high, saved[0])  # clamp needs both as tensors
-            self.scored = inputs["completion_mask"] * inputs["tool_mask"] if "tool_mask" in inputs else None
+            self.scored = _scored(inputs) if "tool_mask" in inputs else None
             if self.scored is not None and inputs.get("old_per_token_logps") is not None:
                 # Unscored positions compute log-prob 0; whatever a rollout recorded there must
                 # not reach exp() (an overflow there would be inf * 0 = NaN in the masked loss).
                 inputs["old_per_token_logps"] = inputs["old_per_token_logps"].masked_fill(self.scored == 0, 0.0)
             rows = inputs.pop("old_from_this_forward", None)
-            replaced = self.__dict__.get("_get_per_token_logps_and_entropies")
             if rows is not None and bool(rows.any()):
                 # These rows' old log-probs are this forward's own (detached): the weights that
                 # generated them are the current ones and no optimizer step has run since, so
-                # a separate no-grad forward would compute the same numbers. TRL reads
-                # inputs["old_per_token_logps"] after its forward, so it is filled in there.
-                forward = self._get_per_token_logps_and_entropies
-
-                def forward_filling_old(*args, **kwargs):
-                    logps, *rest = forward(*args, **kwargs)
-                    old = inputs["old_per_token_logps"]
-                    inputs["old_per_token_logps"] = torch.where(rows[:, None], logps.detach().to(old.dtype), old)
-                    return (logps, *rest)
-                self._get_per_token_logps_and_entropies = forward_filling_old
+                # a separate no-grad forward would compute the same numbers.
+                self._old_from_forward = rows, inputs
             try:
                 return super()._compute_loss(model, inputs)
             finally:
                 self.epsilon_low, self.epsilon_high = saved
-                self.scored = None
-                if replaced is None:
-                    self.__dict__.pop("_get_per_token_logps_and_entropies", None)
-                else:
-                    self._get_per_token_logps_and_entropies = replaced
+                self.scored = self._old_from_forward = None
 
     return AdcaGrpoTrainer
 
@@ -160,11 +165,6 @@ def build_inputs(samples: Sequence[Sample], pad_id: int, *, epsilon_high: float,
                 completion_mask=completion_mask, tool_mask=tool_mask, advantages=advantages,
                 old_per_token_logps=old, epsilon_high=eps_high,
                 num_items_in_batch=tool_mask.sum())
-
-
-def _scored(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The completion positions whose log-probs the loss uses: the policy's own tokens."""
-    return inputs["completion_mask"] * inputs["tool_mask"]
 
 
 class PolicyUpdater:
@@ -440,7 +440,8 @@ class PolicyUpdater:
         m = {k: float(sum(v) / len(v)) for k, v in trainer._metrics["train"].items() if v}
         total_tokens = sum(sum(s.loss_mask) for s in samples)
         out = {"loss": loss_sum, "grad_norm": sum(norms) / len(norms) if norms else 0.0, "samples": float(n_all),
-               "trained_samples": float(len(samples)), "zero_advantage_samples": float(n_all - len(samples)), "lagged_samples": float(lagged),
+               "trained_samples": float(len(samples)), "zero_advantage_samples": float(n_all - len(samples)),
+               "lagged_samples": float(lagged),
                "tokens": float(total_tokens), "optimizer_steps": float(len(norms))}
         for key in ("kl", "clip_ratio/region_mean", "entropy"):
             if key in m and math.isfinite(m[key]):

@@ -320,7 +320,6 @@ def test_only_the_policys_tokens_are_projected_through_the_vocabulary_and_the_st
     SmolLM2 for ~5% of the positions). The masked loss never used the others, so the step is
     the one TRL's own path takes."""
     from trl.trainer import utils as trl_utils
-    from trl.trainer.grpo_trainer import GRPOTrainer
     kw = dict(learning_rate=5e-2, lora_r=4, lora_alpha=8, beta=0.01, epsilon=0.2, epsilon_high=0.28,
               off_cliprange_high=0.6, temperature=1.0, compute_dtype=torch.float32)
     # prompt 4, then two turns: 3 policy tokens, a 5-token observation, 2 policy tokens
@@ -329,8 +328,7 @@ def test_only_the_policys_tokens_are_projected_through_the_vocabulary_and_the_st
     batch = [Sample(f"s{i}", "g", ids[:len(ids) - i], mask[:len(ids) - i], [float(m) * (1 - 2 * i) for m in mask][:len(ids) - i],
                     [0.0] * (len(ids) - i), False, False, 1.0) for i in range(2)]
     ours, trls = PolicyUpdater(tiny_model_dir, **kw), PolicyUpdater(tiny_model_dir, **kw)
-    trls.trainer._get_per_token_logps_and_entropies = lambda *a, scored=None, **k: \
-        GRPOTrainer._get_per_token_logps_and_entropies(trls.trainer, *a, **k)  # every completion position
+    trls.trainer.score_policy_tokens_only = False  # TRL's labels: every completion position
     projected = []
     apply = trl_utils._ChunkedLogProbFunction.apply
     monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply",
