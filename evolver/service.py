@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
+import nats.errors
 from google.protobuf import timestamp_pb2
 
 from evolver import telemetry
@@ -74,6 +75,28 @@ def diag_handler(ctx: ServiceContext) -> Handler:
     return handle
 
 
+async def register_address(bus: Bus, name: str, address: str, stop: asyncio.Event,
+                           max_delay_s: float = 10.0) -> None:
+    """Publishes this service's gRPC address in the services bucket. A connection lost meanwhile
+    (before the bus watcher runs) is reopened here and the put retried, so a NATS hiccup at
+    startup delays readiness instead of killing the service."""
+    delay = 0.25
+    while True:
+        try:
+            if bus.lost.is_set():
+                await bus.reopen()
+                await bus.ensure_topology()
+            await (await bus.kv(topology.SERVICES_BUCKET)).put(name, address.encode())
+            return
+        except (nats.errors.Error, OSError) as e:  # not a bug here: NATS away or slow
+            if stop.is_set():
+                raise
+            log.warning("%s: cannot register its address yet (%s: %s); retry in %.1fs",
+                        name, type(e).__name__, str(e)[:120], delay)
+            await asyncio.sleep(delay)
+            delay = min(max_delay_s, delay * 2)
+
+
 class ServiceRunner:
     def __init__(self, name: str, build: Builder, settings: Settings):
         self.name, self.build, self.settings = name, build, settings
@@ -110,7 +133,7 @@ class ServiceRunner:
             tasks.append(asyncio.create_task(DeadLetterSweeper(bus).run(worker_stop), name="dead-letter-sweeper"))
             tasks += [asyncio.create_task(loop(worker_stop), name=f"background-{i}")
                       for i, loop in enumerate(parts.background)]
-            await (await bus.kv(topology.SERVICES_BUCKET)).put(self.name, self.server.address.encode())
+            await register_address(bus, self.name, self.server.address, self.stop_requested)
             await self.server.set_serving()
             tasks.append(asyncio.create_task(self._watch_bus(bus, worker_stop), name="bus-watch"))
             print(f"{self.name} ready grpc={self.server.address} nats={s.nats.url} "

@@ -74,6 +74,9 @@ class GrpcServer:
             self.health_address = f"{host}:{bound}"
 
     async def start(self) -> None:
+        # grpc's HealthServicer starts at SERVING; a service is not ready until its runner says so
+        # (registered on the bus), so probes and load balancers see NOT_SERVING until then.
+        await self.set_not_serving()
         await self.server.start()
         if self.health_server is not None:
             await self.health_server.start()

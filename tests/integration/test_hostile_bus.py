@@ -11,7 +11,7 @@ import pytest
 from evolver.bus import Bus, Delivery, Worker, topology
 from evolver.config import load_settings
 from evolver.rpc import health_status
-from evolver.service import ServiceRunner
+from evolver.service import ServiceRunner, register_address
 from evolver.v1 import events_pb2 as ev
 from evolver.v1 import trajectory_pb2 as tpb
 from services.memory.app import build as build_memory
@@ -112,10 +112,12 @@ async def test_a_service_reports_not_serving_while_nats_is_lost_and_recovers(nat
     try:
         assert await wait_until(lambda: runner.server is not None and runner.bus is not None, 60)
         address = runner.server.address
-        for _ in range(200):
+        for _ in range(600):  # SERVING only once registered: the connection is broken after that
             if await health_status(address, timeout_s=0.5) == "SERVING":
                 break
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the service never became SERVING")
         try:
             await runner.bus.nc.publish("s" * 5000, b"")
             await runner.bus.nc.flush(timeout=2)
@@ -142,3 +144,25 @@ async def test_a_service_reports_not_serving_while_nats_is_lost_and_recovers(nat
     finally:
         runner.stop_requested.set()
         await asyncio.wait_for(task, 30)
+
+
+async def test_registration_reopens_a_connection_lost_at_startup(nats_url):
+    # The bus watcher starts only once the service is registered; a connection the server closes
+    # before that (here: an oversized subject) must delay registration, not kill the service.
+    settings = load_settings(environ={"EVOLVER_NATS__URL": nats_url})
+    bus = await Bus.connect(settings, name="registering")
+    try:
+        await bus.ensure_topology()
+        try:
+            await bus.nc.publish("s" * 5000, b"")
+            await bus.nc.flush(timeout=2)
+        except Exception:
+            pass
+        assert await wait_until(lambda: bus.lost.is_set(), 20)
+        await asyncio.wait_for(register_address(bus, "probe", "127.0.0.1:5", asyncio.Event(), max_delay_s=0.5), 30)
+        assert bus.generation == 1 and not bus.lost.is_set()
+        services = await bus.kv(topology.SERVICES_BUCKET)
+        assert await services.get("probe") == b"127.0.0.1:5"
+        await services.delete("probe")
+    finally:
+        await bus.close()

@@ -111,6 +111,21 @@ async def test_port_in_use_is_a_clear_error(server):
         GrpcServer([], port=port)
 
 
+async def test_a_started_server_is_not_serving_until_its_runner_says_so():
+    # grpc's health servicer starts at SERVING; readiness before the service is registered on the
+    # bus would send traffic to a replica that cannot yet be found or answer on the bus.
+    s = GrpcServer([Registration("evolver.v1.MemoryService", MemoryServicer(empty_memory()),
+                                 mem_grpc.add_MemoryServiceServicer_to_server)])
+    await s.start()
+    try:
+        assert await health_status(s.address) == "NOT_SERVING"
+        assert await health_status(s.address, "evolver.v1.MemoryService") == "NOT_SERVING"
+        await s.set_serving()
+        assert await health_status(s.address) == "SERVING"
+    finally:
+        await s.stop(0)
+
+
 async def test_health_flips_to_not_serving_on_shutdown(nats_url, tmp_path):
     settings = load_settings(environ={"EVOLVER_NATS__URL": nats_url, "EVOLVER_GRPC__SHUTDOWN_NOTICE_S": "1.5",
                                       "EVOLVER_BUS__FETCH_TIMEOUT_S": "0.3", "EVOLVER_STATE_DIR": str(tmp_path)})
