@@ -146,7 +146,11 @@ def evaluations(run_dir: Path) -> tuple[list[dict], dict]:
     return evals, {"reward_mean_per_step": [t.get("reward_mean", 0.0) for t in trained],
                    "success_rate_per_step": [t.get("success_rate", 0.0) for t in trained],
                    "guided_trajectories": sum(t.get("guided_trajectories", 0) for t in trained),
-                   "good_rate_per_step": [t.get("good_rate", 0.0) for t in trained]}
+                   "good_rate_per_step": [t.get("good_rate", 0.0) for t in trained],
+                   # the token-level balance of each step's update (services/trainer/advantages.token_balance)
+                   "token_balance_per_step": [{k: t.get(k, 0.0) for k in ("token_advantage_mean", "kl",
+                                              "policy_tokens_positive", "policy_tokens_negative")}
+                                             for t in trained]}
 
 
 def points(evals: list[dict]) -> dict[str, dict]:

@@ -29,6 +29,20 @@ class Sample:
     policy_version: int | None = None  # the version that generated it (None: unknown)
 
 
+def token_balance(samples: Sequence[Sample]) -> dict[str, float]:
+    """Where a token-level loss (TRL's bnpo: every policy token weighs the same) pushes. Group
+    advantages sum to zero per trajectory, not per token: when failing attempts are longer than
+    successful ones, token_advantage_mean < 0 and tokens both share (the call format) are pushed
+    down on balance. Mean policy tokens of positive- and negative-advantage samples say why."""
+    tokens = [(a, m) for s in samples for a, m in zip(s.advantages, s.loss_mask) if m]
+    def mean_len(sign: int) -> float:
+        lens = [sum(s.loss_mask) for s in samples
+                if sign * sum(a for a, m in zip(s.advantages, s.loss_mask) if m) > 0]
+        return sum(lens) / len(lens) if lens else 0.0
+    return {"token_advantage_mean": sum(a for a, _ in tokens) / len(tokens) if tokens else 0.0,
+            "policy_tokens_positive": mean_len(1), "policy_tokens_negative": mean_len(-1)}
+
+
 def completion_sample(c, advantage: float = 1.0, trajectory_id: str = "t") -> Sample:
     """One generated completion (prompt_token_ids, token_ids, logprobs, logprobs_exact) as a
     sample: the completion's tokens are the policy's, each with `advantage`. For benchmarks and

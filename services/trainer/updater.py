@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from services.trainer.advantages import Sample
+from services.trainer.advantages import Sample, token_balance
 
 
 def _trl():
@@ -442,7 +442,7 @@ class PolicyUpdater:
         out = {"loss": loss_sum, "grad_norm": sum(norms) / len(norms) if norms else 0.0, "samples": float(n_all),
                "trained_samples": float(len(samples)), "zero_advantage_samples": float(n_all - len(samples)),
                "lagged_samples": float(lagged),
-               "tokens": float(total_tokens), "optimizer_steps": float(len(norms))}
+               "tokens": float(total_tokens), "optimizer_steps": float(len(norms)), **token_balance(samples)}
         for key in ("kl", "clip_ratio/region_mean", "entropy"):
             if key in m and math.isfinite(m[key]):
                 out[key.replace("/", "_")] = m[key]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from evolver.algorithms.adca import AdcaConfig, grpo_outcome_advantages
-from services.trainer.advantages import Sample, group_samples, imitation_samples
+from services.trainer.advantages import Sample, group_samples, imitation_samples, token_balance
 from services.trainer.updater import PolicyUpdater, build_inputs
 from evolver.v1 import attribution_pb2 as apb
 from evolver.v1 import events_pb2
@@ -116,6 +116,15 @@ def test_update_moves_the_policy_toward_positive_advantage_and_resumes_exactly(t
     again.update([good, bad])  # same optimizer state -> the same next step
     assert _logp(again, good) == pytest.approx(_logp(upd, good), abs=1e-4)
     assert len(upd.adapter_blob()) > 1000
+
+
+def test_token_balance_says_when_longer_failures_outweigh_a_success_per_token():
+    win = Sample("w", "g", [1, 2, 3, 4], [0, 1, 1, 0], [0.0, 1.0, 1.0, 0.0], [0.0] * 4, True, False, 1.0)
+    lose = Sample("l", "g", [1, 2, 3, 4, 5, 6], [0, 1, 1, 1, 1, 1], [0.0] + [-1.0] * 5, [0.0] * 6, True, False, 0.0)
+    b = token_balance([win, lose])  # sequence advantages +1 / -1, but 2 policy tokens against 5
+    assert b["token_advantage_mean"] == pytest.approx((2 - 5) / 7)
+    assert b["policy_tokens_positive"] == 2 and b["policy_tokens_negative"] == 5
+    assert token_balance([win])["token_advantage_mean"] == 1.0 and token_balance([])["policy_tokens_negative"] == 0.0
 
 
 def test_imitation_samples_are_the_successes_once_each_with_advantage_one_on_policy_tokens():
