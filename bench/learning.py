@@ -48,6 +48,7 @@ from evolver.cli import DEFAULT_CONFIG  # noqa: E402
 from evolver.config import load_settings  # noqa: E402
 from evolver.rpc import channel, stub  # noqa: E402
 from evolver.stack import Stack  # noqa: E402
+from evolver.stack.processes import exit_on_sigterm
 from evolver.v1 import task_gen_service_pb2 as tg  # noqa: E402
 from evolver.v1 import task_gen_service_pb2_grpc as tg_grpc  # noqa: E402
 from evolver.v1 import task_pb2  # noqa: E402
@@ -292,6 +293,7 @@ def pool_written(files: list[Path], out_path: Path, png: Path) -> None:
 
 
 def main() -> None:
+    exit_on_sigterm()  # a SIGTERM takes the stack this benchmark started down with it
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", choices=["main", "ablation"], default="main")
     ap.add_argument("--seeds", default="0,1,2", help="main mode: one run per seed; ablation: the first")

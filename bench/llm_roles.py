@@ -36,6 +36,7 @@ from bench.learning import run_cli  # noqa: E402
 from bench.pipeline_sim import progress_rows  # noqa: E402
 from evolver.cli import DEFAULT_CONFIG  # noqa: E402
 from evolver.stack import Stack  # noqa: E402
+from evolver.stack.processes import exit_on_sigterm
 
 console = Console(width=170)
 COUNTERS = ("calls", "prompt_tokens", "completion_tokens", "latency_s", "parse_failures", "fallbacks",
@@ -82,6 +83,7 @@ def busy_seconds(spans_path: Path) -> dict[str, float]:
 
 
 def main() -> None:
+    exit_on_sigterm()  # a SIGTERM takes the stack this benchmark started down with it
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--config", default=str(DEFAULT_CONFIG))

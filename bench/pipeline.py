@@ -40,6 +40,7 @@ from bench.pipeline_sim import progress_rows  # noqa: E402
 from evolver.algorithms.stats import eval_deltas, stage_metrics  # noqa: E402
 from evolver.cli import DEFAULT_CONFIG  # noqa: E402
 from evolver.stack import Stack  # noqa: E402
+from evolver.stack.processes import exit_on_sigterm
 
 console = Console(width=170)
 
@@ -113,6 +114,7 @@ def run_setting(args, base: dict, lag: int, replicas: int, seed: int, pool_file:
 
 
 def main() -> None:
+    exit_on_sigterm()  # a SIGTERM takes the stack this benchmark started down with it
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--replicas", default="1,2")

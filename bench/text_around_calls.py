@@ -28,6 +28,7 @@ from evolver.cli.run_events import read_run_events  # noqa: E402
 from evolver.config import load_settings  # noqa: E402
 from evolver.models.toolcall import parse_turn  # noqa: E402
 from evolver.stack import Stack  # noqa: E402
+from evolver.stack.processes import exit_on_sigterm
 
 
 def relied_on_leniency(text: str) -> bool:
@@ -70,6 +71,7 @@ async def read(nats_url: str, run_id: str):
 
 
 def main() -> None:
+    exit_on_sigterm()  # a SIGTERM takes the stack this benchmark started down with it
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--state-dir", required=True, help="the finished run's stack state folder")
     ap.add_argument("--run-id", required=True)

@@ -107,7 +107,9 @@ def _configure_clients() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     from evolver.stack import StackError
+    from evolver.stack.processes import exit_on_sigterm
     args = build_parser().parse_args(argv)
+    exit_on_sigterm()  # `evolver run` / `up` stopped by SIGTERM take down the stack they started
     try:
         _configure_clients()
         rc = args.func(args)

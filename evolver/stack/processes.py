@@ -104,3 +104,14 @@ def tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM raises SystemExit(143) in the main thread, so `finally` blocks run and a stack
+    this process started goes down with it (its processes live in sessions of their own and
+    outlive a parent that Python's default SIGTERM kills outright). Later SIGTERMs are ignored
+    while that cleanup runs; SIGKILL still ends everything at once."""
+    def _exit(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, _exit)

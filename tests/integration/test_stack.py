@@ -197,3 +197,35 @@ def test_sigterm_stops_a_service_busy_in_a_worker_thread(nats_url, tmp_path):
     finally:
         if p.poll() is None:
             p.kill()
+
+
+def test_sigterm_to_a_run_takes_down_the_stack_it_started(state_dir, tmp_path, tiny_model_dir):
+    # The stack's processes run in sessions of their own: a run killed by Python's default
+    # SIGTERM (no `finally`) left them all running. Now the run stops them on its way out.
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("steps: 1\ntasks_per_step: 1\ngroup_size: 2\neval_every: 0\n")
+    p = subprocess.Popen([sys.executable, "-m", "evolver.cli", "--state-dir", str(state_dir), "run", "--config",
+                          str(cfg), "--run-id", "sigterm", "--out", str(tmp_path / "runs")], cwd=ROOT,
+                         env={**os.environ, "EVOLVER_POLICY__MODEL_DIR": str(tiny_model_dir), "COLUMNS": "200"},
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        state = None
+        while time.monotonic() < deadline and p.poll() is None:
+            if (state_dir / "stack.json").exists():
+                state = json.loads((state_dir / "stack.json").read_text())
+                if state.get("started_at"):
+                    break
+            time.sleep(0.5)
+        assert state and state.get("started_at"), p.communicate(timeout=5)[0] if p.poll() is not None else state
+        procs = [(state["nats_pid"], "nats-server")] + [(s["pid"], s["marker"])
+                                                         for s in state["services"] + state["environments"]]
+        assert all(proc.pid_alive(pid, marker) for pid, marker in procs)
+        p.send_signal(signal.SIGTERM)
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode == 143, out[-2000:]
+        assert [pid for pid, marker in procs if proc.pid_alive(pid, marker)] == []
+        assert not (state_dir / "stack.json").exists()
+    finally:
+        if p.poll() is None:
+            p.kill()
