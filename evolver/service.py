@@ -16,11 +16,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
-import nats.errors
 from google.protobuf import timestamp_pb2
 
 from evolver import telemetry
-from evolver.bus import Bus, DeadLetterSweeper, Delivery, Handler, Worker, topology
+from evolver.bus import Bus, DeadLetterSweeper, Delivery, Handler, Worker, is_bus_failure, topology
 from evolver.bus.worker import instance_name
 from evolver.config import ConfigError, Settings, load_settings
 from evolver.errors import Unavailable
@@ -88,8 +87,8 @@ async def register_address(bus: Bus, name: str, address: str, stop: asyncio.Even
                 await bus.ensure_topology()
             await (await bus.kv(topology.SERVICES_BUCKET)).put(name, address.encode())
             return
-        except (nats.errors.Error, OSError) as e:  # not a bug here: NATS away or slow
-            if stop.is_set():
+        except Exception as e:
+            if stop.is_set() or not (is_bus_failure(e) or isinstance(e, OSError)):  # only NATS away or slow
                 raise
             log.warning("%s: cannot register its address yet (%s: %s); retry in %.1fs",
                         name, type(e).__name__, str(e)[:120], delay)

@@ -106,8 +106,21 @@ def _reserved_layer_class():
             self._length = n
             self.keys, self.values = self._kbuf[..., :n, :], self._vbuf[..., :n, :]
 
+        def _stale(self) -> bool:
+            return (self.keys is None or self.keys.shape[-2] != self._length
+                    or self.keys.data_ptr() != self._kbuf.data_ptr())
+
+        def batch_select_indices(self, indices) -> None:
+            """Only the rows at `indices`, keeping the room reserved (DynamicLayer's version
+            would leave a plain tensor, and the next update would copy it into a new buffer)."""
+            if self._stale():
+                super().batch_select_indices(indices)
+                return
+            self._kbuf, self._vbuf = self._kbuf.index_select(0, indices), self._vbuf.index_select(0, indices)
+            self.keys, self.values = self._kbuf[..., :self._length, :], self._vbuf[..., :self._length, :]
+
         def update(self, key_states, value_states, *args, **kwargs):
-            if self.keys is None or self.keys.shape[-2] != self._length or self.keys.data_ptr() != self._kbuf.data_ptr():
+            if self._stale():
                 # reassigned from outside (reorder, crop, reset): start a buffer from what it holds now
                 if self.keys is None or self.keys.numel() == 0:
                     self._reserve(key_states[..., :0, :], value_states[..., :0, :], 0)
@@ -205,6 +218,20 @@ def _prefill_from_prefixes(model, prompts: Sequence[Sequence[int]], hits: list, 
     return DynamicCache(ddp_cache_data=merged), attention, last, torch.stack(row_logits)
 
 
+def _keep_prefixes(prefix_cache, past, prompts, out, rows: list[int], done: list[int], width: int) -> None:
+    """Each finished request's sequence as fed to the model (its prompt, then every generated
+    token but the last, which was sampled and never run), with its KV, for its next turn."""
+    for j, row in enumerate(rows):
+        if row not in done:
+            continue
+        p, d = prompts[row], out[row]
+        fed = len(p) + max(len(d.token_ids) - 1, 0)
+        start = width - len(p)
+        prefix_cache.put(list(p) + d.token_ids[:-1], [
+            (layer.keys[j:j + 1, :, start:start + fed].clone(),
+             layer.values[j:j + 1, :, start:start + fed].clone()) for layer in past.layers])
+
+
 def decode(model, prompts: Sequence[Sequence[int]], samplings: Sequence[SamplingParams], *, pad_id: int,
            end_ids: set[int], device: str = "cpu", dtype=None, prefix_cache=None) -> list[Decoded]:
     """prefix_cache: a PrefixCache of this policy version's recent sequences (None: none)."""
@@ -218,7 +245,6 @@ def decode(model, prompts: Sequence[Sequence[int]], samplings: Sequence[Sampling
         g.manual_seed(s.seed if s.seed is not None else random.getrandbits(63))
         generators.append(g)
     out = [Decoded([], [], "length") for _ in range(n)]
-    live = [s.max_new_tokens > 0 for s in samplings]
     budget = max((s.max_new_tokens for s in samplings), default=0)
     if budget == 0:
         return out
@@ -230,43 +256,52 @@ def decode(model, prompts: Sequence[Sequence[int]], samplings: Sequence[Sampling
             past, mask, cur_pos, logits = _prefill(model, prompts, pad_id, device)
         past = reserve(past, budget)
         width, cur_ids = mask.shape[1], None
+        # rows[j]: the request in batch row j. A finished request leaves the batch: the steps after
+        # it cost attention and matmuls for the live rows only (in a rollout batch most attempts
+        # stop after a short call while a few run to the token budget).
+        rows = list(range(n))
+        done = [row for row in rows if samplings[row].max_new_tokens <= 0]
         for step in range(budget):
-            if not any(live):
-                break
+            if done:
+                if prefix_cache is not None:
+                    _keep_prefixes(prefix_cache, past, prompts, out, rows, done, width)
+                keep = [j for j, row in enumerate(rows) if row not in done]
+                done = []
+                if not keep:
+                    break
+                if len(keep) < len(rows):
+                    index = torch.tensor(keep, dtype=torch.long)
+                    past.batch_select_indices(index.to(device))
+                    mask, cur_pos, logits = mask[index], cur_pos[index], logits[index]
+                    if cur_ids is not None:
+                        cur_ids = cur_ids[index]
+                    rows = [rows[j] for j in keep]
             if step > 0:
                 res = model(input_ids=cur_ids.to(device), attention_mask=mask.to(device),
                             position_ids=cur_pos.to(device), cache=past, use_cache=True, logits_to_keep=1)
                 past = res.cache
                 logits = res.logits[:, -1, :].float().cpu()
-            logps = processed_logprobs(logits, temperatures, top_ps)
+            index = torch.tensor(rows, dtype=torch.long)
+            logps = processed_logprobs(logits, temperatures[index], top_ps[index])
             greedy = logps.argmax(-1)
             nxt = []
-            for row in range(n):
-                if not live[row]:
-                    nxt.append(pad_id)
-                    continue
+            for j, row in enumerate(rows):
                 if temperatures[row] > 0:
-                    tok = int(torch.multinomial(logps[row].exp(), 1, generator=generators[row]))
+                    tok = int(torch.multinomial(logps[j].exp(), 1, generator=generators[row]))
                 else:
-                    tok = int(greedy[row])
+                    tok = int(greedy[j])
                 d = out[row]
                 d.token_ids.append(tok)
-                d.logprobs.append(float(logps[row, tok]))
+                d.logprobs.append(float(logps[j, tok]))
                 if tok in end_ids:
-                    d.finish_reason, live[row] = "stop", False
+                    d.finish_reason = "stop"
+                    done.append(row)
                 elif len(d.token_ids) >= samplings[row].max_new_tokens:
-                    live[row] = False
+                    done.append(row)
                 nxt.append(tok)
             cur_ids = torch.tensor(nxt, dtype=torch.long)[:, None]
             cur_pos = cur_pos[:, -1:] + 1
-            mask = torch.cat([mask, torch.ones((n, 1), dtype=torch.long)], dim=1)
-        if prefix_cache is not None:
-            # Each row's sequence as fed to the model (its prompt, then every generated token
-            # but the last, which was sampled and never run) for its next turn.
-            for row, (p, d) in enumerate(zip(prompts, out)):
-                fed = len(p) + max(len(d.token_ids) - 1, 0)
-                start = width - len(p)
-                prefix_cache.put(list(p) + d.token_ids[:-1], [
-                    (layer.keys[row:row + 1, :, start:start + fed].clone(),
-                     layer.values[row:row + 1, :, start:start + fed].clone()) for layer in past.layers])
+            mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
+        if prefix_cache is not None and done:
+            _keep_prefixes(prefix_cache, past, prompts, out, rows, done, width)
     return out

@@ -308,3 +308,35 @@ def test_a_reserved_kv_cache_holds_what_concatenation_would_and_grows_past_its_r
             assert torch.equal(pl.keys, kl.keys) and torch.equal(pl.values, kl.values)
             assert kl.get_seq_length() == ids.shape[1]
         assert isinstance(plain, DynamicCache) and type(kept.layers[0]).__name__ == "ReservedLayer"
+
+
+def test_a_finished_request_leaves_the_batch_and_the_rest_decode_as_if_alone(tiny_model_dir, tokenizer, monkeypatch):
+    """Requests with budgets of 3, 9 and 6 tokens: after a request's last token the decode steps
+    run only the live rows, each request's tokens are those it gets alone, and the KV kept for
+    its next turn is the one it would have alone."""
+    batched = HFBackend(tiny_model_dir, threads=2, compute_dtype=torch.float32)
+    prompts = [tokenizer(f"<|im_start|>user\n{q}<|im_end|>\n")["input_ids"]
+               for q in ("list the files here please, " * 6, "make a new folder for me now, " * 6, "what time is it now exactly, " * 6)]
+    reqs = [GenerationRequest(p, SamplingParams(max_new_tokens=m, temperature=1.0, seed=10 + i))
+            for i, (p, m) in enumerate(zip(prompts, (3, 9, 6)))]
+    rows: list[int] = []
+    forward = batched.model.forward
+
+    def counting(*a, **k):
+        rows.append(int(k["input_ids"].shape[0]))
+        return forward(*a, **k)
+    monkeypatch.setattr(batched.model, "forward", counting)
+    together = batched.generate_sync(reqs)
+    monkeypatch.setattr(batched.model, "forward", forward)
+    assert [len(c.token_ids) for c in together] == [3, 9, 6]
+    assert rows == [3, 3, 3, 2, 2, 2, 1, 1, 1]  # the prefill, then decode steps 1-8
+    for req, c in zip(reqs, together):
+        alone = HFBackend(tiny_model_dir, threads=2, compute_dtype=torch.float32)
+        mine = alone.generate_sync([req])[0]
+        assert c.token_ids == mine.token_ids and c.logprobs == pytest.approx(mine.logprobs, abs=1e-5)
+        fed = list(req.prompt_token_ids) + c.token_ids[:-1]
+        n, kv = batched.prefix_cache.longest(fed + [0])
+        n_alone, kv_alone = alone.prefix_cache.longest(fed + [0])
+        assert n == n_alone == len(fed)
+        for (k, v), (ka, va) in zip(kv, kv_alone):
+            assert torch.allclose(k, ka, atol=1e-4) and torch.allclose(v, va, atol=1e-4)
