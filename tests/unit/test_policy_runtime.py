@@ -43,6 +43,21 @@ def test_batched_greedy_equals_one_by_one(backend, tokenizer):
         assert b.logprobs == pytest.approx(s.logprobs, abs=1e-4)
 
 
+def generate_counting_rows(backend, reqs, monkeypatch):
+    """The completions, and the batch rows each model forward saw (the prefill, then each step)."""
+    rows: list[int] = []
+    forward = backend.model.forward
+
+    def counting(*a, **k):
+        rows.append(int(k["input_ids"].shape[0]))
+        return forward(*a, **k)
+    monkeypatch.setattr(backend.model, "forward", counting)
+    try:
+        return backend.generate_sync(reqs), rows
+    finally:
+        monkeypatch.setattr(backend.model, "forward", forward)
+
+
 def test_identical_prompts_share_one_prefill_and_decode_as_if_alone(backend, tokenizer, monkeypatch):
     """A group's attempts share their first prompt: it is prefilled once (the model sees fewer
     rows), and every attempt still decodes exactly as it would alone with its own seed."""
@@ -50,16 +65,8 @@ def test_identical_prompts_share_one_prefill_and_decode_as_if_alone(backend, tok
     rows = [ps[1], ps[3], ps[1], ps[1]]
     reqs = [GenerationRequest(p, SamplingParams(max_new_tokens=12, temperature=1.2, seed=s))
             for p, s in zip(rows, (11, 12, 13, 14))]
-    seen: list[int] = []
-    forward = backend.model.forward
-
-    def counting(*a, **k):
-        seen.append(int(k["input_ids"].shape[0]))
-        return forward(*a, **k)
-    monkeypatch.setattr(backend.model, "forward", counting)
-    batched = backend.generate_sync(reqs)
+    batched, seen = generate_counting_rows(backend, reqs, monkeypatch)
     assert seen[0] == 2 and all(b == 4 for b in seen[1:])  # 2 distinct prompts prefilled, 4 rows decoded
-    monkeypatch.setattr(backend.model, "forward", forward)
     single = [backend.generate_sync([r])[0] for r in reqs]
     for b, s in zip(batched, single):
         assert b.token_ids == s.token_ids
@@ -319,15 +326,7 @@ def test_a_finished_request_leaves_the_batch_and_the_rest_decode_as_if_alone(tin
                for q in ("list the files here please, " * 6, "make a new folder for me now, " * 6, "what time is it now exactly, " * 6)]
     reqs = [GenerationRequest(p, SamplingParams(max_new_tokens=m, temperature=1.0, seed=10 + i))
             for i, (p, m) in enumerate(zip(prompts, (3, 9, 6)))]
-    rows: list[int] = []
-    forward = batched.model.forward
-
-    def counting(*a, **k):
-        rows.append(int(k["input_ids"].shape[0]))
-        return forward(*a, **k)
-    monkeypatch.setattr(batched.model, "forward", counting)
-    together = batched.generate_sync(reqs)
-    monkeypatch.setattr(batched.model, "forward", forward)
+    together, rows = generate_counting_rows(batched, reqs, monkeypatch)
     assert [len(c.token_ids) for c in together] == [3, 9, 6]
     assert rows == [3, 3, 3, 2, 2, 2, 1, 1, 1]  # the prefill, then decode steps 1-8
     for req, c in zip(reqs, together):
