@@ -272,6 +272,19 @@ def pooled_over_seeds(results: list[dict], k: int) -> dict[str, dict]:
     return pooled
 
 
+def code_commit() -> str:
+    """The commit this benchmark ran on (+dirty with uncommitted changes), so pooled runs can say
+    whether they ran the same code."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def pool_written(files: list[Path], out_path: Path, png: Path) -> None:
     """Main-mode runs written one seed at a time (a seed takes ~2 h on 2 cores) as one result.
     Their settings must match: a pooled interval over different settings would mean nothing."""
@@ -285,7 +298,11 @@ def pool_written(files: list[Path], out_path: Path, png: Path) -> None:
     results = [r for run in runs for r in run["results"]]
     if len({r["seed"] for r in results}) != len(results):
         raise SystemExit("not pooled: a seed appears twice")
-    out = {**runs[0], "results": results, "pooled_synthetic": pooled_over_seeds(results, runs[0]["config"]["eval"]["k"]),
+    commits = [r.get("commit", "unrecorded") for r in runs]
+    if len(set(commits)) > 1:  # settings match but the code may not: say so, the reader judges
+        console.print(f"[yellow]note:[/] the pooled runs ran different code: {', '.join(commits)}")
+    out = {**runs[0], "commits": commits,
+           "results": results, "pooled_synthetic": pooled_over_seeds(results, runs[0]["config"]["eval"]["k"]),
            "total_wall_s": sum(r["total_wall_s"] for r in runs), "pooled_from": [str(f) for f in files]}
     out_path.write_text(json.dumps(out, indent=2))
     plot(out, png)
@@ -374,7 +391,7 @@ def main() -> None:
     console.print(table)
     pooled = pooled_over_seeds(results, k) if args.mode == "main" and len(results) > 1 else {}
     out = {"model": "SmolLM2-135M-Instruct", "device": "cpu", "mode": args.mode, "steps": args.steps,
-           "config": base, "results": results, "pooled_synthetic": pooled, "total_wall_s": round(time.time() - t0, 1)}
+           "commit": code_commit(), "config": base, "results": results, "pooled_synthetic": pooled, "total_wall_s": round(time.time() - t0, 1)}
     Path(args.out).write_text(json.dumps(out, indent=2))
     plot(out, png)
     console.print(f"total {out['total_wall_s']:.0f}s; written to {args.out} and {png}")
