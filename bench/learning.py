@@ -48,7 +48,7 @@ from evolver.cli import DEFAULT_CONFIG  # noqa: E402
 from evolver.config import load_settings  # noqa: E402
 from evolver.rpc import channel, stub  # noqa: E402
 from evolver.stack import Stack  # noqa: E402
-from evolver.stack.processes import exit_on_sigterm
+from evolver.stack.processes import exit_on_sigterm  # noqa: E402
 from evolver.v1 import task_gen_service_pb2 as tg  # noqa: E402
 from evolver.v1 import task_gen_service_pb2_grpc as tg_grpc  # noqa: E402
 from evolver.v1 import task_pb2  # noqa: E402
@@ -148,7 +148,7 @@ def evaluations(run_dir: Path) -> tuple[list[dict], dict]:
                    "success_rate_per_step": [t.get("success_rate", 0.0) for t in trained],
                    "guided_trajectories": sum(t.get("guided_trajectories", 0) for t in trained),
                    "good_rate_per_step": [t.get("good_rate", 0.0) for t in trained],
-                   # the token-level balance of each step's update (services/trainer/advantages.token_balance)
+                   # each step's token-level balance (services/trainer/advantages.token_balance) and KL
                    "token_balance_per_step": [{k: t.get(k, 0.0) for k in ("token_advantage_mean", "kl",
                                               "policy_tokens_positive", "policy_tokens_negative")}
                                              for t in trained]}

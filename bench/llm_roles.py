@@ -36,7 +36,7 @@ from bench.learning import run_cli  # noqa: E402
 from bench.pipeline_sim import progress_rows  # noqa: E402
 from evolver.cli import DEFAULT_CONFIG  # noqa: E402
 from evolver.stack import Stack  # noqa: E402
-from evolver.stack.processes import exit_on_sigterm
+from evolver.stack.processes import exit_on_sigterm  # noqa: E402
 
 console = Console(width=170)
 COUNTERS = ("calls", "prompt_tokens", "completion_tokens", "latency_s", "parse_failures", "fallbacks",

@@ -40,7 +40,7 @@ from bench.pipeline_sim import progress_rows  # noqa: E402
 from evolver.algorithms.stats import eval_deltas, stage_metrics  # noqa: E402
 from evolver.cli import DEFAULT_CONFIG  # noqa: E402
 from evolver.stack import Stack  # noqa: E402
-from evolver.stack.processes import exit_on_sigterm
+from evolver.stack.processes import exit_on_sigterm  # noqa: E402
 
 console = Console(width=170)
 

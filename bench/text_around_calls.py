@@ -28,7 +28,7 @@ from evolver.cli.run_events import read_run_events  # noqa: E402
 from evolver.config import load_settings  # noqa: E402
 from evolver.models.toolcall import parse_turn  # noqa: E402
 from evolver.stack import Stack  # noqa: E402
-from evolver.stack.processes import exit_on_sigterm
+from evolver.stack.processes import exit_on_sigterm  # noqa: E402
 
 
 def relied_on_leniency(text: str) -> bool:

@@ -20,6 +20,15 @@ from tests.integration._helpers import dead_letters, wait_until
 pytestmark = pytest.mark.integration
 
 
+async def make_the_server_close(bus: Bus) -> None:
+    """nats-server closes a connection that publishes to an oversized subject."""
+    try:
+        await bus.nc.publish("s" * 5000, b"")
+        await bus.nc.flush(timeout=2)
+    except Exception:
+        pass
+
+
 async def run_workers(workers: list[Worker], until, timeout: float = 20.0) -> None:
     stop = asyncio.Event()
     tasks = [asyncio.create_task(w.run(stop)) for w in workers]
@@ -118,11 +127,7 @@ async def test_a_service_reports_not_serving_while_nats_is_lost_and_recovers(nat
             await asyncio.sleep(0.1)
         else:
             pytest.fail("the service never became SERVING")
-        try:
-            await runner.bus.nc.publish("s" * 5000, b"")
-            await runner.bus.nc.flush(timeout=2)
-        except Exception:
-            pass
+        await make_the_server_close(runner.bus)
         # NOT_SERVING while the connection is gone, SERVING once it is reopened (the window is
         # short on loopback, so the runner's record of its health changes is what is checked).
         assert await wait_until(lambda: runner.health_changes == ["NOT_SERVING", "SERVING"], 20), runner.health_changes
@@ -153,11 +158,7 @@ async def test_registration_reopens_a_connection_lost_at_startup(nats_url):
     bus = await Bus.connect(settings, name="registering")
     try:
         await bus.ensure_topology()
-        try:
-            await bus.nc.publish("s" * 5000, b"")
-            await bus.nc.flush(timeout=2)
-        except Exception:
-            pass
+        await make_the_server_close(bus)
         assert await wait_until(lambda: bus.lost.is_set(), 20)
         await asyncio.wait_for(register_address(bus, "probe", "127.0.0.1:5", asyncio.Event(), max_delay_s=0.5), 30)
         assert bus.generation == 1 and not bus.lost.is_set()
