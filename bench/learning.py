@@ -289,7 +289,7 @@ def pool_written(files: list[Path], out_path: Path, png: Path) -> None:
     """Main-mode runs written one seed at a time (a seed takes ~2 h on 2 cores) as one result.
     Their settings must match: a pooled interval over different settings would mean nothing."""
     runs = [json.loads(f.read_text()) for f in files]
-    keys = ("steps", "group_size", "tasks_per_step", "eval", "bootstrapping", "rollout")
+    keys = ("steps", "group_size", "tasks_per_step", "eval", "bootstrapping", "rollout", "training")
     settings = [(r["mode"], r["steps"], {key: r["config"].get(key) for key in keys}) for r in runs]
     if any(s != settings[0] for s in settings[1:]):
         raise SystemExit(f"not pooled: the runs' settings differ ({[str(f) for f in files]})")
@@ -326,6 +326,9 @@ def main() -> None:
     ap.add_argument("--bootstrap-epochs", type=int, default=2)
     ap.add_argument("--max-new-tokens", type=int, default=96,
                     help="per turn; at 40 the warm-started policy's calls were cut off (BENCHMARKS, warm start)")
+    ap.add_argument("--learning-rate", type=float, default=5e-4,
+                    help="the RL updates' (the warm start has its own, 1e-3); 2e-4 until 2026-12-01 (fifth run)")
+    ap.add_argument("--mini-batches", type=int, default=4, help="optimizer steps per RL step (AgentEvolver: 4)")
     ap.add_argument("--between-steps", action=argparse.BooleanOptionalAction, default=True,
                     help="self-imitation of each step's own successes")
     ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="base run config (mechanisms are overridden)")
@@ -361,6 +364,8 @@ def main() -> None:
     q = base.setdefault("questioning", {})
     q["explorations"] = max(q.get("explorations", 8), (5 * args.eval_synthetic) // 4)
     base["rollout"] = {**base.get("rollout", {}), "max_new_tokens": args.max_new_tokens}
+    base["training"] = {**base.get("training", {}), "learning_rate": args.learning_rate,
+                        "mini_batches": args.mini_batches}
     base["bootstrapping"] = {**base.get("bootstrapping", {}), "max_tasks": args.bootstrap_tasks,
                              "epochs": args.bootstrap_epochs, "between_steps": args.between_steps}
     from evolver.models import prepare
