@@ -368,8 +368,9 @@ def main() -> None:
     base["rollout"] = {**base.get("rollout", {}), "max_new_tokens": args.max_new_tokens}
     # Only what is given: a run at the config's values stays poolable with runs written before
     # these flags existed.
-    base["training"] = {**base.get("training", {}), **({"learning_rate": args.learning_rate} if args.learning_rate else {}),
-                        **({"mini_batches": args.mini_batches} if args.mini_batches else {})}
+    for key, value in (("learning_rate", args.learning_rate), ("mini_batches", args.mini_batches)):
+        if value is not None:
+            base.setdefault("training", {})[key] = value
     base["bootstrapping"] = {**base.get("bootstrapping", {}), "max_tasks": args.bootstrap_tasks,
                              "epochs": args.bootstrap_epochs, "between_steps": args.between_steps}
     from evolver.models import prepare
