@@ -331,6 +331,9 @@ def main() -> None:
     ap.add_argument("--mini-batches", type=int, default=None,
                     help="optimizer steps per RL step (default: the config's, 1; AgentEvolver: 4). At 5e-4 x 4 "
                          "the RL phase gave -0.047 [-0.134, +0.030] on seed 0 (BENCHMARKS, fifth run)")
+    ap.add_argument("--beta", type=float, default=None, help="the KL term's weight (default: the config's, 0.001)")
+    ap.add_argument("--kl-reference", choices=("base", "warm_start"), default=None,
+                    help="the KL term's reference (default: the config's, base)")
     ap.add_argument("--between-steps", action=argparse.BooleanOptionalAction, default=True,
                     help="self-imitation of each step's own successes")
     ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="base run config (mechanisms are overridden)")
@@ -368,7 +371,8 @@ def main() -> None:
     base["rollout"] = {**base.get("rollout", {}), "max_new_tokens": args.max_new_tokens}
     # Only what is given: a run at the config's values stays poolable with runs written before
     # these flags existed.
-    for key, value in (("learning_rate", args.learning_rate), ("mini_batches", args.mini_batches)):
+    for key, value in (("learning_rate", args.learning_rate), ("mini_batches", args.mini_batches),
+                       ("beta", args.beta), ("kl_reference", args.kl_reference)):
         if value is not None:
             base.setdefault("training", {})[key] = value
     base["bootstrapping"] = {**base.get("bootstrapping", {}), "max_tasks": args.bootstrap_tasks,

@@ -152,6 +152,11 @@ class TrainingSpec(_Section):
     lora_r: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)
     beta: float = Field(0.001, ge=0)  # KL to the reference (AgentEvolver kl_loss_coef)
+    # The KL term's reference: the base model (AgentEvolver, which has no warm start), or the
+    # policy as the warm start left it, so that RL is held near what bootstrapping taught rather
+    # than pulled back towards a base model that never calls a tool. Without a warm start
+    # (bootstrapping off) both are the base model.
+    kl_reference: Literal["base", "warm_start"] = "base"
     epsilon: float = Field(0.2, gt=0)
     epsilon_high: float = Field(0.28, gt=0)
     off_cliprange_high: float = Field(0.6, gt=0)  # upper clip for experience-guided trajectories

@@ -432,6 +432,8 @@ class RunLoop:
                 m = await self.supervised_step(updater, demos[i:i + b.batch])
                 losses.append(m["loss"])
         version = updater.version
+        if demos and spec.training.kl_reference == "warm_start":
+            updater.anchor_reference()  # saved with the checkpoint below, so a resumed run keeps it
         if demos:
             await publish_policy(self.bus, self.run_id, version, self.base_model[0] or "SmolLM2-135M-Instruct",
                                  await asyncio.to_thread(serialized, updater.adapter_blob))

@@ -242,13 +242,26 @@ class PolicyUpdater:
         self.version = 0
         self.keep_versions = keep_versions
         self._weights_at: dict[int, dict[str, torch.Tensor]] = {}  # version -> LoRA weights
+        self._reference: dict[str, torch.Tensor] | None = None  # None: the base model (anchor_reference)
         self._remember_weights()
 
+    def anchor_reference(self) -> None:
+        """From now on the KL term's reference is the policy as it is now (the warm-started one)
+        rather than the base model: RL is then held near what the warm start taught instead of
+        being pulled back towards a base model that never calls a tool."""
+        self._reference = {k: v.detach().clone() for k, v in self._trainable().items()}
+
+    @property
+    def reference(self) -> str:
+        return "base" if self._reference is None else "anchored"
+
     def _ref_logps(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The reference policy is the base model: the same network with the adapter disabled."""
+        """The reference policy: the base model (the same network with the adapter disabled), or
+        the LoRA weights anchor_reference kept, swapped in for one no-grad forward."""
         ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
         mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
-        with torch.no_grad(), self.model.disable_adapter():
+        context = self.model.disable_adapter() if self._reference is None else self._lora_weights(self._reference)
+        with torch.no_grad(), context:
             logps, _, _ = self.trainer._get_per_token_logps_and_entropies(
                 self.model, ids, mask, inputs["completion_ids"].size(1), scored=_scored(inputs))
         return logps
@@ -379,17 +392,18 @@ class PolicyUpdater:
                 old[rows] = self._recompute_old(inputs)[rows].to(old.dtype)
         return old
 
-    @contextlib.contextmanager
     def _lora_at(self, version: int):
         """The LoRA weights of a kept version, swapped in for the block (none for the current one)."""
-        if version == self.version:
-            yield
-            return
+        return contextlib.nullcontext() if version == self.version else self._lora_weights(self._weights_at[version])
+
+    @contextlib.contextmanager
+    def _lora_weights(self, weights: dict[str, torch.Tensor]):
+        """These LoRA weights in place of the current ones for the block."""
         params = self._trainable()
         now = {k: p.detach().clone() for k, p in params.items()}
         with torch.no_grad():
             for k, p in params.items():
-                p.copy_(self._weights_at[version][k])
+                p.copy_(weights[k])
         try:
             yield
         finally:
@@ -457,11 +471,12 @@ class PolicyUpdater:
             return pack_adapter(Path(d))
 
     def checkpoint_blob(self) -> bytes:
-        """Adapter weights, optimizer state and version: enough to resume exactly."""
+        """Adapter weights, optimizer state, version and the KL reference: enough to resume exactly."""
         buf = io.BytesIO()
         trainable = {k: v.detach().cpu() for k, v in self._trainable().items()}
         torch.save({"version": self.version, "params": trainable,
-                    "optimizer": self.trainer.optimizer.state_dict(), "weights_at": self._weights_at}, buf)
+                    "optimizer": self.trainer.optimizer.state_dict(), "weights_at": self._weights_at,
+                    "reference": self._reference}, buf)
         return buf.getvalue()
 
     def restore(self, blob: bytes) -> None:
@@ -473,4 +488,5 @@ class PolicyUpdater:
         self.trainer.optimizer.load_state_dict(state["optimizer"])
         self.version = int(state["version"])
         self._weights_at = dict(state.get("weights_at", {}))  # absent in older checkpoints
+        self._reference = state.get("reference")
         self._remember_weights()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from evolver.bus import Bus, topology
@@ -78,6 +80,17 @@ async def _checkpoint(stack_dir: Path, run_id: str) -> dict:
         return json.loads(await (await bus.kv(topology.RUN_CHECKPOINTS_BUCKET)).get(run_id))
     finally:
         await bus.close()
+
+
+async def _checkpoint_weights(stack_dir: Path, run_id: str) -> dict:
+    """The trainer's checkpointed weights of a run (PolicyUpdater.checkpoint_blob)."""
+    state = Stack(stack_dir).read_state()
+    bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": state.nats_url}), name="test")
+    try:
+        blob = await bus.get_blob(topology.CHECKPOINTS_BUCKET, run_id)
+    finally:
+        await bus.close()
+    return torch.load(io.BytesIO(blob), weights_only=True)
 
 
 async def _seed_memory(stack_dir: Path) -> None:
@@ -269,6 +282,7 @@ def test_self_bootstrapping_warm_starts_on_train_tasks_only_and_is_evaluated_at_
     r = cli(stack_dir, "run", "--config", str(_write(
         tmp_path, "boot.yaml", steps=1, mechanisms=mechanisms, bootstrapping={"max_tasks": 3, "epochs": 1, "batch": 2,
                                                                             "between_steps": True},
+        training={**SMALL["training"], "kl_reference": "warm_start"},
         eval={"synthetic_tasks": 2, "seed_tasks": 1, "k": 1})), "--run-id", "boot", "--out", str(tmp_path / "runs"))
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     run_dir = tmp_path / "runs" / "boot"
@@ -292,6 +306,10 @@ def test_self_bootstrapping_warm_starts_on_train_tasks_only_and_is_evaluated_at_
     published = [c for c in ev.completed if c.demonstration]
     assert sorted(c.task.task_id for c in published) == sorted(demos)  # memory starts with them
     assert "warm start" in (run_dir / "report.md").read_text() and (run_dir / "change.png").exists()
+    weights = asyncio.run(_checkpoint_weights(stack_dir, "boot"))  # the KL reference: the warm-started policy
+    assert weights["reference"] is not None and weights["reference"].keys() == weights["params"].keys()
+    warm_weights = weights["weights_at"][2]  # version 2: after the two warm-start updates
+    assert all(torch.equal(weights["reference"][k], warm_weights[k]) for k in warm_weights)
 
 
 @pytest.mark.parametrize("lag", [0, 1])

@@ -356,3 +356,34 @@ def test_only_the_policys_tokens_are_projected_through_the_vocabulary_and_the_st
         assert m_ours[key] == pytest.approx(m_trl[key], rel=1e-4, abs=1e-6), key
     for (_, a), (_, b) in zip(ours._trainable().items(), trls._trainable().items()):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_an_anchored_reference_is_the_policy_at_the_anchor_and_survives_resume(tiny_model_dir):
+    """kl_reference: warm_start. Before the anchor the KL term's reference is the base model;
+    after it, the policy as it was at the anchor (not the current one, not the base), also in a
+    run resumed from the checkpoint."""
+    kw = dict(learning_rate=5e-2, lora_r=4, lora_alpha=8, beta=0.1, epsilon=0.2, epsilon_high=0.28,
+              off_cliprange_high=0.6, temperature=1.0, compute_dtype=torch.float32)
+    upd = PolicyUpdater(tiny_model_dir, **kw)
+    s = Sample("a", "g", [1, 2, 3, 40, 41, 42], [0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1], [0.0] * 6, False, False, 1.0)
+    scored = slice(1, 4)  # the completion's policy positions (the first token is the prompt's last)
+
+    def ref():
+        return upd._prepared([s])["ref_per_token_logps"][0].tolist()[scored]
+
+    base = upd.recompute_logprobs(s)[scored]
+    upd.update([s], supervised=True)  # a warm start
+    warm = upd.recompute_logprobs(s)[scored]
+    assert warm != pytest.approx(base, abs=1e-3) and upd.reference == "base"
+    assert ref() == pytest.approx(base, abs=1e-5)
+    upd.anchor_reference()
+    assert upd.reference == "anchored" and ref() == pytest.approx(warm, abs=1e-5)
+    first = upd.update([s])  # RL from the anchor: the policy is its own reference, no KL yet
+    assert first["kl"] == pytest.approx(0.0, abs=1e-5)
+    assert upd.recompute_logprobs(s)[scored] != pytest.approx(warm, abs=1e-3)  # the policy moved on...
+    assert ref() == pytest.approx(warm, abs=1e-5)  # ...its reference did not
+    assert upd.update([s])["kl"] > 1e-4
+    again = PolicyUpdater(tiny_model_dir, **kw)
+    again.restore(upd.checkpoint_blob())
+    assert again.reference == "anchored"
+    assert again._prepared([s])["ref_per_token_logps"][0].tolist()[scored] == pytest.approx(warm, abs=1e-5)
