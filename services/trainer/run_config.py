@@ -141,8 +141,9 @@ class RolloutSpec(_Section):
     allow_text_around_calls: bool = False  # strict by default: a turn that calls and talks is malformed
     timeout_s: float = Field(1800, gt=0)  # per training step, for all its groups
     # Asynchronous pipeline: the groups of the next max_policy_lag steps are generated while a
-    # step trains, so they come from a policy up to that many updates old (the behaviour
-    # log-probs give the importance ratio; an older group is dropped and asked for again).
+    # step trains, so they come from a policy up to that many steps old (the behaviour
+    # log-probs give the importance ratio; an older group is dropped and asked for again). Counted
+    # in steps: RunSpec.version_lag is the bound in policy versions.
     # 0 = synchronous: every group from the policy being trained.
     max_policy_lag: int = Field(1, ge=0, le=8)
 
@@ -198,6 +199,16 @@ class RunSpec(_Section):
     # Processes per service when `evolver run` starts the embedded stack itself (e.g.
     # {explorer: 2}); a running stack keeps its own (`evolver up --replicas explorer=2`).
     replicas: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def version_lag(self) -> int:
+        """rollout.max_policy_lag in policy versions. The lag counts training steps, and a step
+        advances the policy by one version, or by two when self-bootstrapping imitates the step's
+        successes after its RL update. Counted in versions, a lag of 1 sent every group generated
+        during a step with successes back to be generated again (8 of 8 groups a step, measured
+        on the 2026-12-01 learning run)."""
+        per_step = 1 + int(self.mechanisms.bootstrapping and self.bootstrapping.between_steps)
+        return self.rollout.max_policy_lag * per_step
 
 
 class RunConfigError(ValueError):

@@ -461,8 +461,9 @@ class RunLoop:
         return {"imitated_successes": float(len(demos)), "imitation_loss": m["loss"]}
 
     async def within_lag(self, groups: list, step: int, version: int, lag: int) -> tuple[list, int]:
-        """Groups generated more than `lag` versions behind the policy being trained are
-        dropped and asked for again at this version (under their own job ids), once; counted."""
+        """Groups generated more than `lag` versions (RunSpec.version_lag) behind the policy
+        being trained are dropped and asked for again at this version (under their own job ids),
+        once; counted."""
         keep, old = split_stale(groups, version, lag)
         if not old:
             return keep, 0
@@ -480,7 +481,7 @@ class RunLoop:
         for ahead in range(step + 1, min(step + lag, spec.steps - 1) + 1):
             await self.request_step(ahead, ckpt.version)
         groups = await self.collect(ids, events_pb2.RUN_PHASE_ROLLOUT, step)
-        groups, stale = await self.within_lag(groups, step, ckpt.version, lag)
+        groups, stale = await self.within_lag(groups, step, ckpt.version, spec.version_lag)
         groups = [g for g in groups if g.group.group_id not in ckpt.consumed]
         cfg = spec.attributing.adca()
         alpha = alpha_at(cfg, step, spec.steps)
@@ -550,5 +551,5 @@ def default_updater_factory(settings):
                              gradient_checkpointing=t.gradient_checkpointing,
                              device=None if t.device == "auto" else t.device,
                              compute_dtype=dtype_setting(settings.policy.compute_dtype),
-                             keep_versions=spec.rollout.max_policy_lag + 1)
+                             keep_versions=spec.version_lag + 1)
     return make

@@ -188,7 +188,7 @@ class PolicyUpdater:
         recompute_old: the importance ratio's denominator from a no-grad forward of this model
         rather than the rollouts' behaviour log-probs. None = when computing in bfloat16.
         keep_versions: LoRA weights kept per recent version for that recomputation (the
-        asynchronous pipeline's max_policy_lag + 1); an older sample keeps its behaviour log-probs."""
+        asynchronous pipeline's RunSpec.version_lag + 1); an older sample keeps its behaviour log-probs."""
         from datasets import Dataset
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer

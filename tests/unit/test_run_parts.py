@@ -143,6 +143,27 @@ def test_groups_older_than_the_lag_bound_are_split_off():
     assert original_group_id("r.s3.t1.v3x") == "r.s3.t1.v3x"  # only the re-request suffix goes
 
 
+def test_the_lag_bound_counts_steps_so_a_groups_imitation_step_does_not_make_it_stale():
+    """A group requested one step ahead is generated while that step trains; with self-imitation
+    between steps the policy then moves two versions (RL update, supervised step), and the group
+    is still one step behind: kept, and its generating weights kept for the ratio."""
+    from services.trainer.collection import split_stale
+    from services.trainer.run_config import RunSpec
+
+    def spec(bootstrapping: bool, between_steps: bool, lag: int = 1) -> RunSpec:
+        return RunSpec.model_validate({"mechanisms": {"bootstrapping": bootstrapping},
+                                       "bootstrapping": {"between_steps": between_steps},
+                                       "rollout": {"max_policy_lag": lag}})
+    one_step_behind = events_pb2.RolloutAttributed(group=tpb.RolloutGroup(
+        group_id="g", trajectories=[tpb.Trajectory(trajectory_id="g.0", policy_version=4)]))
+    imitating = spec(True, True)
+    assert imitating.version_lag == 2
+    assert split_stale([one_step_behind], version=6, max_lag=imitating.version_lag)[1] == []
+    assert split_stale([one_step_behind], version=7, max_lag=imitating.version_lag)[0] == []  # two steps: stale
+    assert spec(True, False).version_lag == spec(False, True).version_lag == 1  # one version a step
+    assert spec(True, True, lag=0).version_lag == 0 and spec(True, True, lag=3).version_lag == 6
+
+
 def test_a_checkpoint_round_trips_and_ignores_keys_it_does_not_know():
     import json
 
