@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -53,52 +54,45 @@ def stack_dir(tmp_path_factory, tiny_model_dir):
     yield from embedded_stack(tmp_path_factory.mktemp("loop") / "stack", tiny_model_dir, cli)
 
 
-async def _events(stack_dir: Path, run_id: str):
+@contextlib.asynccontextmanager
+async def _stack_bus(stack_dir: Path):
+    """A bus connection to the stack's nats-server, closed after the block."""
     state = Stack(stack_dir).read_state()
     bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": state.nats_url}), name="test")
     try:
-        return await read_run_events(bus, run_id)
+        yield bus
     finally:
         await bus.close()
+
+
+async def _events(stack_dir: Path, run_id: str):
+    async with _stack_bus(stack_dir) as bus:
+        return await read_run_events(bus, run_id)
 
 
 async def _env_address(stack_dir: Path, env_id: str) -> str:
     from evolver.envs.registry import environment_spec
-    state = Stack(stack_dir).read_state()
-    bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": state.nats_url}), name="test")
-    try:
+    async with _stack_bus(stack_dir) as bus:
         return (await environment_spec(await bus.kv(topology.ENVIRONMENTS_BUCKET), env_id)).address
-    finally:
-        await bus.close()
 
 
 async def _checkpoint(stack_dir: Path, run_id: str) -> dict:
     """The trainer's checkpoint record of a run on the stack."""
-    state = Stack(stack_dir).read_state()
-    bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": state.nats_url}), name="test")
-    try:
+    async with _stack_bus(stack_dir) as bus:
         return json.loads(await (await bus.kv(topology.RUN_CHECKPOINTS_BUCKET)).get(run_id))
-    finally:
-        await bus.close()
 
 
 async def _checkpoint_weights(stack_dir: Path, run_id: str) -> dict:
     """The trainer's checkpointed weights of a run (PolicyUpdater.checkpoint_blob)."""
-    state = Stack(stack_dir).read_state()
-    bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": state.nats_url}), name="test")
-    try:
+    async with _stack_bus(stack_dir) as bus:
         blob = await bus.get_blob(topology.CHECKPOINTS_BUCKET, run_id)
-    finally:
-        await bus.close()
     return torch.load(io.BytesIO(blob), weights_only=True)
 
 
 async def _seed_memory(stack_dir: Path) -> None:
     """One successful training group so memory has an experience to retrieve: the tiny random
     policy never succeeds by itself, and self-navigating needs something to navigate by."""
-    state = Stack(stack_dir).read_state()
-    bus = await Bus.connect(load_settings(environ={"EVOLVER_NATS__URL": state.nats_url}), name="test")
-    try:
+    async with _stack_bus(stack_dir) as bus:
         task = task_pb2.Task(task_id="syn-memory-seed", env_id="bfcl", source=task_pb2.TASK_SOURCE_SYNTHETIC,
                              query="Create a directory named reports, then list the files.")
         traj = tpb.Trajectory(trajectory_id="seed.r0", task_id=task.task_id, reward=tpb.Reward(score=1, success=True))
@@ -110,8 +104,6 @@ async def _seed_memory(stack_dir: Path) -> None:
                                  trajectories=[traj])
         await bus.publish("rollout.completed", events_pb2.RolloutCompleted(group=group, task=task),
                           key=group.group_id)
-    finally:
-        await bus.close()
 
 
 def _write(tmp_path: Path, name: str, **changes) -> Path:
