@@ -334,6 +334,8 @@ def main() -> None:
     ap.add_argument("--beta", type=float, default=None, help="the KL term's weight (default: the config's, 0.001)")
     ap.add_argument("--kl-reference", choices=("base", "warm_start"), default=None,
                     help="the KL term's reference (default: the config's, base)")
+    ap.add_argument("--imitation-learning-rate", type=float, default=None,
+                    help="the between-steps imitation step's rate (default: the warm start's, 1e-3)")
     ap.add_argument("--between-steps", action=argparse.BooleanOptionalAction, default=True,
                     help="self-imitation of each step's own successes")
     ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="base run config (mechanisms are overridden)")
@@ -377,6 +379,8 @@ def main() -> None:
             base.setdefault("training", {})[key] = value
     base["bootstrapping"] = {**base.get("bootstrapping", {}), "max_tasks": args.bootstrap_tasks,
                              "epochs": args.bootstrap_epochs, "between_steps": args.between_steps}
+    if args.imitation_learning_rate is not None:
+        base["bootstrapping"]["imitation_learning_rate"] = args.imitation_learning_rate
     from evolver.models import prepare
     os.environ["EVOLVER_POLICY__MODEL_DIR"] = str(prepare.prepare())
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]

@@ -42,6 +42,13 @@ class BootstrappingSpec(_Section):
     # Supervised steps' own learning rate: at the RL rate (2e-4) 24 steps left held-out success
     # unchanged; at 1e-3 it rose 0.06 -> 0.16 (docs/BENCHMARKS.md, warm start).
     learning_rate: float = Field(1e-3, gt=0, le=1.0)
+    # The between-steps imitation step's own rate (None: learning_rate). The warm start's 1e-3
+    # is 5x the RL rate, on a handful of the step's own successes.
+    imitation_learning_rate: float | None = Field(None, gt=0, le=1.0)
+
+    @property
+    def imitation_rate(self) -> float:
+        return self.imitation_learning_rate or self.learning_rate
 
 
 class QuestioningSpec(_Section):

@@ -446,10 +446,11 @@ class RunLoop:
                             loss_first=losses[0] if losses else 0.0, loss_last=losses[-1] if losses else 0.0,
                             updates=len(losses))
 
-    async def supervised_step(self, updater, samples: list[Sample]) -> dict[str, float]:
+    async def supervised_step(self, updater, samples: list[Sample], learning_rate: float | None = None
+                              ) -> dict[str, float]:
         b = self.spec.bootstrapping
         return await asyncio.to_thread(serialized, partial(updater.update, supervised=True, prompt_grad=b.prompt_grad,
-                                                           learning_rate=b.learning_rate), samples)
+                                                           learning_rate=learning_rate or b.learning_rate), samples)
 
     async def imitate_successes(self, updater, samples: list[Sample], successes: set[str]) -> dict[str, float]:
         """Self-bootstrapping between steps: one supervised step on the policy's own verified
@@ -457,8 +458,9 @@ class RunLoop:
         demos = imitation_samples(samples, successes)
         if not demos:
             return {"imitated_successes": 0.0}
-        m = await self.supervised_step(updater, demos)
-        return {"imitated_successes": float(len(demos)), "imitation_loss": m["loss"]}
+        m = await self.supervised_step(updater, demos, self.spec.bootstrapping.imitation_rate)
+        return {"imitated_successes": float(len(demos)), "imitation_loss": m["loss"],
+                "imitation_learning_rate": m["learning_rate"]}
 
     async def within_lag(self, groups: list, step: int, version: int, lag: int) -> tuple[list, int]:
         """Groups generated more than `lag` versions (RunSpec.version_lag) behind the policy

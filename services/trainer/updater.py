@@ -301,7 +301,7 @@ class PolicyUpdater:
         backpropagates through the rest: the LoRA weights then learn from the policy's positions
         only, at ~1/3 of the cost on a CPU (backward is 2x a forward, and the prompt is most of
         the sequence).
-        learning_rate: for this step only (None: the optimizer's)."""
+        learning_rate: for this step only (None: the optimizer's); the rate used is reported."""
         self.model.train()
         groups = self.trainer.optimizer.param_groups
         saved = [g["lr"] for g in groups]
@@ -309,7 +309,8 @@ class PolicyUpdater:
             for g in groups:
                 g["lr"] = learning_rate
         try:
-            return self._update(samples, micro_batch, supervised, prompt_grad, mini_batches)
+            return self._update(samples, micro_batch, supervised, prompt_grad, mini_batches) | {
+                "learning_rate": float(groups[0]["lr"])}
         finally:
             for g, lr in zip(groups, saved):
                 g["lr"] = lr

@@ -273,7 +273,8 @@ def test_self_bootstrapping_warm_starts_on_train_tasks_only_and_is_evaluated_at_
     mechanisms = {"questioning": True, "navigating": True, "attributing": True, "bootstrapping": True}
     r = cli(stack_dir, "run", "--config", str(_write(
         tmp_path, "boot.yaml", steps=1, mechanisms=mechanisms, bootstrapping={"max_tasks": 3, "epochs": 1, "batch": 2,
-                                                                            "between_steps": True},
+                                                                            "between_steps": True,
+                                                                            "imitation_learning_rate": 3e-4},
         training={**SMALL["training"], "kl_reference": "warm_start"},
         eval={"synthetic_tasks": 2, "seed_tasks": 1, "k": 1})), "--run-id", "boot", "--out", str(tmp_path / "runs"))
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
@@ -285,6 +286,9 @@ def test_self_bootstrapping_warm_starts_on_train_tasks_only_and_is_evaluated_at_
     trained = [p["metrics"] for p in progress if p["phase"] == "trained"]
     imitated = trained[-1]["imitated_successes"]  # between steps: a supervised step when the step had successes
     assert imitated <= trained[-1]["success_rate"] * trained[-1]["trajectories"] + 1e-9
+    assert trained[-1]["learning_rate"] == pytest.approx(SMALL["training"].get("learning_rate", 2e-4))  # the RL step's
+    if imitated:  # the imitation step at its own rate, not the warm start's 1e-3
+        assert trained[-1]["imitation_learning_rate"] == pytest.approx(3e-4)
     # 2 warm-start updates + 1 RL step (+ 1 imitation step when there was a success to imitate)
     assert json.loads((run_dir / "run.json").read_text())["policy_version"] == 3 + (imitated > 0)
     ckpt = asyncio.run(_checkpoint(stack_dir, "boot"))

@@ -96,7 +96,7 @@ async def test_a_supervised_step_is_the_grpo_step_at_ratio_one_with_one_forward_
     def moved(lr):
         upd = make()
         before = [p.detach().clone() for p in upd.model.parameters() if p.requires_grad]
-        upd.update([demo], supervised=True, learning_rate=lr)
+        assert upd.update([demo], supervised=True, learning_rate=lr)["learning_rate"] == lr  # reported
         assert [g["lr"] for g in upd.trainer.optimizer.param_groups] == pytest.approx([5e-3] * len(
             upd.trainer.optimizer.param_groups))
         after = [p.detach() for p in upd.model.parameters() if p.requires_grad]

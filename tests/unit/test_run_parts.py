@@ -164,6 +164,17 @@ def test_the_lag_bound_counts_steps_so_a_groups_imitation_step_does_not_make_it_
     assert spec(True, True, lag=0).version_lag == 0 and spec(True, True, lag=3).version_lag == 6
 
 
+def test_the_imitation_step_takes_its_own_rate_or_else_the_warm_starts():
+    from pydantic import ValidationError
+
+    from services.trainer.run_config import BootstrappingSpec
+    assert BootstrappingSpec().imitation_rate == BootstrappingSpec().learning_rate == 1e-3
+    assert BootstrappingSpec(learning_rate=5e-4).imitation_rate == 5e-4
+    assert BootstrappingSpec(imitation_learning_rate=2e-4).imitation_rate == 2e-4
+    with pytest.raises(ValidationError, match="imitation_learning_rate"):
+        BootstrappingSpec(imitation_learning_rate=0)
+
+
 def test_a_checkpoint_round_trips_and_ignores_keys_it_does_not_know():
     import json
 
