@@ -118,7 +118,9 @@ async def _run(args, spec: RunSpec, state, run_dir: Path, stack) -> int:
                   f"{spec.group_size} rollouts on {spec.env_id}; mechanisms " +
                   ", ".join(f"{k}={'on' if v else 'off'}" for k, v in spec.mechanisms.model_dump().items()))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as progress, open(run_dir / "metrics.jsonl", "a") as mf:
+                  console=console, transient=False) as progress, open(run_dir / "metrics.jsonl", "w") as mf:
+        # Written afresh: WatchRun replays the run's progress from its start (a resumed run's
+        # too), and appending mixed an earlier run of the same id into this one's figures.
         await follow(lambda: stack.read_state().address_of("trainer"), run_id, RunWatcher(progress, spec), mf)
     async with channel(stack.read_state().address_of("trainer")) as ch:
         run = (await stub(pb_grpc.TrainerServiceStub, ch, 30.0).GetRun(pb.GetRunRequest(run_id=run_id))).run
