@@ -429,7 +429,7 @@ class RunLoop:
         for _ in range(b.epochs if demos else 0):
             for i in range(0, len(demos), b.batch):
                 self.check_stop()
-                m = await self.supervised_step(updater, demos[i:i + b.batch])
+                m = await self.supervised_step(updater, demos[i:i + b.batch], b.learning_rate)
                 losses.append(m["loss"])
         version = updater.version
         if demos and spec.training.kl_reference == "warm_start":
@@ -446,11 +446,10 @@ class RunLoop:
                             loss_first=losses[0] if losses else 0.0, loss_last=losses[-1] if losses else 0.0,
                             updates=len(losses))
 
-    async def supervised_step(self, updater, samples: list[Sample], learning_rate: float | None = None
-                              ) -> dict[str, float]:
-        b = self.spec.bootstrapping
-        return await asyncio.to_thread(serialized, partial(updater.update, supervised=True, prompt_grad=b.prompt_grad,
-                                                           learning_rate=learning_rate or b.learning_rate), samples)
+    async def supervised_step(self, updater, samples: list[Sample], learning_rate: float) -> dict[str, float]:
+        return await asyncio.to_thread(serialized, partial(
+            updater.update, supervised=True, prompt_grad=self.spec.bootstrapping.prompt_grad,
+            learning_rate=learning_rate), samples)
 
     async def imitate_successes(self, updater, samples: list[Sample], successes: set[str]) -> dict[str, float]:
         """Self-bootstrapping between steps: one supervised step on the policy's own verified
