@@ -101,6 +101,14 @@ async def follow(trainer_address, run_id: str, watcher: RunWatcher, metrics_file
             await asyncio.sleep(1.0)
 
 
+async def record_progress(trainer_address, run_id: str, watcher, run_dir: Path) -> None:
+    """Follows the run into run_dir/metrics.jsonl, written afresh: WatchRun replays the run's
+    progress from its start (a resumed run's too), and appending mixed an earlier run of the
+    same id into this one's figures."""
+    with open(run_dir / "metrics.jsonl", "w") as metrics_file:
+        await follow(trainer_address, run_id, watcher, metrics_file)
+
+
 async def _run(args, spec: RunSpec, state, run_dir: Path, stack) -> int:
     from evolver.bus import Bus
     from evolver.config import load_settings
@@ -118,10 +126,8 @@ async def _run(args, spec: RunSpec, state, run_dir: Path, stack) -> int:
                   f"{spec.group_size} rollouts on {spec.env_id}; mechanisms " +
                   ", ".join(f"{k}={'on' if v else 'off'}" for k, v in spec.mechanisms.model_dump().items()))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as progress, open(run_dir / "metrics.jsonl", "w") as mf:
-        # Written afresh: WatchRun replays the run's progress from its start (a resumed run's
-        # too), and appending mixed an earlier run of the same id into this one's figures.
-        await follow(lambda: stack.read_state().address_of("trainer"), run_id, RunWatcher(progress, spec), mf)
+                  console=console, transient=False) as progress:
+        await record_progress(lambda: stack.read_state().address_of("trainer"), run_id, RunWatcher(progress, spec), run_dir)
     async with channel(stack.read_state().address_of("trainer")) as ch:
         run = (await stub(pb_grpc.TrainerServiceStub, ch, 30.0).GetRun(pb.GetRunRequest(run_id=run_id))).run
     record = {"run_id": run.run_id, "state": run_pb2.RunState.Name(run.state).removeprefix("RUN_STATE_"),

@@ -87,3 +87,30 @@ async def test_an_undecodable_progress_message_is_skipped_by_every_watcher(bus: 
                 assert phases == ["starting", "finished"]
     finally:
         await server.stop(0)
+
+
+async def test_a_run_records_only_its_own_progress_when_its_folder_held_an_earlier_run(bus: Bus, tmp_path):
+    # The learning bench runs twice into one folder with one run id; metrics.jsonl was appended
+    # to, so the second run's figures read the first run's evaluations too.
+    import json
+    from evolver.cli._run import record_progress
+
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"run_id": "again", "train_step": 3, "phase": "evaluated",
+                                                         "metrics": {"eval_synthetic_avg_at_k": 0.9}}) + "\n")
+    servicer = TrainerServicer(await runs_with(bus, "again"))
+    server = GrpcServer([Registration("evolver.v1.TrainerService", servicer, pb_grpc.add_TrainerServiceServicer_to_server)])
+    await server.start()
+    try:
+        await bus.publish("run.progress", ev.RunProgress(run_id="again", train_step=0, phase=ev.RUN_PHASE_STARTING), key="a:0")
+        await bus.publish("run.progress", ev.RunProgress(run_id="again", train_step=0, phase=ev.RUN_PHASE_EVALUATED,
+                                                         metrics={"eval_synthetic_avg_at_k": 0.25}), key="a:1")
+        await bus.publish("run.progress", ev.RunProgress(run_id="again", train_step=0, phase=ev.RUN_PHASE_FINISHED), key="a:2")
+        watched = []
+        await asyncio.wait_for(record_progress(lambda: server.address, "again",
+                                               SimpleNamespace(on=lambda e: watched.append(phase_name(e.phase))),
+                                               tmp_path), 20)
+        lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+        assert [x["phase"] for x in lines] == watched == ["starting", "evaluated", "finished"]
+        assert [x["metrics"] for x in lines if x["phase"] == "evaluated"] == [{"eval_synthetic_avg_at_k": 0.25}]
+    finally:
+        await server.stop(0)
