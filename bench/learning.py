@@ -15,10 +15,18 @@ RL. Every change is a paired bootstrap over tasks with its 95% interval.
                     every seed, and warm start -> end >= +0.05 with a CI excluding 0 pooled.
   --mode ablation   AgentEvolver's shape (spec §11.1) at one seed and the same budget:
                     bootstrapping only (the warm-start point of the next run), + questioning RL
-                    (plain GRPO on self-made tasks), + navigating, + attributing, all.
+                    (plain GRPO on self-made tasks), + navigating, + attributing, all; settings
+                    after the first start RL from the first's warm start (--no-share-warm-start:
+                    each fine-tunes its own), so they differ in their RL phase only.
+
+Every run folder keeps its task pool (task_pool.json) and warm start (warm_start.bin): --task-pool
+and --warm-start start a later invocation from both, so RL settings can be tried one after another
+from one warm start without paying for it again (about 40 of a seed's 105 minutes).
 
   .venv/bin/python bench/learning.py --mode main --seeds 0,1,2 [--steps 8] [--out docs/bench_learning.json]
   .venv/bin/python bench/learning.py --pool seed0.json seed1.json --out pooled.json   (seeds run apart)
+  .venv/bin/python bench/learning.py --seeds 0 --task-pool runs/bench-learning/learning-0-seed0/task_pool.json \
+      --warm-start runs/bench-learning/learning-0-seed0/warm_start.bin --out docs/other_rl_settings.json
 """
 
 from __future__ import annotations
@@ -128,13 +136,14 @@ async def load_pool(state, path: Path, env_id: str) -> tuple[int, int]:
     return counts[0], counts[1]
 
 
-def run_cli(state_dir: Path, cfg: dict, run_id: str, runs: str) -> Path:
+def run_cli(state_dir: Path, cfg: dict, run_id: str, runs: str, warm_start: Path | None = None) -> Path:
     """`evolver run` of cfg on the stack in state_dir, in a subprocess as a user runs it; its run
     folder. A failed run stops the bench, naming the folder to look in."""
     cfg_path = state_dir / "run.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     p = subprocess.run([sys.executable, "-m", "evolver.cli", "--state-dir", str(state_dir), "run", "--config",
-                        str(cfg_path), "--run-id", run_id, "--out", runs], cwd=ROOT)
+                        str(cfg_path), "--run-id", run_id, "--out", runs]
+                       + (["--warm-start", str(warm_start)] if warm_start else []), cwd=ROOT)
     if p.returncode != 0:
         raise SystemExit(f"run {run_id} failed (exit {p.returncode}); see {runs}/{run_id}")
     return Path(runs) / run_id
@@ -160,9 +169,13 @@ def points(evals: list[dict]) -> dict[str, dict]:
     return {"base": base, "warm start": warm if warm is not None else base, "end": end}
 
 
-def run_setting(args, base: dict, name: str, mech: dict, seed: int, index: int, pool_file: Path | None = None) -> dict:
+def run_setting(args, base: dict, name: str, mech: dict, seed: int, index: int, pool_file: Path | None = None,
+                warm_start: Path | None = None) -> dict:
     """pool_file: where the seed's task pool is saved by the first run that builds it and loaded
-    by the others (the ablation's settings must compare on the same tasks)."""
+    by the others (the ablation's settings must compare on the same tasks). warm_start: a
+    warm_start.bin to start RL from instead of fine-tuning (made on this pool's train tasks).
+    The run folder keeps the pool it ran on (task_pool.json) and its warm start
+    (warm_start.bin), so a later invocation can start from both (--task-pool, --warm-start)."""
     # A fresh stack per run: empty memory and pool, so no run learns from another's rollouts.
     state_dir = Path(args.state_dir) / f"run{index}"
     shutil.rmtree(state_dir, ignore_errors=True)
@@ -184,14 +197,18 @@ def run_setting(args, base: dict, name: str, mech: dict, seed: int, index: int, 
             if pool_file is not None:
                 pool_file.parent.mkdir(parents=True, exist_ok=True)
                 asyncio.run(save_pool(state, pool_file))
+        kept = Path(args.runs) / run_id
+        kept.mkdir(parents=True, exist_ok=True)
+        asyncio.run(save_pool(state, kept / "task_pool.json"))
         start = time.time()
-        run_dir = run_cli(state_dir, cfg, run_id, args.runs)
+        run_dir = run_cli(state_dir, cfg, run_id, args.runs, warm_start)
         wall = time.time() - start
     finally:
         stack.down()
     evals, training = evaluations(run_dir)
     return {"setting": name, "seed": seed, "mechanisms": mech, "run_id": run_id, "wall_s": round(wall, 1),
-            "pool": {"train": pool[0], "heldout": pool[1]}, "evaluations": evals, **training}
+            "pool": {"train": pool[0], "heldout": pool[1]}, "evaluations": evals,
+            "warm_start_from": str(warm_start) if warm_start else None, **training}
 
 
 def changes(result: dict) -> dict[str, dict]:
@@ -344,6 +361,16 @@ def main() -> None:
     ap.add_argument("--runs", default=str(ROOT / "runs" / "bench-learning"))
     ap.add_argument("--plot", default=None, help="the learning curves' PNG (default: --out with .png)")
     ap.add_argument("--replot", action="store_true", help="only draw the PNG of an existing --out")
+    ap.add_argument("--task-pool", type=Path, metavar="JSON",
+                    help="train and evaluate on this saved pool (a run folder's task_pool.json) instead of "
+                         "self-questioning a new one; every run of this invocation")
+    ap.add_argument("--warm-start", type=Path, metavar="BIN",
+                    help="every run starts RL from this warm start (a run folder's warm_start.bin, made on the "
+                         "--task-pool's train tasks) instead of fine-tuning again; its base and warm-start "
+                         "evaluations still run (a check: they should match the source run's)")
+    ap.add_argument("--share-warm-start", action=argparse.BooleanOptionalAction, default=True,
+                    help="ablation: settings after the first start from the first's warm start (the same "
+                         "tasks and bootstrapping settings) instead of each fine-tuning again")
     ap.add_argument("--pool", nargs="+", type=Path, metavar="JSON",
                     help="only pool main-mode runs already written (one seed each, run separately) over seeds; "
                          "writes them as one --out")
@@ -389,9 +416,20 @@ def main() -> None:
     results = []
     pools = Path(args.state_dir) / "pools"
     shutil.rmtree(pools, ignore_errors=True)  # a pool is shared within one invocation, never across
+    if args.task_pool:
+        pools.mkdir(parents=True, exist_ok=True)
+        for seed in seeds:
+            shutil.copyfile(args.task_pool, pools / f"seed{seed}.json")
+    warm_start = None
+    if args.warm_start:  # a copy: a run of the same id would write its own warm_start.bin over the source
+        warm_start = pools / "warm_start.bin"
+        pools.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(args.warm_start, warm_start)
     for i, (name, mech, seed) in enumerate(plan):
         r = run_setting(args, base, name, mech, seed, i,
-                        pools / f"seed{seed}.json" if args.mode == "ablation" else None)
+                        pools / f"seed{seed}.json" if args.mode == "ablation" or args.task_pool else None, warm_start)
+        if args.mode == "ablation" and args.share_warm_start and warm_start is None:
+            warm_start = Path(args.runs) / r["run_id"] / "warm_start.bin"
         r["changes"] = changes(r)
         results.append(r)
     k = args.k

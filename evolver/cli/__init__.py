@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", help="run id (default: run-<timestamp>); the same id resumes/returns that run")
     run.add_argument("--out", default="runs", help="parent folder of the run folder")
     run.add_argument("--keep-stack", action="store_true", help="leave the embedded stack running afterwards")
+    run.add_argument("--warm-start", metavar="FILE",
+                     help="start RL from this warm start (a run folder's warm_start.bin) instead of fine-tuning "
+                          "again; it must have been made on this run's base model and train tasks")
     run.set_defaults(func=cmd_run)
     sub.add_parser("down", help="stop the stack").set_defaults(func=cmd_down)
     pg = sub.add_parser("ping", help="send one event through every service")

@@ -17,6 +17,7 @@ from rich.table import Table
 from evolver.cli._common import _state_dir, console
 from services.trainer.progress import phase_name
 from services.trainer.run_config import RunConfigError, RunSpec, parse_run_spec, to_run_config
+from services.trainer.warm_start_record import unpack, warm_start_key
 from evolver.v1 import run_pb2
 from evolver.v1 import trainer_service_pb2 as pb
 from evolver.v1 import trainer_service_pb2_grpc as pb_grpc
@@ -109,8 +110,8 @@ async def record_progress(trainer_address, run_id: str, watcher, run_dir: Path) 
         await follow(trainer_address, run_id, watcher, metrics_file)
 
 
-async def _run(args, spec: RunSpec, state, run_dir: Path, stack) -> int:
-    from evolver.bus import Bus
+async def _run(args, spec: RunSpec, state, run_dir: Path, stack, warm_start: bytes | None = None) -> int:
+    from evolver.bus import Bus, topology
     from evolver.config import load_settings
     from evolver.cli.report import read_jsonl, write_report
     from evolver.rpc import channel, stub
@@ -120,6 +121,13 @@ async def _run(args, spec: RunSpec, state, run_dir: Path, stack) -> int:
     run_id = args.run_id  # cmd_run names the run (and its folder) before we get here
     config = to_run_config(spec)
     (run_dir / "config.yaml").write_text(config.config_yaml)
+    if warm_start is not None:  # on the stack's bus, where the trainer looks for it by name
+        bus = await Bus.connect(load_settings(environ={**os.environ, "EVOLVER_NATS__URL": state.nats_url}),
+                                name="evolver-run")
+        try:
+            await bus.put_blob(topology.CHECKPOINTS_BUCKET, warm_start_key(spec.bootstrapping.warm_start_from), warm_start)
+        finally:
+            await bus.close()
     async with channel(state.address_of("trainer")) as ch:
         r = await stub(pb_grpc.TrainerServiceStub, ch, 30.0).StartRun(pb.StartRunRequest(run_id=run_id, config=config))
     console.print(f"run [bold]{r.run.run_id}[/] started: {spec.steps} steps x {spec.tasks_per_step} tasks x "
@@ -137,6 +145,9 @@ async def _run(args, spec: RunSpec, state, run_dir: Path, stack) -> int:
     bus = await Bus.connect(load_settings(environ={**os.environ, "EVOLVER_NATS__URL": state.nats_url}), name="evolver-run")
     try:
         events = await read_run_events(bus, run_id, since_s=started - 5)
+        kept = await bus.get_blob(topology.CHECKPOINTS_BUCKET, warm_start_key(run_id))
+        if kept is not None:  # `evolver run --warm-start` takes it: RL from here, without fine-tuning again
+            (run_dir / "warm_start.bin").write_bytes(kept)
     finally:
         await bus.close()
     summary = events.summary()
@@ -180,6 +191,22 @@ def query_diversity(queries: list[str]) -> dict[str, float]:
             "task_query_embedding_spread": embedding_spread(MiniLMEmbedder().embed(distinct))}
 
 
+def with_warm_start(spec: RunSpec, path: Path) -> tuple[RunSpec, bytes]:
+    """The spec set to start from the warm start in path (named by its content, so two files
+    never share a name on the stack), and its bytes; ValueError saying why it cannot."""
+    import hashlib
+    if not spec.mechanisms.bootstrapping:
+        raise ValueError("the run has mechanisms.bootstrapping off, so it has no warm start to replace")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"cannot read {str(path)[:200]}: {e.strerror}") from None
+    unpack(raw)  # a clear error now, not a failed run later
+    data = spec.model_dump()
+    data["bootstrapping"]["warm_start_from"] = "file-" + hashlib.sha256(raw).hexdigest()[:12]
+    return RunSpec.model_validate(data), raw
+
+
 def cmd_run(args) -> int:
     from evolver.stack import Stack
     try:
@@ -187,6 +214,13 @@ def cmd_run(args) -> int:
     except RunConfigError as e:
         console.print(f"[red]config error:[/] {e}")
         return 2
+    warm_start = None
+    if args.warm_start:
+        try:
+            spec, warm_start = with_warm_start(spec, Path(args.warm_start))
+        except ValueError as e:
+            console.print(f"[red]--warm-start:[/] {e}")
+            return 2
     stack = Stack(_state_dir(args))
     state = stack.running()
     started_stack = False
@@ -200,7 +234,7 @@ def cmd_run(args) -> int:
     run_dir = Path(args.out) / args.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return asyncio.run(_run(args, spec, state, run_dir, stack))
+        return asyncio.run(_run(args, spec, state, run_dir, stack, warm_start))
     finally:
         if started_stack and not args.keep_stack:
             with console.status("stopping the embedded stack..."):

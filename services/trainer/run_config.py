@@ -45,6 +45,10 @@ class BootstrappingSpec(_Section):
     # The between-steps imitation step's own rate (None: learning_rate). The warm start's 1e-3
     # is 5x the RL rate, on a handful of the step's own successes.
     imitation_learning_rate: float | None = Field(None, gt=0, le=1.0)
+    # Start from another run's warm start instead of fine-tuning again (the run id of a run on
+    # this stack, or the `file-<sha>` name `evolver run --warm-start FILE` gives): its weights and
+    # optimizer state, on the same tasks, which must be train tasks of this run.
+    warm_start_from: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9_-]*$")
 
     @property
     def imitation_rate(self) -> float:

@@ -47,6 +47,7 @@ from services.trainer.kinds import EXPLORERS, FEASIBILITY, TASK_WRITERS
 from services.trainer.tasks import choose_train_tasks, mixture, seed_task_pb, select_eval_tasks
 from services.trainer.progress import phase_name
 from services.trainer.run_config import RunSpec
+from services.trainer.warm_start_record import WarmStartRecord, check_reusable, pack, unpack, warm_start_key
 
 log = logging.getLogger(__name__)
 # How long a run rides out another service being unreachable (a restart, a NATS blip) before it
@@ -405,36 +406,51 @@ class RunLoop:
         advantage of 1 on every policy token with the behaviour log-probs recomputed (ratio 1)
         makes the GRPO step a supervised step on exactly those tokens. With navigating on, the
         demonstrations also go to memory, so guided rollouts have experiences from step 0
-        (fine_tune=False: that alone)."""
+        (fine_tune=False: that alone). With bootstrapping.warm_start_from, another run's warm
+        start (weights and optimizer state, on the same tasks) replaces the fine-tuning."""
         spec, b = self.spec, self.spec.bootstrapping
-        tasks = bootstrap_tasks((await self._pool("train"))[0], b.max_tasks)
-        address = await self._env_address()
+        train = (await self._pool("train"))[0]
+        reused = await self.reusable_warm_start(train) if fine_tune and b.warm_start_from else None
+        if reused is not None:
+            by_id = {t.task_id: t for t in train}
+            tasks = [by_id[i] for i in reused.task_ids]
+        else:
+            tasks = bootstrap_tasks(train, b.max_tasks)
         demos: list[Sample] = []
-        async with RemoteEnvironment(address) as env:
-            for task in tasks:
-                d = await demonstration(updater.tokenizer, env, task, max_tools_shown=spec.rollout.max_tools_shown,
-                                        seed=spec.seed)
-                demos.append(demonstration_sample(task.task_id, d.sequence))
-                if spec.mechanisms.navigating:  # memory starts with experiences before step 0
-                    await self.bus.publish("rollout.completed", events_pb2.RolloutCompleted(
-                        group=tpb.RolloutGroup(group_id=f"{self.run_id}.demo.{task.task_id}"[:128], run_id=self.run_id,
-                                               task_id=task.task_id, trajectories=[d.trajectory]),
-                        task=task, demonstration=True), key=f"{self.run_id}.demo.{task.task_id}")
+        if reused is None or spec.mechanisms.navigating:
+            demos = await self.demonstrations(tasks, updater.tokenizer)
         if not fine_tune:
             ckpt.bootstrapped = True
             await self.save_checkpoint(ckpt, None)
             return
-        await self.progress(events_pb2.RUN_PHASE_WARM_START, 0, demonstrations=len(demos))
-        losses = []
-        for _ in range(b.epochs if demos else 0):
-            for i in range(0, len(demos), b.batch):
-                self.check_stop()
-                m = await self.supervised_step(updater, demos[i:i + b.batch], b.learning_rate)
-                losses.append(m["loss"])
+        await self.progress(events_pb2.RUN_PHASE_WARM_START, 0, demonstrations=float(len(tasks)))
+        losses: list[float] = []
+        if reused is not None:
+            try:
+                await asyncio.to_thread(serialized, updater.restore, reused.checkpoint)
+            except (KeyError, RuntimeError) as e:  # another LoRA shape or target modules
+                raise FailedPrecondition(f"bootstrapping.warm_start_from: the warm start of run "
+                                         f"{reused.source_run!r} does not fit this policy: {str(e)[:120]}") from None
+            updates, losses = reused.updates, [reused.loss_first, reused.loss_last]
+        else:
+            for _ in range(b.epochs if demos else 0):
+                for i in range(0, len(demos), b.batch):
+                    self.check_stop()
+                    m = await self.supervised_step(updater, demos[i:i + b.batch], b.learning_rate)
+                    losses.append(m["loss"])
+            updates = len(losses)
         version = updater.version
-        if demos and spec.training.kl_reference == "warm_start":
+        if tasks:
+            # Kept under this run's name before any KL anchoring, so a later run can start from it.
+            await self.bus.put_blob(topology.CHECKPOINTS_BUCKET, warm_start_key(self.run_id), pack(WarmStartRecord(
+                source_run=reused.source_run if reused else self.run_id,
+                base_model=self.base_model[0], base_model_digest=self.base_model[1],
+                task_ids=[t.task_id for t in tasks], updates=updates, loss_first=losses[0] if losses else 0.0,
+                loss_last=losses[-1] if losses else 0.0,
+                checkpoint=await asyncio.to_thread(serialized, updater.checkpoint_blob))))
+        if tasks and spec.training.kl_reference == "warm_start":
             updater.anchor_reference()  # saved with the checkpoint below, so a resumed run keeps it
-        if demos:
+        if tasks:
             await publish_policy(self.bus, self.run_id, version, self.base_model[0] or "SmolLM2-135M-Instruct",
                                  await asyncio.to_thread(serialized, updater.adapter_blob))
         ckpt.version, ckpt.bootstrapped = version, True
@@ -442,9 +458,42 @@ class RunLoop:
         await self.save_checkpoint(ckpt, await asyncio.to_thread(serialized, updater.checkpoint_blob))
         self.run_pb.policy_version = version
         await self.save_run()
-        await self.progress(events_pb2.RUN_PHASE_WARM_START, 0, demonstrations=len(demos), policy_version=version,
-                            loss_first=losses[0] if losses else 0.0, loss_last=losses[-1] if losses else 0.0,
-                            updates=len(losses))
+        await self.progress(events_pb2.RUN_PHASE_WARM_START, 0, demonstrations=float(len(tasks)),
+                            policy_version=version, loss_first=losses[0] if losses else 0.0,
+                            loss_last=losses[-1] if losses else 0.0, updates=float(updates),
+                            reused=float(reused is not None))
+
+    async def demonstrations(self, tasks: list[task_pb2.Task], tokenizer) -> list[Sample]:
+        """The tasks' replayed reference solutions as training samples; with navigating on,
+        also published to memory, so guided rollouts have experiences from step 0."""
+        spec = self.spec
+        address = await self._env_address()
+        demos: list[Sample] = []
+        async with RemoteEnvironment(address) as env:
+            for task in tasks:
+                d = await demonstration(tokenizer, env, task,
+                                        max_tools_shown=spec.rollout.max_tools_shown, seed=spec.seed)
+                demos.append(demonstration_sample(task.task_id, d.sequence))
+                if spec.mechanisms.navigating:
+                    await self.bus.publish("rollout.completed", events_pb2.RolloutCompleted(
+                        group=tpb.RolloutGroup(group_id=f"{self.run_id}.demo.{task.task_id}"[:128], run_id=self.run_id,
+                                               task_id=task.task_id, trajectories=[d.trajectory]),
+                        task=task, demonstration=True), key=f"{self.run_id}.demo.{task.task_id}")
+        return demos
+
+    async def reusable_warm_start(self, train: list[task_pb2.Task]) -> WarmStartRecord:
+        """The warm start bootstrapping.warm_start_from names, checked against this run."""
+        source = self.spec.bootstrapping.warm_start_from
+        raw = await self.bus.get_blob(topology.CHECKPOINTS_BUCKET, warm_start_key(source))
+        if raw is None:
+            raise FailedPrecondition(f"bootstrapping.warm_start_from: no warm start named {source!r} on this stack "
+                                     f"(a run keeps its own under its id; `evolver run --warm-start FILE` brings one)")
+        try:
+            record = unpack(raw)
+        except ValueError as e:
+            raise FailedPrecondition(f"bootstrapping.warm_start_from: {source!r}: {e}") from None
+        check_reusable(record, self.base_model[1], {t.task_id for t in train})
+        return record
 
     async def supervised_step(self, updater, samples: list[Sample], learning_rate: float) -> dict[str, float]:
         return await asyncio.to_thread(serialized, partial(

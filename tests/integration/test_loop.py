@@ -20,6 +20,7 @@ import yaml
 from evolver.bus import Bus, topology
 from evolver.config import load_settings
 from evolver.rpc import channel, stub
+from services.trainer.warm_start_record import unpack
 from services.trainer.run_config import RunSpec, to_run_config
 from evolver.cli.run_events import read_run_events
 from evolver.stack import Stack
@@ -271,12 +272,12 @@ def test_the_llm_roles_run_on_the_local_model_and_lose_nothing(stack_dir, tmp_pa
 
 def test_self_bootstrapping_warm_starts_on_train_tasks_only_and_is_evaluated_at_three_points(stack_dir, tmp_path):
     mechanisms = {"questioning": True, "navigating": True, "attributing": True, "bootstrapping": True}
-    r = cli(stack_dir, "run", "--config", str(_write(
-        tmp_path, "boot.yaml", steps=1, mechanisms=mechanisms, bootstrapping={"max_tasks": 3, "epochs": 1, "batch": 2,
-                                                                            "between_steps": True,
-                                                                            "imitation_learning_rate": 3e-4},
-        training={**SMALL["training"], "kl_reference": "warm_start"},
-        eval={"synthetic_tasks": 2, "seed_tasks": 1, "k": 1})), "--run-id", "boot", "--out", str(tmp_path / "runs"))
+    config = _write(tmp_path, "boot.yaml", steps=1, mechanisms=mechanisms,
+                    bootstrapping={"max_tasks": 3, "epochs": 1, "batch": 2, "between_steps": True,
+                                   "imitation_learning_rate": 3e-4},
+                    training={**SMALL["training"], "kl_reference": "warm_start"},
+                    eval={"synthetic_tasks": 2, "seed_tasks": 1, "k": 1})
+    r = cli(stack_dir, "run", "--config", str(config), "--run-id", "boot", "--out", str(tmp_path / "runs"))
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     run_dir = tmp_path / "runs" / "boot"
     progress = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -306,6 +307,20 @@ def test_self_bootstrapping_warm_starts_on_train_tasks_only_and_is_evaluated_at_
     assert weights["reference"] is not None and weights["reference"].keys() == weights["params"].keys()
     warm_weights = weights["weights_at"][2]  # version 2: after the two warm-start updates
     assert all(torch.equal(weights["reference"][k], warm_weights[k]) for k in warm_weights)
+
+    # A later run starts RL from the warm start the run folder kept, without fine-tuning again.
+    kept = unpack((run_dir / "warm_start.bin").read_bytes())
+    assert kept.source_run == "boot" and kept.task_ids == demos and kept.updates == 2
+    r = cli(stack_dir, "run", "--config", str(config), "--run-id", "boot-again", "--out", str(tmp_path / "runs"),
+            "--warm-start", str(run_dir / "warm_start.bin"))
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    again = [json.loads(x) for x in (tmp_path / "runs" / "boot-again" / "metrics.jsonl").read_text().splitlines()]
+    reused = [p["metrics"] for p in again if p["phase"] == "warm_start"][-1]
+    assert reused["reused"] == 1 and reused["updates"] == 2 and reused["policy_version"] == 2
+    assert asyncio.run(_checkpoint(stack_dir, "boot-again"))["bootstrap_task_ids"] == demos
+    restored = asyncio.run(_checkpoint_weights(stack_dir, "boot-again"))
+    assert all(torch.equal(restored["weights_at"][2][k], warm_weights[k]) for k in warm_weights)  # exactly the source's
+    assert all(torch.equal(restored["reference"][k], warm_weights[k]) for k in warm_weights)  # anchored there too
 
 
 @pytest.mark.parametrize("lag", [0, 1])

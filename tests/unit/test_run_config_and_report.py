@@ -22,6 +22,7 @@ def test_default_config_is_valid_and_round_trips_through_the_proto():
     ("group_size: 1", "group_size"),
     ("attributing: {scheme: magic}", "attributing.scheme"),
     ("navigating: {guided_share: 1.5}", "navigating.guided_share"),
+    ("bootstrapping: {warm_start_from: ../other-stack}", "bootstrapping.warm_start_from"),
     ("- a list", "config_yaml"),
 ])
 def test_bad_config_names_the_key(text, field):
