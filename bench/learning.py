@@ -338,6 +338,9 @@ def main() -> None:
     ap.add_argument("--eval-synthetic", type=int, default=32, help="held-out synthetic tasks evaluated")
     ap.add_argument("--eval-bfcl", type=int, default=10, help="BFCL multi_turn_base test tasks evaluated")
     ap.add_argument("--k", type=int, default=4, help="attempts per evaluated task (avg@k, best@k)")
+    ap.add_argument("--explorations", type=int, default=None,
+                    help="self-questioning explorations building the pool (default: 5/4 of --eval-synthetic, "
+                         "enough held-out tasks for the evaluation; 40 gave 161-165 train tasks)")
     ap.add_argument("--bootstrap-tasks", type=int, default=96,
                     help="demonstrations in the warm start (96 x 2 epochs: 0.117 after it on seed 1; 32 x 3: 0.065 on seed 0)")
     ap.add_argument("--bootstrap-epochs", type=int, default=2)
@@ -396,7 +399,7 @@ def main() -> None:
     # gave 27 held-out tasks on BFCL once answer facts had to be values (2026-12-01; 16 gave 26
     # before, when field names passed as facts).
     q = base.setdefault("questioning", {})
-    q["explorations"] = max(q.get("explorations", 8), (5 * args.eval_synthetic) // 4)
+    q["explorations"] = args.explorations or max(q.get("explorations", 8), (5 * args.eval_synthetic) // 4)
     base["rollout"] = {**base.get("rollout", {}), "max_new_tokens": args.max_new_tokens}
     # Only what is given: a run at the config's values stays poolable with runs written before
     # these flags existed.
