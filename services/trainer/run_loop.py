@@ -48,6 +48,7 @@ from services.trainer.tasks import choose_train_tasks, mixture, seed_task_pb, se
 from services.trainer.progress import phase_name
 from services.trainer.run_config import RunSpec
 from services.trainer.warm_start_record import WarmStartRecord, check_reusable, pack, unpack, warm_start_key
+from services.trainer.warm_start_record import restore as restore_warm_start
 
 log = logging.getLogger(__name__)
 # How long a run rides out another service being unreachable (a restart, a NATS blip) before it
@@ -426,11 +427,7 @@ class RunLoop:
         await self.progress(events_pb2.RUN_PHASE_WARM_START, 0, demonstrations=float(len(tasks)))
         losses: list[float] = []
         if reused is not None:
-            try:
-                await asyncio.to_thread(serialized, updater.restore, reused.checkpoint)
-            except (KeyError, RuntimeError) as e:  # another LoRA shape or target modules
-                raise FailedPrecondition(f"bootstrapping.warm_start_from: the warm start of run "
-                                         f"{reused.source_run!r} does not fit this policy: {str(e)[:120]}") from None
+            await asyncio.to_thread(serialized, restore_warm_start, updater, reused)
             updates, losses = reused.updates, [reused.loss_first, reused.loss_last]
         else:
             for _ in range(b.epochs if demos else 0):

@@ -72,3 +72,13 @@ def check_reusable(record: WarmStartRecord, base_model_digest: str, train_task_i
         raise FailedPrecondition(f"{FIELD}: the warm start of run {record.source_run!r} was trained on "
                                  f"{len(foreign)} task(s) that are not train tasks of this run (first: "
                                  f"{foreign[0][:40]!r}); a warm start may only have seen this run's train tasks")
+
+
+def restore(updater, record: WarmStartRecord) -> None:
+    """Loads the record into the updater (its weights, optimizer state and version); a record
+    that does not fit this policy (another LoRA rank or target modules) is a FailedPrecondition."""
+    try:
+        updater.restore(record.checkpoint)
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise FailedPrecondition(f"{FIELD}: the warm start of run {record.source_run!r} does not fit this policy "
+                                 f"(another LoRA rank or target modules?): {str(e)[:120]}") from None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+import torch
 
 from evolver.cli._run import load_spec, with_warm_start
 from evolver.errors import FailedPrecondition
@@ -62,3 +63,22 @@ def test_evolver_run_warm_start_names_the_file_by_its_content_and_refuses_what_i
     off = spec.model_copy(update={"mechanisms": spec.mechanisms.model_copy(update={"bootstrapping": False})})
     with pytest.raises(ValueError, match="bootstrapping off"):
         with_warm_start(off, good)
+
+
+def test_a_warm_start_from_another_lora_rank_is_refused_and_one_that_fits_restores_exactly(tiny_model_dir):
+    from services.trainer.updater import PolicyUpdater
+    from services.trainer.warm_start_record import restore
+
+    def updater(r: int) -> PolicyUpdater:
+        return PolicyUpdater(tiny_model_dir, learning_rate=1e-3, lora_r=r, lora_alpha=2 * r, beta=0.0, epsilon=0.2,
+                             epsilon_high=0.28, off_cliprange_high=0.6, temperature=1.0)
+    source = updater(4)
+    with torch.no_grad():
+        for p in source._trainable().values():
+            p.add_(0.01)  # away from the init, so a restore that did nothing would show
+    kept = record(checkpoint=source.checkpoint_blob())
+    same = updater(4)
+    restore(same, kept)
+    assert all(torch.equal(a, b) for a, b in zip(same._trainable().values(), source._trainable().values()))
+    with pytest.raises(FailedPrecondition, match="does not fit this policy"):
+        restore(updater(8), kept)
