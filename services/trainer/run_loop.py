@@ -47,7 +47,7 @@ from services.trainer.kinds import EXPLORERS, FEASIBILITY, TASK_WRITERS
 from services.trainer.tasks import choose_train_tasks, mixture, seed_task_pb, select_eval_tasks
 from services.trainer.progress import phase_name
 from services.trainer.run_config import RunSpec
-from services.trainer.warm_start_record import WarmStartRecord, check_reusable, pack, unpack, warm_start_key
+from services.trainer.warm_start_record import WarmStartRecord, pack, reusable, warm_start_key
 from services.trainer.warm_start_record import restore as restore_warm_start
 
 log = logging.getLogger(__name__)
@@ -445,9 +445,8 @@ class RunLoop:
                 task_ids=[t.task_id for t in tasks], updates=updates, loss_first=losses[0] if losses else 0.0,
                 loss_last=losses[-1] if losses else 0.0,
                 checkpoint=await asyncio.to_thread(serialized, updater.checkpoint_blob))))
-        if tasks and spec.training.kl_reference == "warm_start":
-            updater.anchor_reference()  # saved with the checkpoint below, so a resumed run keeps it
-        if tasks:
+            if spec.training.kl_reference == "warm_start":
+                updater.anchor_reference()  # saved with the checkpoint below, so a resumed run keeps it
             await publish_policy(self.bus, self.run_id, version, self.base_model[0] or "SmolLM2-135M-Instruct",
                                  await asyncio.to_thread(serialized, updater.adapter_blob))
         ckpt.version, ckpt.bootstrapped = version, True
@@ -481,16 +480,8 @@ class RunLoop:
     async def reusable_warm_start(self, train: list[task_pb2.Task]) -> WarmStartRecord:
         """The warm start bootstrapping.warm_start_from names, checked against this run."""
         source = self.spec.bootstrapping.warm_start_from
-        raw = await self.bus.get_blob(topology.CHECKPOINTS_BUCKET, warm_start_key(source))
-        if raw is None:
-            raise FailedPrecondition(f"bootstrapping.warm_start_from: no warm start named {source!r} on this stack "
-                                     f"(a run keeps its own under its id; `evolver run --warm-start FILE` brings one)")
-        try:
-            record = unpack(raw)
-        except ValueError as e:
-            raise FailedPrecondition(f"bootstrapping.warm_start_from: {source!r}: {e}") from None
-        check_reusable(record, self.base_model[1], {t.task_id for t in train})
-        return record
+        return reusable(await self.bus.get_blob(topology.CHECKPOINTS_BUCKET, warm_start_key(source)), source,
+                        self.base_model[1], {t.task_id for t in train})
 
     async def supervised_step(self, updater, samples: list[Sample], learning_rate: float) -> dict[str, float]:
         return await asyncio.to_thread(serialized, partial(

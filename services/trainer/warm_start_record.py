@@ -74,6 +74,20 @@ def check_reusable(record: WarmStartRecord, base_model_digest: str, train_task_i
                                  f"{foreign[0][:40]!r}); a warm start may only have seen this run's train tasks")
 
 
+def reusable(raw: bytes | None, source: str, base_model_digest: str, train_task_ids: set[str]) -> WarmStartRecord:
+    """The stored warm start named source, if this run may start from it (check_reusable);
+    else a FailedPrecondition saying why."""
+    if raw is None:
+        raise FailedPrecondition(f"{FIELD}: no warm start named {source!r} on this stack (a run keeps its own "
+                                 f"under its id; `evolver run --warm-start FILE` brings one)")
+    try:
+        record = unpack(raw)
+    except ValueError as e:
+        raise FailedPrecondition(f"{FIELD}: {source!r}: {e}") from None
+    check_reusable(record, base_model_digest, train_task_ids)
+    return record
+
+
 def restore(updater, record: WarmStartRecord) -> None:
     """Loads the record into the updater (its weights, optimizer state and version); a record
     that does not fit this policy (another LoRA rank or target modules) is a FailedPrecondition."""

@@ -82,3 +82,13 @@ def test_a_warm_start_from_another_lora_rank_is_refused_and_one_that_fits_restor
     assert all(torch.equal(a, b) for a, b in zip(same._trainable().values(), source._trainable().values()))
     with pytest.raises(FailedPrecondition, match="does not fit this policy"):
         restore(updater(8), kept)
+
+
+def test_a_run_names_a_missing_or_damaged_warm_start_as_a_failed_precondition():
+    from services.trainer.warm_start_record import reusable
+    digest = record().base_model_digest
+    assert reusable(pack(record()), "boot", digest, {"syn-1", "syn-2"}) == record()
+    with pytest.raises(FailedPrecondition, match="warm_start_from: no warm start named 'gone'"):
+        reusable(None, "gone", digest, {"syn-1"})
+    with pytest.raises(FailedPrecondition, match="warm_start_from: 'junk': not an Evolver warm start"):
+        reusable(b"junk", "junk", digest, {"syn-1"})
