@@ -17,7 +17,12 @@ RL. Every change is a paired bootstrap over tasks with its 95% interval.
                     bootstrapping only (the warm-start point of the next run), + questioning RL
                     (plain GRPO on self-made tasks), + navigating, + attributing, all; settings
                     after the first start RL from the first's warm start (--no-share-warm-start:
-                    each fine-tunes its own), so they differ in their RL phase only.
+                    each fine-tunes its own), so they differ in their RL phase only, and borrow
+                    its base and warm-start evaluations instead of repeating them (eval.
+                    before_training off: ~20 min a setting). Each mechanism's contribution is
+                    reported with its interval: questioning RL against bootstrapping only, the
+                    others against questioning RL. --resume continues an ablation stopped
+                    between settings (it takes ~3 h on 2 cores; results are written after each).
 
 Every run folder keeps its task pool (task_pool.json) and warm start (warm_start.bin): --task-pool
 and --warm-start start a later invocation from both, so RL settings can be tried one after another
@@ -170,12 +175,15 @@ def points(evals: list[dict]) -> dict[str, dict]:
 
 
 def run_setting(args, base: dict, name: str, mech: dict, seed: int, index: int, pool_file: Path | None = None,
-                warm_start: Path | None = None) -> dict:
+                warm_start: Path | None = None, measured: dict | None = None) -> dict:
     """pool_file: where the seed's task pool is saved by the first run that builds it and loaded
     by the others (the ablation's settings must compare on the same tasks). warm_start: a
     warm_start.bin to start RL from instead of fine-tuning (made on this pool's train tasks).
     The run folder keeps the pool it ran on (task_pool.json) and its warm start
-    (warm_start.bin), so a later invocation can start from both (--task-pool, --warm-start)."""
+    (warm_start.bin), so a later invocation can start from both (--task-pool, --warm-start).
+    measured: the result of a run that evaluated the base model and this very warm start on this
+    pool; this run skips both evaluations (eval.before_training off, about 20 of its minutes) and
+    borrows that run's (a replicate matched them: 0.1995 vs 0.1994, BENCHMARKS)."""
     # A fresh stack per run: empty memory and pool, so no run learns from another's rollouts.
     state_dir = Path(args.state_dir) / f"run{index}"
     shutil.rmtree(state_dir, ignore_errors=True)
@@ -183,6 +191,8 @@ def run_setting(args, base: dict, name: str, mech: dict, seed: int, index: int, 
     run_id = f"learning-{index}-seed{seed}"
     console.rule(f"{name}, seed {seed}: {run_id}")
     cfg = {**base, "seed": seed, "mechanisms": mech}
+    if measured is not None:
+        cfg["eval"] = {**cfg["eval"], "before_training": False}
     try:
         with console.status("starting the embedded stack..."):
             state = stack.up()
@@ -206,9 +216,14 @@ def run_setting(args, base: dict, name: str, mech: dict, seed: int, index: int, 
     finally:
         stack.down()
     evals, training = evaluations(run_dir)
+    borrowed = {}
+    if measured is not None:
+        base_eval, warm_eval, _ = stage_metrics(measured["evaluations"])
+        evals = [base_eval, warm_eval] + evals
+        borrowed = {"base_and_warm_start_evaluations_from": measured["run_id"]}
     return {"setting": name, "seed": seed, "mechanisms": mech, "run_id": run_id, "wall_s": round(wall, 1),
             "pool": {"train": pool[0], "heldout": pool[1]}, "evaluations": evals,
-            "warm_start_from": str(warm_start) if warm_start else None, **training}
+            "warm_start_from": str(warm_start) if warm_start else None, **borrowed, **training}
 
 
 def changes(result: dict) -> dict[str, dict]:
@@ -221,6 +236,24 @@ def changes(result: dict) -> dict[str, dict]:
     return out
 
 
+def contributions(results: list[dict]) -> dict[str, dict]:
+    """The ablation's answer, each mechanism's contribution with its interval (paired over the
+    same held-out tasks): questioning RL is its setting's warm start -> end; navigating,
+    attributing and all are their setting's end against the questioning-RL setting's end (the
+    same warm start, so only the RL phase differs)."""
+    by_name = {r["setting"]: points(r["evaluations"]) for r in results}
+    rl = by_name.get("+ questioning RL")
+    if rl is None:
+        return {}
+    out = {"questioning RL (vs bootstrapping only)": eval_deltas(rl["warm start"], rl["end"])}
+    for name, label in (("+ navigating", "navigating"), ("+ attributing", "attributing"),
+                        ("all", "navigating + attributing")):
+        if name in by_name:
+            out[f"{label} (vs questioning RL)"] = eval_deltas(rl["end"], by_name[name]["end"])
+    return {what: {label: asdict(d) | {"excludes_zero": d.excludes_zero} for label, d in deltas.items()}
+            for what, deltas in out.items()}
+
+
 def plot(out: dict, path: Path) -> None:
     """The learning curves a person reads first: held-out success at the three points per seed,
     the RL steps' training success, and every change with its 95% interval."""
@@ -228,7 +261,8 @@ def plot(out: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     k = out["config"]["eval"]["k"]
-    n_changes = sum(len(ch) for r in out["results"] for ch in r["changes"].values()) + len(out.get("pooled_synthetic", {}))
+    n_changes = (sum(len(ch) for r in out["results"] for ch in r["changes"].values()) + len(out.get("pooled_synthetic", {}))
+                 + sum(len(d) for d in out.get("contributions", {}).values()))
     fig = plt.figure(figsize=(12, 5 + 0.32 * max(n_changes, 3)), dpi=100)
     grid = fig.add_gridspec(2, 2, height_ratios=[4.2, 0.32 * max(n_changes, 3) + 0.8])
     held, train, change = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
@@ -248,9 +282,14 @@ def plot(out: dict, path: Path) -> None:
             train.plot(steps, r["good_rate_per_step"], ":", label=f"GOOD step rate ({tag})")
         for label, ch in r["changes"].items():
             for span, d in ch.items():
+                if span == "base -> warm start" and r.get("base_and_warm_start_evaluations_from"):
+                    continue  # the run that measured it has this row
                 rows.append((f"{'held-out synthetic' if label == 'synthetic' else 'BFCL test'}: {span} ({tag})", d))
     for span, d in out.get("pooled_synthetic", {}).items():
         rows.append((f"held-out synthetic: {span} (pooled over seeds)", d))
+    for what, deltas in out.get("contributions", {}).items():
+        for label, d in deltas.items():
+            rows.append((f"{'held-out synthetic' if label == 'synthetic' else 'BFCL test'}: {what}", d))
     held.set_title(f"Held-out success (avg@{k}, best@{k})")
     held.set_ylabel("success")
     held.set_ylim(bottom=0)
@@ -374,6 +413,10 @@ def main() -> None:
     ap.add_argument("--share-warm-start", action=argparse.BooleanOptionalAction, default=True,
                     help="ablation: settings after the first start from the first's warm start (the same "
                          "tasks and bootstrapping settings) instead of each fine-tuning again")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the settings an earlier invocation of the same command already wrote to --out and "
+                         "run the rest (the ablation takes ~3 h: it can run over several sittings); results are "
+                         "written after every setting")
     ap.add_argument("--pool", nargs="+", type=Path, metavar="JSON",
                     help="only pool main-mode runs already written (one seed each, run separately) over seeds; "
                          "writes them as one --out")
@@ -416,25 +459,51 @@ def main() -> None:
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     plan = [("all", ALL_ON, s) for s in seeds] if args.mode == "main" else [(n, m, seeds[0]) for n, m in ABLATION]
     t0 = time.time()
-    results = []
+    results: list[dict] = []
+    earlier_wall = 0.0
+    if args.resume and Path(args.out).exists():
+        earlier = json.loads(Path(args.out).read_text())
+        if (earlier.get("mode"), earlier.get("config")) != (args.mode, base):
+            raise SystemExit(f"--resume: {args.out} was written by another mode or settings; not mixing them")
+        results, earlier_wall = earlier["results"], earlier.get("total_wall_s", 0.0)
+        console.print(f"resuming: {len(results)} setting(s) already in {args.out}: "
+                      f"{', '.join(r['setting'] for r in results)}")
     pools = Path(args.state_dir) / "pools"
     shutil.rmtree(pools, ignore_errors=True)  # a pool is shared within one invocation, never across
+    pools.mkdir(parents=True, exist_ok=True)
     if args.task_pool:
-        pools.mkdir(parents=True, exist_ok=True)
         for seed in seeds:
             shutil.copyfile(args.task_pool, pools / f"seed{seed}.json")
     warm_start = None
     if args.warm_start:  # a copy: a run of the same id would write its own warm_start.bin over the source
         warm_start = pools / "warm_start.bin"
-        pools.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(args.warm_start, warm_start)
+    if results and args.mode == "ablation":  # the resumed settings' pool, and the warm start they shared
+        first = Path(args.runs) / results[0]["run_id"]
+        shutil.copyfile(first / "task_pool.json", pools / f"seed{results[0]['seed']}.json")
+        if args.share_warm_start and warm_start is None:
+            warm_start = first / "warm_start.bin"
+    # The first run to evaluate the base model and the shared warm start measures both for the rest.
+    measured = results[0] if results and args.mode == "ablation" and args.share_warm_start else None
+    done = {(r["setting"], r["seed"]) for r in results}
     for i, (name, mech, seed) in enumerate(plan):
+        if (name, seed) in done:
+            continue
         r = run_setting(args, base, name, mech, seed, i,
-                        pools / f"seed{seed}.json" if args.mode == "ablation" or args.task_pool else None, warm_start)
-        if args.mode == "ablation" and args.share_warm_start and warm_start is None:
-            warm_start = Path(args.runs) / r["run_id"] / "warm_start.bin"
+                        pools / f"seed{seed}.json" if args.mode == "ablation" or args.task_pool else None, warm_start,
+                        measured)
+        if args.mode == "ablation" and args.share_warm_start:
+            if warm_start is None:
+                warm_start = Path(args.runs) / r["run_id"] / "warm_start.bin"
+            measured = measured or r
         r["changes"] = changes(r)
         results.append(r)
+        write_results(args, base, results, earlier_wall + time.time() - t0, png)
+
+
+def write_results(args, base: dict, results: list[dict], wall: float, png: Path) -> None:
+    """The table, the JSON and the PNG of the settings run so far (after each, so an ablation
+    stopped between settings keeps what it finished)."""
     k = args.k
     table = Table(title=f"SmolLM2-135M, {args.steps} steps x {base['tasks_per_step']} tasks x {base['group_size']} "
                         f"rollouts; held-out avg@{k}, change with 95% paired-bootstrap CI over tasks")
@@ -449,8 +518,12 @@ def main() -> None:
                           cell(ch.get("warm start -> end")), cell(ch.get("base -> end")), f"{r['wall_s']:.0f}")
     console.print(table)
     pooled = pooled_over_seeds(results, k) if args.mode == "main" and len(results) > 1 else {}
+    contrib = contributions(results) if args.mode == "ablation" else {}
+    for what, deltas in contrib.items():
+        console.print(f"contribution, {what}: " + "; ".join(f"{label} {cell(d)}" for label, d in deltas.items()))
     out = {"model": "SmolLM2-135M-Instruct", "device": "cpu", "mode": args.mode, "steps": args.steps,
-           "commit": code_commit(), "config": base, "results": results, "pooled_synthetic": pooled, "total_wall_s": round(time.time() - t0, 1)}
+           "commit": code_commit(), "config": base, "results": results, "pooled_synthetic": pooled,
+           "contributions": contrib, "total_wall_s": round(wall, 1)}
     Path(args.out).write_text(json.dumps(out, indent=2))
     plot(out, png)
     console.print(f"total {out['total_wall_s']:.0f}s; written to {args.out} and {png}")

@@ -80,8 +80,8 @@ def stage_metrics(evaluated: Sequence[Mapping[str, float]]) -> tuple[Mapping, Ma
 def evaluation_points(evaluated: Sequence[Mapping[str, float]]) -> list[tuple[str, str, dict[str, Delta]]]:
     """The changes a run's evaluations show: base -> end, and with a warm start also base ->
     warm start and warm start -> end."""
-    if len(evaluated) < 2:
-        return []
+    if len(evaluated) < 2 or evaluated[0].get("stage", 0.0) != 0.0:
+        return []  # nothing to compare, or no base-model evaluation (eval.before_training off)
     base, warm, last = stage_metrics(evaluated)
     out = [("base", "end", eval_deltas(base, last))]
     if warm is not None:

@@ -163,10 +163,14 @@ async def _run(args, spec: RunSpec, state, run_dir: Path, stack, warm_start: byt
     progress_events = read_jsonl(run_dir / "metrics.jsonl")
     evals = [p for p in progress_events if p["phase"] == "evaluated"]
     if evals:
+        before = evals[0]["metrics"] if evals[0]["metrics"].get("stage", 0.0) == 0.0 and len(evals) > 1 else None
         for key in sorted(evals[-1]["metrics"]):
             if "avg_at_k" in key or "best_at_k" in key:
-                table.add_row(f"{key.removeprefix('eval_')} (before -> after)",
-                              f"{evals[0]['metrics'].get(key, 0):.3f} -> {evals[-1]['metrics'][key]:.3f}")
+                if before is None:  # eval.before_training off: the run has no before
+                    table.add_row(f"{key.removeprefix('eval_')} (after)", f"{evals[-1]['metrics'][key]:.3f}")
+                else:
+                    table.add_row(f"{key.removeprefix('eval_')} (before -> after)",
+                                  f"{before.get(key, 0):.3f} -> {evals[-1]['metrics'][key]:.3f}")
         from evolver.algorithms.stats import evaluation_points
         for a, b, deltas in evaluation_points([p["metrics"] for p in evals]):
             for label, d in deltas.items():

@@ -138,7 +138,9 @@ def write_report(run_dir: Path, run: dict[str, Any], progress: list[dict], bus_s
         plots.append(("Tasks explored/generated/accepted, experiences stored/injected", "pipeline.png"))
 
     last_trained = next((p for p in reversed(progress) if p.get("phase") == "trained"), {"metrics": {}})
-    first_eval = next((p for p in progress if p.get("phase") == "evaluated"), {"metrics": {}})
+    # The base model's (stage 0); a run with eval.before_training off has none, so no "before".
+    first_eval = next((p for p in progress if p.get("phase") == "evaluated"
+                       and p["metrics"].get("stage", 0.0) == 0.0), {"metrics": {}})
     last_eval = next((p for p in reversed(progress) if p.get("phase") == "evaluated"), {"metrics": {}})
     points = evaluation_points([p["metrics"] for p in progress if p.get("phase") == "evaluated"])
     if _delta_plot(run_dir / "change.png", points):

@@ -9,10 +9,12 @@ from evolver.envs.harness import TaskResult, summarize
 from evolver.v1 import events_pb2, task_pb2
 
 
-def evaluation_due(step: int, steps: int, eval_every: int, evaluated: Sequence[int]) -> bool:
-    """Before training (step 0), every eval_every steps (0: never in between), after the last
-    step; never twice for one step (a resumed run skips what its checkpoint says is done)."""
-    due = step == 0 or step == steps or (eval_every > 0 and step % eval_every == 0)
+def evaluation_due(step: int, steps: int, eval_every: int, evaluated: Sequence[int],
+                   before_training: bool = True) -> bool:
+    """Before training (step 0, unless before_training is off), every eval_every steps (0: never
+    in between), after the last step; never twice for one step (a resumed run skips what its
+    checkpoint says is done)."""
+    due = (step == 0 and before_training) or step == steps or (eval_every > 0 and step > 0 and step % eval_every == 0)
     return due and step not in evaluated
 
 

@@ -376,7 +376,7 @@ class RunLoop:
                 raise FailedPrecondition(f"checkpoint weights for run {self.run_id} are missing")
             await asyncio.to_thread(serialized, updater.restore, weights)
         while ckpt.step <= spec.steps:
-            if evaluation_due(ckpt.step, spec.steps, spec.eval_every, ckpt.evaluated):
+            if evaluation_due(ckpt.step, spec.steps, spec.eval_every, ckpt.evaluated, spec.eval.before_training):
                 metrics = await self.evaluate(ckpt.step, ckpt.version, ckpt)
                 await self.progress(events_pb2.RUN_PHASE_EVALUATED, ckpt.step, policy_version=ckpt.version,
                                     stage=0.0 if ckpt.step == 0 else 2.0, **metrics)
@@ -390,10 +390,11 @@ class RunLoop:
             if ckpt.step == 0 and spec.mechanisms.bootstrapping and not ckpt.warm_start_evaluated:
                 if not ckpt.bootstrapped:
                     await self.warm_start(ckpt, updater)
-                metrics = await self.evaluate(0, ckpt.version, ckpt, prefix="warm")
-                await self.progress(events_pb2.RUN_PHASE_EVALUATED, 0, policy_version=ckpt.version, stage=1.0,
-                                    **metrics)
-                ckpt.warm_start_evaluated = True
+                if spec.eval.before_training:
+                    metrics = await self.evaluate(0, ckpt.version, ckpt, prefix="warm")
+                    await self.progress(events_pb2.RUN_PHASE_EVALUATED, 0, policy_version=ckpt.version, stage=1.0,
+                                        **metrics)
+                ckpt.warm_start_evaluated = True  # done with: a resumed run neither fine-tunes nor evaluates it again
                 await self.save_checkpoint(ckpt, None)
             await self.train_step(ckpt, updater)
         final = run_pb2.RUN_STATE_STOPPED if self.stop_requested and ckpt.step < spec.steps else run_pb2.RUN_STATE_SUCCEEDED

@@ -279,6 +279,7 @@ def test_self_bootstrapping_warm_starts_on_train_tasks_only_and_is_evaluated_at_
                     eval={"synthetic_tasks": 2, "seed_tasks": 1, "k": 1})
     r = cli(stack_dir, "run", "--config", str(config), "--run-id", "boot", "--out", str(tmp_path / "runs"))
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    assert "synthetic_avg_at_k (before -> after)" in r.stdout
     run_dir = tmp_path / "runs" / "boot"
     progress = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     warm = [p for p in progress if p["phase"] == "warm_start"]
@@ -308,13 +309,21 @@ def test_self_bootstrapping_warm_starts_on_train_tasks_only_and_is_evaluated_at_
     warm_weights = weights["weights_at"][2]  # version 2: after the two warm-start updates
     assert all(torch.equal(weights["reference"][k], warm_weights[k]) for k in warm_weights)
 
-    # A later run starts RL from the warm start the run folder kept, without fine-tuning again.
+    # A later run starts RL from the warm start the run folder kept, without fine-tuning again,
+    # and (eval.before_training off) without evaluating the base model and warm start again.
     kept = unpack((run_dir / "warm_start.bin").read_bytes())
     assert kept.source_run == "boot" and kept.task_ids == demos and kept.updates == 2
+    config = _write(tmp_path, "boot-again.yaml", steps=1, mechanisms=mechanisms,
+                    bootstrapping={"max_tasks": 3, "epochs": 1, "batch": 2, "between_steps": True,
+                                   "imitation_learning_rate": 3e-4},
+                    training={**SMALL["training"], "kl_reference": "warm_start"},
+                    eval={"synthetic_tasks": 2, "seed_tasks": 1, "k": 1, "before_training": False})
     r = cli(stack_dir, "run", "--config", str(config), "--run-id", "boot-again", "--out", str(tmp_path / "runs"),
             "--warm-start", str(run_dir / "warm_start.bin"))
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    assert "synthetic_avg_at_k (after)" in r.stdout and "before -> after" not in r.stdout
     again = [json.loads(x) for x in (tmp_path / "runs" / "boot-again" / "metrics.jsonl").read_text().splitlines()]
+    assert [p["metrics"]["stage"] for p in again if p["phase"] == "evaluated"] == [2]  # after RL only
     reused = [p["metrics"] for p in again if p["phase"] == "warm_start"][-1]
     assert reused["reused"] == 1 and reused["updates"] == 2 and reused["policy_version"] == 2
     assert asyncio.run(_checkpoint(stack_dir, "boot-again"))["bootstrap_task_ids"] == demos

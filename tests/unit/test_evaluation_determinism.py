@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from evolver.agent.rollout import RolloutOptions, attempt_seed, run_group, shown_tools
-from evolver.algorithms.stats import eval_deltas, paired_delta, pooled_delta
+from evolver.algorithms.stats import eval_deltas, evaluation_points, paired_delta, pooled_delta
 from evolver.models.backend import GenerationRequest, SamplingParams
 from evolver.models.batching import BatchingBackend
 from evolver.config import ConfigError, load_settings
@@ -69,6 +69,17 @@ def test_paired_bootstrap_intervals():
     last = {"task_avg:synthetic/t1": 0.5, "task_avg:synthetic/t2": 0.5, "task_avg:seed/s1": 0.0}
     deltas = eval_deltas(first, last)
     assert set(deltas) == {"synthetic", "seed"} and deltas["synthetic"].delta == 0.25 and deltas["seed"].tasks == 1
+
+
+def test_a_runs_changes_start_from_its_base_evaluation_only():
+    base = {"stage": 0.0, "task_avg:synthetic/t1": 0.0, "task_avg:synthetic/t2": 0.0}
+    warm = {"stage": 1.0, "task_avg:synthetic/t1": 0.5, "task_avg:synthetic/t2": 0.0}
+    mid = {"stage": 2.0, "task_avg:synthetic/t1": 0.5, "task_avg:synthetic/t2": 0.25}
+    end = {"stage": 2.0, "task_avg:synthetic/t1": 1.0, "task_avg:synthetic/t2": 0.5}
+    points = {(a, b): d["synthetic"].delta for a, b, d in evaluation_points([base, warm, mid, end])}
+    assert points == {("base", "warm start"): 0.25, ("warm start", "end"): 0.5, ("base", "end"): 0.75}
+    # eval.before_training off: a mid-RL evaluation is not a base, so the run reports no change
+    assert evaluation_points([mid, end]) == [] and evaluation_points([end]) == []
 
 
 def test_the_compute_dtype_is_measured():

@@ -42,6 +42,11 @@ def test_evaluation_is_due_before_every_eval_every_and_at_the_end_once(step, ste
     assert evaluation_due(step, steps, every, done) is due
 
 
+@pytest.mark.parametrize("step,steps,every,due", [(0, 4, 2, False), (0, 4, 0, False), (2, 4, 2, True), (4, 4, 0, True)])
+def test_evaluation_before_training_can_be_left_to_the_run_that_measured_it(step, steps, every, due):
+    assert evaluation_due(step, steps, every, [], before_training=False) is due
+
+
 def test_eval_metrics_per_source_over_valid_trajectories():
     tasks = [task_pb2.Task(task_id="h1", source=task_pb2.TASK_SOURCE_SYNTHETIC),
              task_pb2.Task(task_id="s1", source=task_pb2.TASK_SOURCE_SEED)]
