@@ -413,6 +413,9 @@ def main() -> None:
     ap.add_argument("--share-warm-start", action=argparse.BooleanOptionalAction, default=True,
                     help="ablation: settings after the first start from the first's warm start (the same "
                          "tasks and bootstrapping settings) instead of each fine-tuning again")
+    ap.add_argument("--measured-by", type=Path, metavar="JSON",
+                    help="with --task-pool and --warm-start from one run: that run's result (a main-mode --out), "
+                         "whose base and warm-start evaluations every setting borrows instead of measuring them")
     ap.add_argument("--resume", action="store_true",
                     help="keep the settings an earlier invocation of the same command already wrote to --out and "
                          "run the rest (the ablation takes ~3 h: it can run over several sittings); results are "
@@ -485,6 +488,8 @@ def main() -> None:
             warm_start = first / "warm_start.bin"
     # The first run to evaluate the base model and the shared warm start measures both for the rest.
     measured = results[0] if results and args.mode == "ablation" and args.share_warm_start else None
+    if args.measured_by:
+        measured = measured_by(args.measured_by, base, args.task_pool, args.warm_start)
     done = {(r["setting"], r["seed"]) for r in results}
     for i, (name, mech, seed) in enumerate(plan):
         if (name, seed) in done:
@@ -499,6 +504,29 @@ def main() -> None:
         r["changes"] = changes(r)
         results.append(r)
         write_results(args, base, results, earlier_wall + time.time() - t0, png)
+
+
+def measured_by(path: Path, base: dict, task_pool: Path | None, warm_start: Path | None) -> dict:
+    """The result whose base and warm-start evaluations the runs borrow: it must have evaluated
+    the same set (the evaluation settings, and held-out tasks of this pool) and the run folder's
+    warm start, if still there, must be the one given."""
+    if task_pool is None or warm_start is None:
+        raise SystemExit("--measured-by needs the --task-pool and --warm-start of the run that measured them")
+    run = json.loads(path.read_text())
+    (result,) = run["results"][:1]
+    if run["config"].get("eval") != base.get("eval"):
+        raise SystemExit(f"--measured-by: {path} evaluated with other settings ({run['config'].get('eval')})")
+    heldout = {key for key, raw in json.loads(task_pool.read_text()).items()
+               if task_pb2.Task.FromString(base64.b64decode(raw)).split == "heldout"}
+    evaluated = {k.split("/", 1)[1] for k in stage_metrics(result["evaluations"])[0] if k.startswith("task_avg:synthetic/")}
+    if not evaluated or not evaluated <= heldout:
+        raise SystemExit(f"--measured-by: {path} evaluated tasks that are not held-out tasks of {task_pool}")
+    if stage_metrics(result["evaluations"])[1] is None:
+        raise SystemExit(f"--measured-by: {path} has no warm-start evaluation")
+    kept = ROOT / "runs" / "bench-learning" / result["run_id"] / "warm_start.bin"
+    if kept.exists() and kept.resolve() != warm_start.resolve() and kept.read_bytes() != warm_start.read_bytes():
+        raise SystemExit(f"--measured-by: {path}'s run kept another warm start than {warm_start}")
+    return {**result, "run_id": f"{path.name}:{result['run_id']}"}  # says where the borrowed points are
 
 
 def write_results(args, base: dict, results: list[dict], wall: float, png: Path) -> None:
