@@ -199,7 +199,7 @@ def run_setting(args, base: dict, name: str, mech: dict, seed: int, index: int, 
         if pool_file is not None and pool_file.exists():
             with console.status("loading this seed's task pool..."):
                 pool = asyncio.run(load_pool(state, pool_file, cfg["env_id"]))
-            console.print(f"task pool (the first setting's, loaded): {pool[0]} train, {pool[1]} held-out synthetic tasks")
+            console.print(f"task pool (saved earlier, loaded): {pool[0]} train, {pool[1]} held-out synthetic tasks")
         else:
             with console.status("self-questioning: building the task pool..."):
                 pool = asyncio.run(build_pool(state, cfg))
