@@ -77,11 +77,17 @@ def stage_metrics(evaluated: Sequence[Mapping[str, float]]) -> tuple[Mapping, Ma
     return evaluated[0], next((m for m in evaluated if m.get("stage") == 1.0), None), evaluated[-1]
 
 
+def base_evaluation(evaluated: Sequence[Mapping[str, float]]) -> Mapping | None:
+    """The base model's evaluation (stage 0, before any training) that a run's changes start
+    from; None for a run that has none (eval.before_training off)."""
+    return evaluated[0] if evaluated and evaluated[0].get("stage", 0.0) == 0.0 else None
+
+
 def evaluation_points(evaluated: Sequence[Mapping[str, float]]) -> list[tuple[str, str, dict[str, Delta]]]:
     """The changes a run's evaluations show: base -> end, and with a warm start also base ->
     warm start and warm start -> end."""
-    if len(evaluated) < 2 or evaluated[0].get("stage", 0.0) != 0.0:
-        return []  # nothing to compare, or no base-model evaluation (eval.before_training off)
+    if len(evaluated) < 2 or base_evaluation(evaluated) is None:
+        return []
     base, warm, last = stage_metrics(evaluated)
     out = [("base", "end", eval_deltas(base, last))]
     if warm is not None:

@@ -163,7 +163,8 @@ async def _run(args, spec: RunSpec, state, run_dir: Path, stack, warm_start: byt
     progress_events = read_jsonl(run_dir / "metrics.jsonl")
     evals = [p for p in progress_events if p["phase"] == "evaluated"]
     if evals:
-        before = evals[0]["metrics"] if evals[0]["metrics"].get("stage", 0.0) == 0.0 and len(evals) > 1 else None
+        from evolver.algorithms.stats import base_evaluation, evaluation_points
+        before = base_evaluation([p["metrics"] for p in evals]) if len(evals) > 1 else None
         for key in sorted(evals[-1]["metrics"]):
             if "avg_at_k" in key or "best_at_k" in key:
                 if before is None:  # eval.before_training off: the run has no before
@@ -171,7 +172,6 @@ async def _run(args, spec: RunSpec, state, run_dir: Path, stack, warm_start: byt
                 else:
                     table.add_row(f"{key.removeprefix('eval_')} (before -> after)",
                                   f"{before.get(key, 0):.3f} -> {evals[-1]['metrics'][key]:.3f}")
-        from evolver.algorithms.stats import evaluation_points
         for a, b, deltas in evaluation_points([p["metrics"] for p in evals]):
             for label, d in deltas.items():
                 table.add_row(f"held-out {label} avg@k, {a} -> {b} (95% CI, {d.tasks} tasks)",

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from evolver.algorithms.stats import TASK_METRIC_PREFIX, evaluation_points
+from evolver.algorithms.stats import TASK_METRIC_PREFIX, base_evaluation, evaluation_points
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -138,11 +138,11 @@ def write_report(run_dir: Path, run: dict[str, Any], progress: list[dict], bus_s
         plots.append(("Tasks explored/generated/accepted, experiences stored/injected", "pipeline.png"))
 
     last_trained = next((p for p in reversed(progress) if p.get("phase") == "trained"), {"metrics": {}})
-    # The base model's (stage 0); a run with eval.before_training off has none, so no "before".
-    first_eval = next((p for p in progress if p.get("phase") == "evaluated"
-                       and p["metrics"].get("stage", 0.0) == 0.0), {"metrics": {}})
-    last_eval = next((p for p in reversed(progress) if p.get("phase") == "evaluated"), {"metrics": {}})
-    points = evaluation_points([p["metrics"] for p in progress if p.get("phase") == "evaluated"])
+    evaluated = [p["metrics"] for p in progress if p.get("phase") == "evaluated"]
+    # A run with eval.before_training off has no base evaluation, so no "before".
+    first_eval = {"metrics": base_evaluation(evaluated) or {}}
+    last_eval = {"metrics": evaluated[-1] if evaluated else {}}
+    points = evaluation_points(evaluated)
     if _delta_plot(run_dir / "change.png", points):
         plots.insert(0, ("Before -> after, with 95% confidence intervals", "change.png"))
     lines = [f"# Evolver run `{run.get('run_id', '?')}`", "",
