@@ -19,16 +19,21 @@ RL. Every change is a paired bootstrap over tasks with its 95% interval.
                     after the first start RL from the first's warm start (--no-share-warm-start:
                     each fine-tunes its own), so they differ in their RL phase only, and borrow
                     its base and warm-start evaluations instead of repeating them (eval.
-                    before_training off: ~20 min a setting). Each mechanism's contribution is
+                    before_training off: ~45 min a setting on 2 cores). Each mechanism's contribution is
                     reported with its interval: questioning RL against bootstrapping only, the
                     others against questioning RL. --resume continues an ablation stopped
-                    between settings (it takes ~3 h on 2 cores; results are written after each).
+                    between settings (~4 h on 2 cores; results are written after each).
 
 Every run folder keeps its task pool (task_pool.json) and warm start (warm_start.bin): --task-pool
 and --warm-start start a later invocation from both, so RL settings can be tried one after another
-from one warm start without paying for it again (about 40 of a seed's 105 minutes).
+from one warm start without paying for it again (about 45 of a seed's ~90 minutes).
 
-  .venv/bin/python bench/learning.py --mode main --seeds 0,1,2 [--steps 8] [--out docs/bench_learning.json]
+The defaults are the recorded runs' settings (docs/BENCHMARKS.md, 2026-12-02): a warm start on
+160 replayed solutions x 3 epochs, then 4 RL steps held near it (KL to the warm start, beta 0.04,
+imitation at 2e-4); those runs left out BFCL (--eval-bfcl 0), 120 multi-turn attempts a seed
+at the default 10 tasks x 4 attempts x 3 points.
+
+  .venv/bin/python bench/learning.py --mode main --seeds 0,1,2 [--eval-bfcl 0] [--out docs/bench_learning.json]
   .venv/bin/python bench/learning.py --pool seed0.json seed1.json --out pooled.json   (seeds run apart)
   .venv/bin/python bench/learning.py --seeds 0 --task-pool runs/bench-learning/learning-0-seed0/task_pool.json \
       --warm-start runs/bench-learning/learning-0-seed0/warm_start.bin --out docs/other_rl_settings.json
@@ -370,7 +375,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", choices=["main", "ablation"], default="main")
     ap.add_argument("--seeds", default="0,1,2", help="main mode: one run per seed; ablation: the first")
-    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=4, help="RL steps (the recorded runs' 4; 8 doubles the RL phase's ~30 min)")
     ap.add_argument("--group-size", type=int, default=8,
                     help="rollouts per task; at 4, 4-16 of 16 samples had no advantage (BENCHMARKS, seed 0 vs 1)")
     ap.add_argument("--tasks-per-step", type=int, default=None, help="tasks per RL step (default: the config's)")
@@ -380,9 +385,10 @@ def main() -> None:
     ap.add_argument("--explorations", type=int, default=None,
                     help="self-questioning explorations building the pool (default: 5/4 of --eval-synthetic, "
                          "enough held-out tasks for the evaluation; 40 gave 161-165 train tasks)")
-    ap.add_argument("--bootstrap-tasks", type=int, default=96,
-                    help="demonstrations in the warm start (96 x 2 epochs: 0.117 after it on seed 1; 32 x 3: 0.065 on seed 0)")
-    ap.add_argument("--bootstrap-epochs", type=int, default=2)
+    ap.add_argument("--bootstrap-tasks", type=int, default=160,
+                    help="demonstrations in the warm start (160 x 3 epochs: +0.199 to +0.224 after it on seeds 0-2; "
+                         "96 x 2: 0.117 on seed 1; 32 x 3: 0.065 on seed 0)")
+    ap.add_argument("--bootstrap-epochs", type=int, default=3)
     ap.add_argument("--max-new-tokens", type=int, default=96,
                     help="per turn; at 40 the warm-started policy's calls were cut off (BENCHMARKS, warm start)")
     ap.add_argument("--learning-rate", type=float, default=None,
@@ -390,11 +396,13 @@ def main() -> None:
     ap.add_argument("--mini-batches", type=int, default=None,
                     help="optimizer steps per RL step (default: the config's, 1; AgentEvolver: 4). At 5e-4 x 4 "
                          "the RL phase gave -0.047 [-0.134, +0.030] on seed 0 (BENCHMARKS, fifth run)")
-    ap.add_argument("--beta", type=float, default=None, help="the KL term's weight (default: the config's, 0.001)")
-    ap.add_argument("--kl-reference", choices=("base", "warm_start"), default=None,
-                    help="the KL term's reference (default: the config's, base)")
-    ap.add_argument("--imitation-learning-rate", type=float, default=None,
-                    help="the between-steps imitation step's rate (default: the warm start's, 1e-3)")
+    # The recorded runs' RL settings (BENCHMARKS, from 2026-12-02): RL is held near the warm start
+    # it starts from; held to the base model at 0.001, seed 0's four RL phases lost -0.006 to -0.047.
+    ap.add_argument("--beta", type=float, default=0.04, help="the KL term's weight (the config's: 0.001)")
+    ap.add_argument("--kl-reference", choices=("base", "warm_start"), default="warm_start",
+                    help="the KL term's reference (the config's: base)")
+    ap.add_argument("--imitation-learning-rate", type=float, default=2e-4,
+                    help="the between-steps imitation step's rate (the config's: the warm start's, 1e-3)")
     ap.add_argument("--between-steps", action=argparse.BooleanOptionalAction, default=True,
                     help="self-imitation of each step's own successes")
     ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="base run config (mechanisms are overridden)")
@@ -418,7 +426,7 @@ def main() -> None:
                          "whose base and warm-start evaluations every setting borrows instead of measuring them")
     ap.add_argument("--resume", action="store_true",
                     help="keep the settings an earlier invocation of the same command already wrote to --out and "
-                         "run the rest (the ablation takes ~3 h: it can run over several sittings); results are "
+                         "run the rest (the ablation takes ~4 h: it can run over several sittings); results are "
                          "written after every setting")
     ap.add_argument("--pool", nargs="+", type=Path, metavar="JSON",
                     help="only pool main-mode runs already written (one seed each, run separately) over seeds; "
@@ -489,7 +497,8 @@ def main() -> None:
     # The first run to evaluate the base model and the shared warm start measures both for the rest.
     measured = results[0] if results and args.mode == "ablation" and args.share_warm_start else None
     if args.measured_by:
-        measured = measured_by(args.measured_by, base, args.task_pool, args.warm_start)
+        measured = measured_by(args.measured_by, base, args.task_pool, args.warm_start,
+                               (Path(args.runs), ROOT / "runs" / "bench-learning"))
     done = {(r["setting"], r["seed"]) for r in results}
     for i, (name, mech, seed) in enumerate(plan):
         if (name, seed) in done:
@@ -506,10 +515,11 @@ def main() -> None:
         write_results(args, base, results, earlier_wall + time.time() - t0, png)
 
 
-def measured_by(path: Path, base: dict, task_pool: Path | None, warm_start: Path | None) -> dict:
+def measured_by(path: Path, base: dict, task_pool: Path | None, warm_start: Path | None,
+                runs: tuple[Path, ...] = (ROOT / "runs" / "bench-learning",)) -> dict:
     """The result whose base and warm-start evaluations the runs borrow: it must have evaluated
-    the same set (the evaluation settings, and held-out tasks of this pool) and the run folder's
-    warm start, if still there, must be the one given."""
+    the same set (the evaluation settings, and held-out tasks of this pool) and its run folder's
+    warm start, where one is still kept under runs, must be the one given."""
     if task_pool is None or warm_start is None:
         raise SystemExit("--measured-by needs the --task-pool and --warm-start of the run that measured them")
     run = json.loads(path.read_text())
@@ -523,9 +533,9 @@ def measured_by(path: Path, base: dict, task_pool: Path | None, warm_start: Path
         raise SystemExit(f"--measured-by: {path} evaluated tasks that are not held-out tasks of {task_pool}")
     if stage_metrics(result["evaluations"])[1] is None:
         raise SystemExit(f"--measured-by: {path} has no warm-start evaluation")
-    kept = ROOT / "runs" / "bench-learning" / result["run_id"] / "warm_start.bin"
-    if kept.exists() and kept.resolve() != warm_start.resolve() and kept.read_bytes() != warm_start.read_bytes():
-        raise SystemExit(f"--measured-by: {path}'s run kept another warm start than {warm_start}")
+    for kept in (Path(r) / result["run_id"] / "warm_start.bin" for r in runs):
+        if kept.exists() and kept.resolve() != warm_start.resolve() and kept.read_bytes() != warm_start.read_bytes():
+            raise SystemExit(f"--measured-by: {path}'s run kept another warm start ({kept}) than {warm_start}")
     return {**result, "run_id": f"{path.name}:{result['run_id']}"}  # says where the borrowed points are
 
 

@@ -1,0 +1,139 @@
+"""The learning benchmark's own arithmetic (bench/learning.py): which points a change spans, what
+the ablation says each mechanism contributed, pooling over seeds, and the checks before a run
+borrows another run's base and warm-start evaluations. No stack: result records are built here."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from evolver.v1 import task_pb2
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("bench_learning", ROOT / "bench" / "learning.py")
+learning = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(learning)
+
+TASKS = [f"h{i}" for i in range(12)]
+
+
+def evaluated(stage: float, scores: dict[str, float]) -> dict:
+    """One evaluated progress event's metrics: per-task avg@k of the held-out synthetic set."""
+    return {"stage": stage, **{f"task_avg:synthetic/{t}": v for t, v in scores.items()}}
+
+
+def result(setting: str, base: float, warm: float, end: float, seed: int = 0) -> dict:
+    """A run whose every held-out task scored base, then warm, then end (the end's evaluation is
+    stage 2, after RL)."""
+    return {"setting": setting, "seed": seed, "run_id": f"learning-x-{setting}",
+            "evaluations": [evaluated(0.0, dict.fromkeys(TASKS, base)), evaluated(1.0, dict.fromkeys(TASKS, warm)),
+                            evaluated(2.0, dict.fromkeys(TASKS, end))]}
+
+
+def test_a_runs_three_changes_span_base_warm_start_and_end():
+    ch = learning.changes(result("all", 0.0, 0.25, 0.5))["synthetic"]
+    assert ch["base -> warm start"]["delta"] == pytest.approx(0.25)
+    assert ch["warm start -> end"]["delta"] == pytest.approx(0.25)
+    assert ch["base -> end"]["delta"] == pytest.approx(0.5)
+    assert all(d["excludes_zero"] and d["tasks"] == len(TASKS) for d in ch.values())
+
+
+def test_the_ablation_credits_rl_from_the_warm_start_and_each_mechanism_against_plain_rl():
+    results = [result("+ questioning RL", 0.0, 0.2, 0.3), result("+ navigating", 0.0, 0.2, 0.4),
+               result("+ attributing", 0.0, 0.2, 0.3), result("all", 0.0, 0.2, 0.25)]
+    c = learning.contributions(results)
+    assert c["questioning RL (vs bootstrapping only)"]["synthetic"]["delta"] == pytest.approx(0.1)
+    assert c["navigating (vs questioning RL)"]["synthetic"]["delta"] == pytest.approx(0.1)
+    # no change is within noise, and says so: its interval holds 0
+    attributing = c["attributing (vs questioning RL)"]["synthetic"]
+    assert attributing["delta"] == pytest.approx(0.0) and not attributing["excludes_zero"]
+    assert c["navigating + attributing (vs questioning RL)"]["synthetic"]["delta"] == pytest.approx(-0.05)
+
+
+def test_the_ablation_says_nothing_before_its_questioning_rl_setting_ran():
+    assert learning.contributions([result("+ navigating", 0.0, 0.2, 0.4)]) == {}
+
+
+def test_a_setting_that_borrowed_the_base_and_warm_start_points_is_credited_from_them():
+    """A run with eval.before_training off has only its end evaluation; the bench puts the
+    measuring run's base and warm-start evaluations before it (run_setting)."""
+    measuring = result("+ questioning RL", 0.0, 0.2, 0.3)
+    borrowing = {"setting": "+ navigating", "seed": 0, "run_id": "b",
+                 "evaluations": measuring["evaluations"][:2] + [evaluated(2.0, dict.fromkeys(TASKS, 0.45))]}
+    c = learning.contributions([measuring, borrowing])
+    assert c["navigating (vs questioning RL)"]["synthetic"]["delta"] == pytest.approx(0.15)
+
+
+def test_pooling_over_seeds_pairs_each_seeds_own_tasks():
+    # the same task ids in two seeds are different tasks (each seed builds its own pool)
+    pooled = learning.pooled_over_seeds([result("all", 0.0, 0.2, 0.2, seed=0),
+                                         result("all", 0.0, 0.2, 0.3, seed=1)], k=4)
+    assert pooled["warm start -> end"]["tasks"] == 2 * len(TASKS)
+    assert pooled["warm start -> end"]["delta"] == pytest.approx(0.05)
+    assert pooled["base -> end"]["delta"] == pytest.approx(0.25)
+
+
+@pytest.fixture
+def measured_setup(tmp_path):
+    """A main-mode result file, the pool it evaluated and the warm start it kept."""
+    pool = {t: base64.b64encode(task_pb2.Task(task_id=t, split="heldout").SerializeToString()).decode()
+            for t in TASKS}
+    pool["t0"] = base64.b64encode(task_pb2.Task(task_id="t0", split="train").SerializeToString()).decode()
+    pool_path = tmp_path / "task_pool.json"
+    pool_path.write_text(json.dumps(pool))
+    eval_cfg = {"synthetic_tasks": 12, "seed_tasks": 0, "k": 4}
+    source = result("all", 0.0, 0.2, 0.2)
+    run_path = tmp_path / "main.json"
+    run_path.write_text(json.dumps({"config": {"eval": eval_cfg}, "results": [source]}))
+    runs = tmp_path / "runs"
+    (runs / source["run_id"]).mkdir(parents=True)
+    warm = runs / source["run_id"] / "warm_start.bin"
+    warm.write_bytes(b"adapter-1")
+    return {"run": run_path, "pool": pool_path, "warm": warm, "runs": (runs,), "base": {"eval": eval_cfg},
+            "source": source}
+
+
+def test_a_run_borrows_the_measured_points_and_names_where_they_came_from(measured_setup):
+    s = measured_setup
+    m = learning.measured_by(s["run"], s["base"], s["pool"], s["warm"], s["runs"])
+    assert m["evaluations"] == s["source"]["evaluations"]
+    assert m["run_id"] == f"main.json:{s['source']['run_id']}"
+
+
+def test_borrowing_refuses_another_evaluation_setting(measured_setup):
+    s = measured_setup
+    with pytest.raises(SystemExit, match="other settings"):
+        learning.measured_by(s["run"], {"eval": {**s["base"]["eval"], "k": 2}}, s["pool"], s["warm"], s["runs"])
+
+
+def test_borrowing_refuses_a_pool_whose_held_out_tasks_were_not_the_ones_evaluated(measured_setup, tmp_path):
+    s = measured_setup
+    other = tmp_path / "other_pool.json"
+    other.write_text(json.dumps({t: base64.b64encode(task_pb2.Task(task_id=t, split="train").SerializeToString())
+                                 .decode() for t in TASKS}))
+    with pytest.raises(SystemExit, match="not held-out tasks"):
+        learning.measured_by(s["run"], s["base"], other, s["warm"], s["runs"])
+
+
+def test_borrowing_refuses_a_warm_start_other_than_the_one_the_measuring_run_kept(measured_setup, tmp_path):
+    s = measured_setup
+    other = tmp_path / "warm_start.bin"
+    other.write_bytes(b"adapter-2")
+    with pytest.raises(SystemExit, match="another warm start"):
+        learning.measured_by(s["run"], s["base"], s["pool"], other, s["runs"])
+    copy = tmp_path / "copy.bin"
+    copy.write_bytes(b"adapter-1")  # the same bytes elsewhere (the bench copies it) are the same warm start
+    assert learning.measured_by(s["run"], s["base"], s["pool"], copy, s["runs"])["evaluations"]
+
+
+def test_borrowing_needs_a_warm_start_evaluation(measured_setup):
+    s = measured_setup
+    run = json.loads(s["run"].read_text())
+    run["results"][0]["evaluations"] = [run["results"][0]["evaluations"][0], run["results"][0]["evaluations"][2]]
+    s["run"].write_text(json.dumps(run))
+    with pytest.raises(SystemExit, match="no warm-start evaluation"):
+        learning.measured_by(s["run"], s["base"], s["pool"], s["warm"], s["runs"])
