@@ -19,10 +19,10 @@ RL. Every change is a paired bootstrap over tasks with its 95% interval.
                     after the first start RL from the first's warm start (--no-share-warm-start:
                     each fine-tunes its own), so they differ in their RL phase only, and borrow
                     its base and warm-start evaluations instead of repeating them (eval.
-                    before_training off: ~45 min a setting on 2 cores). Each mechanism's contribution is
+                    before_training off: ~45 min a setting on 2 AMX cores). Each mechanism's contribution is
                     reported with its interval: questioning RL against bootstrapping only, the
                     others against questioning RL. --resume continues an ablation stopped
-                    between settings (~4 h on 2 cores; results are written after each).
+                    between settings (~4 h on 2 AMX cores; results are written after each).
 
 Every run folder keeps its task pool (task_pool.json) and warm start (warm_start.bin): --task-pool
 and --warm-start start a later invocation from both, so RL settings can be tried one after another
