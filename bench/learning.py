@@ -72,6 +72,7 @@ from evolver.v1 import task_gen_service_pb2_grpc as tg_grpc  # noqa: E402
 from evolver.v1 import task_pb2  # noqa: E402
 
 console = Console()
+DEFAULT_RUNS = ROOT / "runs" / "bench-learning"  # where run folders (pool, warm start) are kept
 ALL_ON = {"questioning": True, "navigating": True, "attributing": True, "bootstrapping": True}
 ABLATION = [  # "bootstrapping only" is the warm-start point of the first run
     ("+ questioning RL", {"questioning": True, "navigating": False, "attributing": False, "bootstrapping": True}),
@@ -408,7 +409,7 @@ def main() -> None:
     ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="base run config (mechanisms are overridden)")
     ap.add_argument("--state-dir", default=str(ROOT / ".evolver-bench-learning"))
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench_learning.json"))
-    ap.add_argument("--runs", default=str(ROOT / "runs" / "bench-learning"))
+    ap.add_argument("--runs", default=str(DEFAULT_RUNS))
     ap.add_argument("--plot", default=None, help="the learning curves' PNG (default: --out with .png)")
     ap.add_argument("--replot", action="store_true", help="only draw the PNG of an existing --out")
     ap.add_argument("--task-pool", type=Path, metavar="JSON",
@@ -498,7 +499,7 @@ def main() -> None:
     measured = results[0] if results and args.mode == "ablation" and args.share_warm_start else None
     if args.measured_by:
         measured = measured_by(args.measured_by, base, args.task_pool, args.warm_start,
-                               (Path(args.runs), ROOT / "runs" / "bench-learning"))
+                               (Path(args.runs), DEFAULT_RUNS))
     done = {(r["setting"], r["seed"]) for r in results}
     for i, (name, mech, seed) in enumerate(plan):
         if (name, seed) in done:
@@ -516,7 +517,7 @@ def main() -> None:
 
 
 def measured_by(path: Path, base: dict, task_pool: Path | None, warm_start: Path | None,
-                runs: tuple[Path, ...] = (ROOT / "runs" / "bench-learning",)) -> dict:
+                runs: tuple[Path, ...] = (DEFAULT_RUNS,)) -> dict:
     """The result whose base and warm-start evaluations the runs borrow: it must have evaluated
     the same set (the evaluation settings, and held-out tasks of this pool) and its run folder's
     warm start, where one is still kept under runs, must be the one given."""
