@@ -444,6 +444,7 @@ def main() -> None:
 
     base = yaml.safe_load(Path(args.config).read_text())
     base["steps"] = args.steps
+    base["time_budget_minutes"] = 0  # every step measured: the default run's time budget is not the benchmark's
     if args.group_size:
         base["group_size"] = args.group_size
     if args.tasks_per_step:

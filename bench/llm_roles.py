@@ -108,6 +108,7 @@ def main() -> None:
         ap.error(f"--roles: unknown {sorted(unknown)}")
     cfg = yaml.safe_load(Path(args.config).read_text())
     cfg["steps"] = args.steps
+    cfg["time_budget_minutes"] = 0  # every step measured: the default run's time budget is not the benchmark's
     cfg["mechanisms"]["bootstrapping"] = False
     llm_questioning = {"explorer": "llm", "task_writer": "llm", "feasibility": "llm"} if args.questioning else {}
     # wait_s: the LLM explorer's walks alone take over 10 minutes on 2 cores (prompts of ~3.8k tokens).

@@ -131,6 +131,7 @@ def main() -> None:
     args = ap.parse_args()
     base = yaml.safe_load(Path(args.config).read_text())
     base["steps"] = args.steps
+    base["time_budget_minutes"] = 0  # every step measured: the default run's time budget is not the benchmark's
     base["eval"] = {**base["eval"], "synthetic_tasks": args.eval_synthetic, "seed_tasks": args.eval_bfcl}
     base["mechanisms"]["bootstrapping"] = args.warm_start
     from evolver.models import prepare

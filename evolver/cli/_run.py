@@ -67,7 +67,8 @@ class RunWatcher:
             self.p.update(b, total=m["groups_total"], completed=m["groups_done"],
                           description=f"{self.PHASES[phase]} (step {ev.train_step})")
         elif phase == "trained":
-            self.p.update(self.bar("trained", self.spec.steps), completed=ev.train_step,
+            total = m.get("steps_planned", self.spec.steps)  # fewer when the time budget says so
+            self.p.update(self.bar("trained", total), total=total, completed=ev.train_step,
                           description=f"training steps (reward {m.get('reward_mean', 0):.2f}, "
                                       f"v{int(m.get('policy_version', 0))})")
         elif phase == "evaluated":
@@ -130,7 +131,8 @@ async def _run(args, spec: RunSpec, state, run_dir: Path, stack, warm_start: byt
             await bus.close()
     async with channel(state.address_of("trainer")) as ch:
         r = await stub(pb_grpc.TrainerServiceStub, ch, 30.0).StartRun(pb.StartRunRequest(run_id=run_id, config=config))
-    console.print(f"run [bold]{r.run.run_id}[/] started: {spec.steps} steps x {spec.tasks_per_step} tasks x "
+    budget = f" (at most: time budget {spec.time_budget_minutes:g} min)" if spec.time_budget_minutes else ""
+    console.print(f"run [bold]{r.run.run_id}[/] started: {spec.steps} steps{budget} x {spec.tasks_per_step} tasks x "
                   f"{spec.group_size} rollouts on {spec.env_id}; mechanisms " +
                   ", ".join(f"{k}={'on' if v else 'off'}" for k, v in spec.mechanisms.model_dump().items()))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -157,7 +159,10 @@ async def _run(args, spec: RunSpec, state, run_dir: Path, stack, warm_start: byt
     table = Table(title=f"run {run_id}: {record['state']} in {record['wall_s']:.0f}s")
     table.add_column("what")
     table.add_column("value", justify="right")
-    table.add_row("training steps / policy version", f"{run.train_step} / {run.policy_version}")
+    table.add_row("training steps / policy version", f"{run.train_step} of {spec.steps} / {run.policy_version}")
+    if spec.time_budget_minutes:
+        table.add_row("time budget", f"{spec.time_budget_minutes:g} min" +
+                      (f": {run.train_step} of {spec.steps} RL steps fitted" if run.train_step < spec.steps else ""))
     for k, v in summary.items():
         table.add_row(k.replace("_", " "), f"{v:g}")
     progress_events = read_jsonl(run_dir / "metrics.jsonl")

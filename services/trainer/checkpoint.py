@@ -20,6 +20,12 @@ class Checkpoint:
     bootstrapped: bool = False
     bootstrap_task_ids: list[str] = field(default_factory=list)
     warm_start_evaluated: bool = False
+    # The time budget: when the run started (Unix seconds; a resumed run keeps counting from
+    # there), the measured evaluations and RL steps, and the steps it settled on (0: spec.steps).
+    started_unix: float = 0.0
+    eval_s: list[float] = field(default_factory=list)
+    step_s: list[float] = field(default_factory=list)
+    planned_steps: int = 0
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self)).encode()

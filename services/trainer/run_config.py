@@ -203,6 +203,10 @@ class RunSpec(_Section):
     group_size: int = Field(4, ge=2, le=limits.GROUP_SIZE_MAX)  # the explorer runs at most this many per group
     eval_every: int = Field(2, ge=0)  # 0 = only before and after training
     seed: int = 0
+    # Wall-clock minutes from the run's start (0: none). RL steps that would not fit before the
+    # final evaluation are not run; the run still evaluates and says how many steps it did
+    # (services/trainer/time_budget.py). For a default run that must fit on any 2-core CPU.
+    time_budget_minutes: float = Field(0.0, ge=0)
     mechanisms: Mechanisms = Mechanisms()
     questioning: QuestioningSpec = QuestioningSpec()
     bootstrapping: BootstrappingSpec = BootstrappingSpec()

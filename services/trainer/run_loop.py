@@ -43,6 +43,7 @@ from services.trainer.advantages import Sample, demonstration_sample, imitation_
 from services.trainer.evaluation import eval_metrics, evaluation_due
 from services.trainer.checkpoint import Checkpoint
 from services.trainer.step_tally import tally
+from services.trainer.time_budget import planned_steps
 from services.trainer.kinds import EXPLORERS, FEASIBILITY, TASK_WRITERS
 from services.trainer.tasks import choose_train_tasks, mixture, seed_task_pb, select_eval_tasks
 from services.trainer.progress import phase_name
@@ -84,6 +85,7 @@ class RunLoop:
         self._progress_seq = 0
         self._trace_parents: dict[str, dict[str, str]] = {}  # group id -> W3C headers of its trace
         self.base_model: tuple[str, str] = ("", "")  # (name, content digest), once the updater is built
+        self._step_started: float | None = None  # monotonic, when this process's last train_step began
 
     @property
     def stop_requested(self) -> bool:
@@ -364,6 +366,7 @@ class RunLoop:
         spec = self.spec
         await self.save_run(run_pb2.RUN_STATE_RUNNING)
         ckpt = await self.load_checkpoint()
+        ckpt.started_unix = ckpt.started_unix or time.time()
         await self.progress(events_pb2.RUN_PHASE_STARTING, ckpt.step, resumed=float(ckpt.step > 0 or ckpt.version > 0))
         if spec.mechanisms.questioning:
             await self.ensure_synthetic_tasks()
@@ -375,14 +378,16 @@ class RunLoop:
             if weights is None:
                 raise FailedPrecondition(f"checkpoint weights for run {self.run_id} are missing")
             await asyncio.to_thread(serialized, updater.restore, weights)
-        while ckpt.step <= spec.steps:
-            if evaluation_due(ckpt.step, spec.steps, spec.eval_every, ckpt.evaluated, spec.eval.before_training):
+        while ckpt.step <= self.planned(ckpt):
+            if evaluation_due(ckpt.step, self.planned(ckpt), spec.eval_every, ckpt.evaluated, spec.eval.before_training):
+                started = time.monotonic()
                 metrics = await self.evaluate(ckpt.step, ckpt.version, ckpt)
+                ckpt.eval_s.append(time.monotonic() - started)
                 await self.progress(events_pb2.RUN_PHASE_EVALUATED, ckpt.step, policy_version=ckpt.version,
                                     stage=0.0 if ckpt.step == 0 else 2.0, **metrics)
                 ckpt.evaluated.append(ckpt.step)
                 await self.save_checkpoint(ckpt, None)
-            if ckpt.step == spec.steps or self.stop_requested:
+            if ckpt.step == self.planned(ckpt) or self.stop_requested:
                 break
             if ckpt.step == 0 and spec.mechanisms.navigating and spec.mechanisms.questioning \
                     and not spec.mechanisms.bootstrapping and not ckpt.bootstrapped:
@@ -391,16 +396,41 @@ class RunLoop:
                 if not ckpt.bootstrapped:
                     await self.warm_start(ckpt, updater)
                 if spec.eval.before_training:
+                    started = time.monotonic()
                     metrics = await self.evaluate(0, ckpt.version, ckpt, prefix="warm")
+                    ckpt.eval_s.append(time.monotonic() - started)
                     await self.progress(events_pb2.RUN_PHASE_EVALUATED, 0, policy_version=ckpt.version, stage=1.0,
                                         **metrics)
                 ckpt.warm_start_evaluated = True  # done with: a resumed run neither fine-tunes nor evaluates it again
                 await self.save_checkpoint(ckpt, None)
             await self.train_step(ckpt, updater)
-        final = run_pb2.RUN_STATE_STOPPED if self.stop_requested and ckpt.step < spec.steps else run_pb2.RUN_STATE_SUCCEEDED
-        await self.save_run(final, "stopped by request" if final == run_pb2.RUN_STATE_STOPPED else "done")
+        planned = self.planned(ckpt)
+        final = run_pb2.RUN_STATE_STOPPED if self.stop_requested and ckpt.step < planned else run_pb2.RUN_STATE_SUCCEEDED
+        done = "done" if planned == spec.steps else \
+            f"done: {planned} of {spec.steps} RL steps fitted the time budget of {spec.time_budget_minutes:g} min"
+        await self.save_run(final, "stopped by request" if final == run_pb2.RUN_STATE_STOPPED else done)
         await self.progress(events_pb2.RUN_PHASE_STOPPED if final == run_pb2.RUN_STATE_STOPPED else events_pb2.RUN_PHASE_FINISHED, ckpt.step,
-                            policy_version=ckpt.version)
+                            policy_version=ckpt.version, steps_done=ckpt.step, steps_configured=spec.steps)
+
+    def planned(self, ckpt: Checkpoint) -> int:
+        """The RL steps this run does: spec.steps, or fewer once the time budget says so."""
+        return ckpt.planned_steps or self.spec.steps
+
+    def plan_within_budget(self, ckpt: Checkpoint, step: int) -> int:
+        """At the start of `step`, before the next steps' rollouts are asked for: the steps
+        that still fit the time budget (services/trainer/time_budget.py), recorded."""
+        now = time.monotonic()
+        if self._step_started is not None:
+            ckpt.step_s.append(now - self._step_started)  # the last step, with any evaluation after it
+        self._step_started = now
+        before = self.planned(ckpt)
+        ckpt.planned_steps = planned_steps(
+            before, step, max(self._requested, default=step), self.spec.time_budget_minutes * 60.0,
+            time.time() - ckpt.started_unix, ckpt.step_s, ckpt.eval_s)
+        if ckpt.planned_steps < before:
+            log.info("run %s: %d of %d RL steps fit the time budget of %g min", self.run_id, ckpt.planned_steps,
+                     self.spec.steps, self.spec.time_budget_minutes)
+        return ckpt.planned_steps
 
     async def warm_start(self, ckpt: Checkpoint, updater, fine_tune: bool = True) -> None:
         """Self-bootstrapping: a few fine-tuning passes over demonstrations (the replayed
@@ -514,10 +544,11 @@ class RunLoop:
     async def train_step(self, ckpt: Checkpoint, updater) -> None:
         spec, step = self.spec, ckpt.step
         lag = spec.rollout.max_policy_lag
+        planned = self.plan_within_budget(ckpt, step)
         ids = await self.request_step(step, ckpt.version)
         # Asynchronous mode: the next `lag` steps' groups are generated while this one trains
         # (explorers and trainer busy at once); lag 0 is the synchronous loop.
-        for ahead in range(step + 1, min(step + lag, spec.steps - 1) + 1):
+        for ahead in range(step + 1, min(step + lag, planned - 1) + 1):
             await self.request_step(ahead, ckpt.version)
         groups = await self.collect(ids, events_pb2.RUN_PHASE_ROLLOUT, step)
         groups, stale = await self.within_lag(groups, step, ckpt.version, spec.version_lag)
@@ -555,7 +586,7 @@ class RunLoop:
         await self.save_run()
         await self.progress(events_pb2.RUN_PHASE_TRAINED, step + 1, policy_version=version,
                             **sums.metrics(alpha=alpha, groups=len(groups)), stale_groups=stale,
-                            **metrics)
+                            steps_planned=planned, **metrics)
 
 
 # Two runs starting at once in one trainer built their updaters in two threads: importing trl

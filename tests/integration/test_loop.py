@@ -332,6 +332,30 @@ def test_self_bootstrapping_warm_starts_on_train_tasks_only_and_is_evaluated_at_
     assert all(torch.equal(restored["reference"][k], warm_weights[k]) for k in warm_weights)  # anchored there too
 
 
+def test_a_time_budget_ends_the_run_early_evaluated_and_says_so(stack_dir, tmp_path):
+    """A budget already spent by the base evaluation: the first step runs (always), the next
+    steps' rollouts are never asked for, the run evaluates after step 1 and succeeds saying 1 of 3."""
+    config = _write(tmp_path, "budget.yaml", steps=3, time_budget_minutes=0.001,
+                    eval={"synthetic_tasks": 1, "seed_tasks": 0, "k": 1})
+    r = cli(stack_dir, "run", "--config", str(config), "--run-id", "budget", "--out", str(tmp_path / "runs"))
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    assert "1 of 3 RL steps fitted" in r.stdout
+    run_dir = tmp_path / "runs" / "budget"
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["state"] == "SUCCEEDED" and run["train_step"] == 1
+    assert run["message"] == "done: 1 of 3 RL steps fitted the time budget of 0.001 min"
+    progress = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [p["train_step"] for p in progress if p["phase"] == "evaluated"] == [0, 1]  # before, and after step 1
+    assert [p["metrics"]["steps_planned"] for p in progress if p["phase"] == "trained"] == [1]
+    finished = [p["metrics"] for p in progress if p["phase"] == "finished"][-1]
+    assert (finished["steps_done"], finished["steps_configured"]) == (1, 3)
+    ev = asyncio.run(_events(stack_dir, "budget"))
+    training = {c.group.group_id for c in ev.completed if not c.evaluation and not c.demonstration}
+    assert training == {"budget.s0.t0", "budget.s0.t1"}  # step 1's rollouts were never asked for
+    ckpt = asyncio.run(_checkpoint(stack_dir, "budget"))
+    assert ckpt["planned_steps"] == 1 and len(ckpt["eval_s"]) == 2 and ckpt["started_unix"] > 0
+
+
 @pytest.mark.parametrize("lag", [0, 1])
 def test_sigkilled_services_lose_no_group_and_none_is_trained_twice(stack_dir, lag):
     """Synchronous (lag 0) and asynchronous (lag 1: the next step's groups in flight while a
