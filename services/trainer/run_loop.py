@@ -320,7 +320,14 @@ class RunLoop:
     async def evaluate(self, step: int, version: int, ckpt: Checkpoint, prefix: str = "eval") -> dict[str, float]:
         """prefix makes the job ids: the evaluation after the warm start is at step 0 too, and
         reusing the base evaluation's ids would return its groups (the bus drops the duplicate
-        requests and the index already holds those groups)."""
+        requests and the index already holds those groups). Its duration goes to ckpt.eval_s
+        (the time budget's estimate of the final evaluation)."""
+        started = time.monotonic()
+        metrics = await self._evaluate(step, version, ckpt, prefix)
+        ckpt.eval_s.append(time.monotonic() - started)  # a completed evaluation only
+        return metrics
+
+    async def _evaluate(self, step: int, version: int, ckpt: Checkpoint, prefix: str) -> dict[str, float]:
         tasks = await self.eval_tasks(ckpt.eval_task_ids)
         ckpt.eval_task_ids = [t.task_id for t in tasks]
         if not tasks:
@@ -380,9 +387,7 @@ class RunLoop:
             await asyncio.to_thread(serialized, updater.restore, weights)
         while ckpt.step <= self.planned(ckpt):
             if evaluation_due(ckpt.step, self.planned(ckpt), spec.eval_every, ckpt.evaluated, spec.eval.before_training):
-                started = time.monotonic()
                 metrics = await self.evaluate(ckpt.step, ckpt.version, ckpt)
-                ckpt.eval_s.append(time.monotonic() - started)
                 await self.progress(events_pb2.RUN_PHASE_EVALUATED, ckpt.step, policy_version=ckpt.version,
                                     stage=0.0 if ckpt.step == 0 else 2.0, **metrics)
                 ckpt.evaluated.append(ckpt.step)
@@ -396,9 +401,7 @@ class RunLoop:
                 if not ckpt.bootstrapped:
                     await self.warm_start(ckpt, updater)
                 if spec.eval.before_training:
-                    started = time.monotonic()
                     metrics = await self.evaluate(0, ckpt.version, ckpt, prefix="warm")
-                    ckpt.eval_s.append(time.monotonic() - started)
                     await self.progress(events_pb2.RUN_PHASE_EVALUATED, 0, policy_version=ckpt.version, stage=1.0,
                                         **metrics)
                 ckpt.warm_start_evaluated = True  # done with: a resumed run neither fine-tunes nor evaluates it again
