@@ -352,9 +352,19 @@ def pool_written(files: list[Path], out_path: Path, png: Path) -> None:
     Their settings must match: a pooled interval over different settings would mean nothing."""
     runs = [json.loads(f.read_text()) for f in files]
     keys = ("steps", "group_size", "tasks_per_step", "eval", "bootstrapping", "rollout", "training")
-    settings = [(r["mode"], r["steps"], {key: r["config"].get(key) for key in keys}) for r in runs]
+
+    def setting(r: dict) -> tuple:
+        # Only held-out synthetic changes are pooled: a run that also evaluated BFCL test tasks
+        # (eval.seed_tasks) pools with one that did not, on the same synthetic evaluation.
+        cfg = {key: r["config"].get(key) for key in keys}
+        cfg["eval"] = {k: v for k, v in (cfg["eval"] or {}).items() if k != "seed_tasks"}
+        return r["mode"], r["steps"], cfg
+    settings = [setting(r) for r in runs]
     if any(s != settings[0] for s in settings[1:]):
         raise SystemExit(f"not pooled: the runs' settings differ ({[str(f) for f in files]})")
+    if len({r["config"]["eval"].get("seed_tasks") for r in runs}) > 1:
+        console.print("[yellow]note:[/] the runs evaluated different numbers of BFCL test tasks; "
+                      "only the held-out synthetic changes are pooled")
     if settings[0][0] != "main":
         raise SystemExit("only main-mode runs are pooled")
     results = [r for run in runs for r in run["results"]]

@@ -137,3 +137,28 @@ def test_borrowing_needs_a_warm_start_evaluation(measured_setup):
     s["run"].write_text(json.dumps(run))
     with pytest.raises(SystemExit, match="no warm-start evaluation"):
         learning.measured_by(s["run"], s["base"], s["pool"], s["warm"], s["runs"])
+
+
+def written_run(path: Path, seed: int, end: float, eval_cfg: dict) -> Path:
+    """A main-mode --out of one seed, as the bench writes it."""
+    r = result("all", 0.0, 0.2, end, seed=seed) | {"success_rate_per_step": [0.5]}
+    r["changes"] = learning.changes(r)
+    path.write_text(json.dumps({"mode": "main", "steps": 8, "commit": "c", "total_wall_s": 1.0,
+                                "config": {"eval": eval_cfg, "group_size": 8}, "results": [r]}))
+    return path
+
+
+def test_pooling_accepts_runs_that_differ_only_in_bfcl_test_tasks(tmp_path):
+    a = written_run(tmp_path / "a.json", 0, 0.3, {"synthetic_tasks": 12, "seed_tasks": 0, "k": 4})
+    b = written_run(tmp_path / "b.json", 1, 0.2, {"synthetic_tasks": 12, "seed_tasks": 10, "k": 4})
+    learning.pool_written([a, b], tmp_path / "pooled.json", tmp_path / "pooled.png")
+    pooled = json.loads((tmp_path / "pooled.json").read_text())["pooled_synthetic"]
+    assert pooled["warm start -> end"]["tasks"] == 2 * len(TASKS)
+    assert pooled["warm start -> end"]["delta"] == pytest.approx(0.05)
+
+
+def test_pooling_refuses_runs_with_another_synthetic_evaluation(tmp_path):
+    a = written_run(tmp_path / "a.json", 0, 0.3, {"synthetic_tasks": 12, "seed_tasks": 0, "k": 4})
+    b = written_run(tmp_path / "b.json", 1, 0.2, {"synthetic_tasks": 12, "seed_tasks": 0, "k": 2})
+    with pytest.raises(SystemExit, match="settings differ"):
+        learning.pool_written([a, b], tmp_path / "pooled.json", tmp_path / "pooled.png")
