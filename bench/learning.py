@@ -23,6 +23,9 @@ RL. Every change is a paired bootstrap over tasks with its 95% interval.
                     reported with its interval: questioning RL against bootstrapping only, the
                     others against questioning RL. --resume continues an ablation stopped
                     between settings (~4 h on 2 AMX cores; results are written after each).
+                    From a main-mode seed's kept pool and warm start (--task-pool, --warm-start,
+                    --measured-by), --all-from takes the 'all' setting from a main-mode run that
+                    already is it (same seed and settings, RL from that warm start).
 
 Every run folder keeps its task pool (task_pool.json) and warm start (warm_start.bin): --task-pool
 and --warm-start start a later invocation from both, so RL settings can be tried one after another
@@ -435,6 +438,10 @@ def main() -> None:
     ap.add_argument("--measured-by", type=Path, metavar="JSON",
                     help="with --task-pool and --warm-start from one run: that run's result (a main-mode --out), "
                          "whose base and warm-start evaluations every setting borrows instead of measuring them")
+    ap.add_argument("--all-from", type=Path, metavar="JSON",
+                    help="ablation, with --task-pool, --warm-start and --measured-by: the 'all' setting is this "
+                         "main-mode result of the same seed and settings, whose RL started from that warm start "
+                         "with the same borrowed points, instead of being run again (~40 min)")
     ap.add_argument("--resume", action="store_true",
                     help="keep the settings an earlier invocation of the same command already wrote to --out and "
                          "run the rest (the ablation takes ~4 h: it can run over several sittings); results are "
@@ -501,7 +508,7 @@ def main() -> None:
     if args.warm_start:  # a copy: a run of the same id would write its own warm_start.bin over the source
         warm_start = pools / "warm_start.bin"
         shutil.copyfile(args.warm_start, warm_start)
-    if results and args.mode == "ablation":  # the resumed settings' pool, and the warm start they shared
+    if results and args.mode == "ablation" and args.task_pool is None:  # the resumed settings' pool and warm start
         first = Path(args.runs) / results[0]["run_id"]
         shutil.copyfile(first / "task_pool.json", pools / f"seed{results[0]['seed']}.json")
         if args.share_warm_start and warm_start is None:
@@ -511,6 +518,8 @@ def main() -> None:
     if args.measured_by:
         measured = measured_by(args.measured_by, base, args.task_pool, args.warm_start,
                                (Path(args.runs), DEFAULT_RUNS))
+    if args.all_from and not any(r["setting"] == "all" for r in results):
+        results.append(all_from(args.all_from, args.mode, base, seeds[0], measured))
     done = {(r["setting"], r["seed"]) for r in results}
     for i, (name, mech, seed) in enumerate(plan):
         if (name, seed) in done:
@@ -549,6 +558,23 @@ def measured_by(path: Path, base: dict, task_pool: Path | None, warm_start: Path
         if kept.exists() and kept.resolve() != warm_start.resolve() and kept.read_bytes() != warm_start.read_bytes():
             raise SystemExit(f"--measured-by: {path}'s run kept another warm start ({kept}) than {warm_start}")
     return {**result, "run_id": f"{path.name}:{result['run_id']}"}  # says where the borrowed points are
+
+
+def all_from(path: Path, mode: str, base: dict, seed: int, measured: dict | None) -> dict:
+    """The ablation's 'all' setting taken from a main-mode run that already is it: the same
+    settings and seed, RL from the given warm start, and the same borrowed base and warm-start
+    points (so the same pool and warm start as every other setting)."""
+    if mode != "ablation" or measured is None:
+        raise SystemExit("--all-from is for --mode ablation with --task-pool, --warm-start and --measured-by")
+    run = json.loads(path.read_text())
+    if run.get("mode") != "main" or run.get("config") != base:
+        raise SystemExit(f"--all-from: {path} ran other settings than this ablation")
+    (result,) = run["results"]
+    if result["seed"] != seed or result.get("mechanisms") != ALL_ON:
+        raise SystemExit(f"--all-from: {path} is not the 'all' setting of seed {seed}")
+    if result.get("warm_start_from") is None or result.get("base_and_warm_start_evaluations_from") != measured["run_id"]:
+        raise SystemExit(f"--all-from: {path} did not start from the warm start measured by {measured['run_id']}")
+    return {**result, "result_from": str(path)}
 
 
 def write_results(args, base: dict, results: list[dict], wall: float, png: Path) -> None:

@@ -162,3 +162,36 @@ def test_pooling_refuses_runs_with_another_synthetic_evaluation(tmp_path):
     b = written_run(tmp_path / "b.json", 1, 0.2, {"synthetic_tasks": 12, "seed_tasks": 0, "k": 2})
     with pytest.raises(SystemExit, match="settings differ"):
         learning.pool_written([a, b], tmp_path / "pooled.json", tmp_path / "pooled.png")
+
+
+def main_run_of_all(path: Path, base: dict, borrowed_from: str, seed: int = 0) -> Path:
+    """A main-mode --out whose one run started RL from a kept warm start and borrowed the
+    base and warm-start points of borrowed_from."""
+    r = result("all", 0.0, 0.2, 0.3, seed=seed) | {"mechanisms": dict(learning.ALL_ON),
+                                                   "warm_start_from": "pools/warm_start.bin",
+                                                   "base_and_warm_start_evaluations_from": borrowed_from}
+    path.write_text(json.dumps({"mode": "main", "config": base, "results": [r]}))
+    return path
+
+
+def test_the_ablation_takes_its_all_setting_from_a_main_run_that_already_is_it(tmp_path):
+    base = {"steps": 8, "eval": {"synthetic_tasks": 12, "seed_tasks": 0, "k": 4}}
+    measured = {"run_id": "seed0_mb4.json:learning-0-seed0"}
+    path = main_run_of_all(tmp_path / "main.json", base, measured["run_id"])
+    taken = learning.all_from(path, "ablation", base, 0, measured)
+    assert taken["setting"] == "all" and taken["result_from"] == str(path)
+    questioning = result("+ questioning RL", 0.0, 0.2, 0.25)
+    c = learning.contributions([questioning, taken])
+    assert c["navigating + attributing (vs questioning RL)"]["synthetic"]["delta"] == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("why", ["settings", "seed", "warm start"])
+def test_the_ablation_refuses_an_all_setting_that_is_not_the_same_experiment(tmp_path, why):
+    base = {"steps": 8, "eval": {"synthetic_tasks": 12, "seed_tasks": 0, "k": 4}}
+    measured = {"run_id": "seed0_mb4.json:learning-0-seed0"}
+    ran = {"settings": ({**base, "steps": 4}, measured["run_id"], 0),
+           "seed": (base, measured["run_id"], 1),
+           "warm start": (base, "other.json:learning-0-seed0", 0)}[why]
+    path = main_run_of_all(tmp_path / "main.json", ran[0], ran[1], seed=ran[2])
+    with pytest.raises(SystemExit):
+        learning.all_from(path, "ablation", base, 0, measured)
