@@ -25,7 +25,7 @@ RL. Every change is a paired bootstrap over tasks with its 95% interval.
                     between settings (~4 h on 2 AMX cores; results are written after each).
                     From a main-mode seed's kept pool and warm start (--task-pool, --warm-start,
                     --measured-by), --all-from takes the 'all' setting from a main-mode run that
-                    already is it (same seed and settings, RL from that warm start).
+                    already is it (same seed and settings, RL from that warm start, or the run that made it).
 
 Every run folder keeps its task pool (task_pool.json) and warm start (warm_start.bin): --task-pool
 and --warm-start start a later invocation from both, so RL settings can be tried one after another
@@ -562,8 +562,8 @@ def measured_by(path: Path, base: dict, task_pool: Path | None, warm_start: Path
 
 def all_from(path: Path, mode: str, base: dict, seed: int, measured: dict | None) -> dict:
     """The ablation's 'all' setting taken from a main-mode run that already is it: the same
-    settings and seed, RL from the given warm start, and the same borrowed base and warm-start
-    points (so the same pool and warm start as every other setting)."""
+    settings and seed, and RL from the given warm start, either with the same borrowed base and
+    warm-start points or as the run that measured them (and made that warm start)."""
     if mode != "ablation" or measured is None:
         raise SystemExit("--all-from is for --mode ablation with --task-pool, --warm-start and --measured-by")
     run = json.loads(path.read_text())
@@ -572,7 +572,9 @@ def all_from(path: Path, mode: str, base: dict, seed: int, measured: dict | None
     (result,) = run["results"]
     if result["seed"] != seed or result.get("mechanisms") != ALL_ON:
         raise SystemExit(f"--all-from: {path} is not the 'all' setting of seed {seed}")
-    if result.get("warm_start_from") is None or result.get("base_and_warm_start_evaluations_from") != measured["run_id"]:
+    itself = f"{path.name}:{result['run_id']}" == measured["run_id"]  # the run that made the warm start
+    if not itself and (result.get("warm_start_from") is None
+                       or result.get("base_and_warm_start_evaluations_from") != measured["run_id"]):
         raise SystemExit(f"--all-from: {path} did not start from the warm start measured by {measured['run_id']}")
     return {**result, "result_from": str(path)}
 

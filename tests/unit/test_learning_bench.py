@@ -195,3 +195,14 @@ def test_the_ablation_refuses_an_all_setting_that_is_not_the_same_experiment(tmp
     path = main_run_of_all(tmp_path / "main.json", ran[0], ran[1], seed=ran[2])
     with pytest.raises(SystemExit):
         learning.all_from(path, "ablation", base, 0, measured)
+
+
+def test_the_ablation_takes_its_all_setting_from_the_run_that_made_the_warm_start(tmp_path):
+    base = {"steps": 4, "eval": {"synthetic_tasks": 12, "seed_tasks": 0, "k": 4}}
+    path = tmp_path / "seed0_mb4.json"
+    r = result("all", 0.0, 0.2, 0.3) | {"mechanisms": dict(learning.ALL_ON), "warm_start_from": None}
+    path.write_text(json.dumps({"mode": "main", "config": base, "results": [r]}))
+    measured = {"run_id": f"seed0_mb4.json:{r['run_id']}"}
+    assert learning.all_from(path, "ablation", base, 0, measured)["result_from"] == str(path)
+    with pytest.raises(SystemExit):  # another run that fine-tuned its own warm start is not it
+        learning.all_from(path, "ablation", base, 0, {"run_id": "other.json:learning-0-seed0"})
