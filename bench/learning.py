@@ -569,6 +569,8 @@ def all_from(path: Path, mode: str, base: dict, seed: int, measured: dict | None
     run = json.loads(path.read_text())
     if run.get("mode") != "main" or run.get("config") != base:
         raise SystemExit(f"--all-from: {path} ran other settings than this ablation")
+    if len(run["results"]) != 1:
+        raise SystemExit(f"--all-from: {path} holds {len(run['results'])} runs; it takes one seed's")
     (result,) = run["results"]
     if result["seed"] != seed or result.get("mechanisms") != ALL_ON:
         raise SystemExit(f"--all-from: {path} is not the 'all' setting of seed {seed}")
