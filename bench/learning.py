@@ -37,7 +37,8 @@ imitation at 2e-4); those runs left out BFCL (--eval-bfcl 0), 120 multi-turn att
 at the default 10 tasks x 4 attempts x 3 points.
 
   .venv/bin/python bench/learning.py --mode main --seeds 0,1,2 [--eval-bfcl 0] [--out docs/bench_learning.json]
-  .venv/bin/python bench/learning.py --pool seed0.json seed1.json --out pooled.json   (seeds run apart)
+  .venv/bin/python bench/learning.py --pool seed0.json seed1.json --out pooled.json   (seeds run apart;
+      main-mode runs or ablations)
   .venv/bin/python bench/learning.py --seeds 0 --task-pool runs/bench-learning/learning-0-seed0/task_pool.json \
       --warm-start runs/bench-learning/learning-0-seed0/warm_start.bin --out docs/other_rl_settings.json
 """
@@ -245,22 +246,42 @@ def changes(result: dict) -> dict[str, dict]:
     return out
 
 
-def contributions(results: list[dict]) -> dict[str, dict]:
-    """The ablation's answer, each mechanism's contribution with its interval (paired over the
-    same held-out tasks): questioning RL is its setting's warm start -> end; navigating,
-    attributing and all are their setting's end against the questioning-RL setting's end (the
-    same warm start, so only the RL phase differs)."""
+def contribution_points(results: list[dict]) -> dict[str, tuple[dict, dict]]:
+    """Each mechanism's contribution as the two evaluations it compares (paired over the same
+    held-out tasks): questioning RL is its setting's warm start -> end; navigating, attributing
+    and all are their setting's end against the questioning-RL setting's end (the same warm
+    start, so only the RL phase differs). Empty until questioning RL has run."""
     by_name = {r["setting"]: points(r["evaluations"]) for r in results}
     rl = by_name.get("+ questioning RL")
     if rl is None:
         return {}
-    out = {"questioning RL (vs bootstrapping only)": eval_deltas(rl["warm start"], rl["end"])}
+    out = {"questioning RL (vs bootstrapping only)": (rl["warm start"], rl["end"])}
     for name, label in (("+ navigating", "navigating"), ("+ attributing", "attributing"),
                         ("all", "navigating + attributing")):
         if name in by_name:
-            out[f"{label} (vs questioning RL)"] = eval_deltas(rl["end"], by_name[name]["end"])
-    return {what: {label: asdict(d) | {"excludes_zero": d.excludes_zero} for label, d in deltas.items()}
-            for what, deltas in out.items()}
+            out[f"{label} (vs questioning RL)"] = (rl["end"], by_name[name]["end"])
+    return out
+
+
+def contributions(results: list[dict]) -> dict[str, dict]:
+    """The ablation's answer at one seed, each mechanism's contribution with its interval."""
+    return {what: {label: asdict(d) | {"excludes_zero": d.excludes_zero} for label, d in eval_deltas(*pair).items()}
+            for what, pair in contribution_points(results).items()}
+
+
+def pooled_contributions(results: list[dict]) -> dict[str, dict]:
+    """Each contribution pooled over the seeds' ablations (held-out synthetic; every (seed,
+    task) pair is a bootstrap unit), for the contributions every seed has."""
+    per_seed = [contribution_points([r for r in results if r["seed"] == s])
+                for s in sorted({r["seed"] for r in results})]
+    pooled = {}
+    for what in per_seed[0] if per_seed else {}:
+        if all(what in c for c in per_seed):
+            d = pooled_delta([(task_scores(c[what][0], "synthetic"), task_scores(c[what][1], "synthetic"))
+                              for c in per_seed])
+            if d is not None:
+                pooled[what] = asdict(d) | {"excludes_zero": d.excludes_zero}
+    return pooled
 
 
 def plot(out: dict, path: Path) -> None:
@@ -271,7 +292,7 @@ def plot(out: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     k = out["config"]["eval"]["k"]
     n_changes = (sum(len(ch) for r in out["results"] for ch in r["changes"].values()) + len(out.get("pooled_synthetic", {}))
-                 + sum(len(d) for d in out.get("contributions", {}).values()))
+                 + sum(len(d) for d in out.get("contributions", {}).values()) + len(out.get("pooled_contributions", {})))
     fig = plt.figure(figsize=(12, 5 + 0.32 * max(n_changes, 3)), dpi=100)
     grid = fig.add_gridspec(2, 2, height_ratios=[4.2, 0.32 * max(n_changes, 3) + 0.8])
     held, train, change = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
@@ -299,6 +320,8 @@ def plot(out: dict, path: Path) -> None:
     for what, deltas in out.get("contributions", {}).items():
         for label, d in deltas.items():
             rows.append((f"{'held-out synthetic' if label == 'synthetic' else 'BFCL test'}: {what}", d))
+    for what, d in out.get("pooled_contributions", {}).items():
+        rows.append((f"held-out synthetic: {what} (pooled over seeds)", d))
     held.set_title(f"Held-out success (avg@{k}, best@{k})")
     held.set_ylabel("success")
     held.set_ylim(bottom=0)
@@ -351,8 +374,9 @@ def code_commit() -> str:
 
 
 def pool_written(files: list[Path], out_path: Path, png: Path) -> None:
-    """Main-mode runs written one seed at a time (a seed takes ~2 h on 2 cores) as one result.
-    Their settings must match: a pooled interval over different settings would mean nothing."""
+    """Runs written one seed at a time (a seed takes ~1-2 h on 2 cores) as one result: main-mode
+    runs pool their changes, ablations (one seed each) their contributions. Their settings must
+    match: a pooled interval over different settings would mean nothing."""
     runs = [json.loads(f.read_text()) for f in files]
     keys = ("steps", "group_size", "tasks_per_step", "eval", "bootstrapping", "rollout", "training")
 
@@ -368,17 +392,26 @@ def pool_written(files: list[Path], out_path: Path, png: Path) -> None:
     if len({r["config"]["eval"].get("seed_tasks") for r in runs}) > 1:
         console.print("[yellow]note:[/] the runs evaluated different numbers of BFCL test tasks; "
                       "only the held-out synthetic changes are pooled")
-    if settings[0][0] != "main":
-        raise SystemExit("only main-mode runs are pooled")
     results = [r for run in runs for r in run["results"]]
-    if len({r["seed"] for r in results}) != len(results):
+    if len({(r["setting"], r["seed"]) for r in results}) != len(results):
         raise SystemExit("not pooled: a seed appears twice")
+    ablation = settings[0][0] == "ablation"
+    if ablation and any(len({r["seed"] for r in run["results"]}) != 1 for run in runs):
+        raise SystemExit("not pooled: an ablation file holds more than one seed")
     commits = [r.get("commit", "unrecorded") for r in runs]
     if len(set(commits)) > 1:  # settings match but the code may not: say so, the reader judges
         console.print(f"[yellow]note:[/] the pooled runs ran different code: {', '.join(commits)}")
-    out = {**runs[0], "commits": commits,
-           "results": results, "pooled_synthetic": pooled_over_seeds(results, runs[0]["config"]["eval"]["k"]),
+    out = {**runs[0], "commits": commits, "results": results,
            "total_wall_s": sum(r["total_wall_s"] for r in runs), "pooled_from": [str(f) for f in files]}
+    if ablation:  # each seed's contributions stay as they were written; the pooled ones join them
+        out["contributions"] = {f"{what}, seed {run['results'][0]['seed']}": deltas
+                                for run in runs for what, deltas in run.get("contributions", {}).items()}
+        out["pooled_contributions"] = pooled_contributions(results)
+        for what, d in out["pooled_contributions"].items():
+            console.print(f"pooled over seeds, contribution, {what}: {d['delta']:+.3f} [{d['low']:+.3f}, "
+                          f"{d['high']:+.3f}] over {d['tasks']} (seed, task) pairs")
+    else:
+        out["pooled_synthetic"] = pooled_over_seeds(results, runs[0]["config"]["eval"]["k"])
     out_path.write_text(json.dumps(out, indent=2))
     plot(out, png)
     console.print(f"written to {out_path} and {png}")
@@ -447,8 +480,8 @@ def main() -> None:
                          "run the rest (the ablation takes ~4 h: it can run over several sittings); results are "
                          "written after every setting")
     ap.add_argument("--pool", nargs="+", type=Path, metavar="JSON",
-                    help="only pool main-mode runs already written (one seed each, run separately) over seeds; "
-                         "writes them as one --out")
+                    help="only pool runs already written (one seed each, run separately) over seeds: main-mode "
+                         "runs' changes or ablations' contributions; writes them as one --out")
     args = ap.parse_args()
     png = Path(args.plot or Path(args.out).with_suffix(".png"))
     if args.replot:

@@ -206,3 +206,39 @@ def test_the_ablation_takes_its_all_setting_from_the_run_that_made_the_warm_star
     assert learning.all_from(path, "ablation", base, 0, measured)["result_from"] == str(path)
     with pytest.raises(SystemExit):  # another run that fine-tuned its own warm start is not it
         learning.all_from(path, "ablation", base, 0, {"run_id": "other.json:learning-0-seed0"})
+
+
+def written_ablation(path: Path, seed: int, navigating_end: float, settings=("+ questioning RL", "+ navigating")) -> Path:
+    """An ablation --out of one seed: questioning RL from 0.2 to 0.2, + navigating to navigating_end."""
+    ends = {"+ questioning RL": 0.2, "+ navigating": navigating_end, "+ attributing": 0.1}
+    results = [result(name, 0.0, 0.2, ends[name], seed=seed) | {"success_rate_per_step": [0.5]} for name in settings]
+    for r in results:
+        r["changes"] = learning.changes(r)
+    path.write_text(json.dumps({"mode": "ablation", "steps": 4, "commit": "c", "total_wall_s": 1.0,
+                                "config": {"eval": {"synthetic_tasks": 12, "seed_tasks": 0, "k": 4}},
+                                "contributions": learning.contributions(results), "results": results}))
+    return path
+
+
+def test_pooling_ablations_pools_each_contribution_every_seed_measured(tmp_path):
+    a = written_ablation(tmp_path / "a.json", 0, 0.3, ("+ questioning RL", "+ navigating", "+ attributing"))
+    b = written_ablation(tmp_path / "b.json", 1, 0.4)
+    learning.pool_written([a, b], tmp_path / "pooled.json", tmp_path / "pooled.png")
+    out = json.loads((tmp_path / "pooled.json").read_text())
+    pooled = out["pooled_contributions"]
+    nav = pooled["navigating (vs questioning RL)"]
+    assert nav["delta"] == pytest.approx(0.15) and nav["tasks"] == 2 * len(TASKS)  # (0.1 + 0.2) / 2
+    assert pooled["questioning RL (vs bootstrapping only)"]["delta"] == pytest.approx(0.0)
+    assert "attributing (vs questioning RL)" not in pooled  # seed 1 never ran it
+    assert out["contributions"]["attributing (vs questioning RL), seed 0"]["synthetic"]["delta"] == pytest.approx(-0.1)
+    assert (tmp_path / "pooled.png").stat().st_size > 0
+
+
+def test_pooling_refuses_an_ablation_file_of_two_seeds(tmp_path):
+    a = written_ablation(tmp_path / "a.json", 0, 0.3)
+    two = json.loads(a.read_text())
+    two["results"].append(result("+ attributing", 0.0, 0.2, 0.1, seed=1) | {"success_rate_per_step": [0.5]})
+    a.write_text(json.dumps(two))
+    b = written_ablation(tmp_path / "b.json", 2, 0.4)
+    with pytest.raises(SystemExit, match="more than one seed"):
+        learning.pool_written([a, b], tmp_path / "pooled.json", tmp_path / "pooled.png")
