@@ -443,6 +443,9 @@ def main() -> None:
     ap.add_argument("--mini-batches", type=int, default=None,
                     help="optimizer steps per RL step (default: the config's, 1; AgentEvolver: 4). At 5e-4 x 4 "
                          "the RL phase gave -0.047 [-0.134, +0.030] on seed 0 (BENCHMARKS, fifth run)")
+    ap.add_argument("--rollout-temperature", type=float, default=None,
+                    help="the RL groups' sampling temperature (default: the config's, 0.4, set for the base model; "
+                         "AgentEvolver: 0.9); evaluation keeps eval.temperature")
     # The recorded runs' RL settings (BENCHMARKS, from 2026-12-02): RL is held near the warm start
     # it starts from; held to the base model at 0.001, seed 0's four RL phases lost -0.006 to -0.047.
     ap.add_argument("--beta", type=float, default=0.04, help="the KL term's weight (the config's: 0.001)")
@@ -507,6 +510,8 @@ def main() -> None:
     q = base.setdefault("questioning", {})
     q["explorations"] = args.explorations or max(q.get("explorations", 8), (5 * args.eval_synthetic) // 4)
     base["rollout"] = {**base.get("rollout", {}), "max_new_tokens": args.max_new_tokens}
+    if args.rollout_temperature is not None:
+        base["rollout"]["temperature"] = args.rollout_temperature
     # Only what is given: a run at the config's values stays poolable with runs written before
     # these flags existed.
     for key, value in (("learning_rate", args.learning_rate), ("mini_batches", args.mini_batches),
