@@ -325,12 +325,16 @@ def plot(out: dict, path: Path) -> None:
     held.set_title(f"Held-out success (avg@{k}, best@{k})")
     held.set_ylabel("success")
     held.set_ylim(bottom=0)
-    held.legend(fontsize=7, loc="best")
+    many = len(out["results"]) > 2  # an ablation's or pooled file's lines: their legends go beside the panels
+    if many:  # left of the held-out panel lies the space the change panel's long labels leave
+        held.legend(fontsize=6, loc="upper right", bbox_to_anchor=(-0.17, 1.0))
+    else:
+        held.legend(fontsize=7, loc="best")
     train.set_title("RL steps on self-made train tasks")
     train.set_xlabel("training step")
     train.set_ylim(bottom=0)
     train.xaxis.get_major_locator().set_params(integer=True)
-    train.legend(fontsize=7, loc="best")
+    train.legend(fontsize=6 if many else 7, loc="best")
     if rows:
         change.errorbar([d["delta"] for _, d in rows], range(len(rows)),
                         xerr=[[d["delta"] - d["low"] for _, d in rows], [d["high"] - d["delta"] for _, d in rows]],
