@@ -236,13 +236,18 @@ def run_setting(args, base: dict, name: str, mech: dict, seed: int, index: int, 
             "warm_start_from": str(warm_start) if warm_start else None, **borrowed, **training}
 
 
+def delta_record(d) -> dict:
+    """A Delta as the JSON this bench writes: its fields and whether its interval excludes 0."""
+    return asdict(d) | {"excludes_zero": d.excludes_zero}
+
+
 def changes(result: dict) -> dict[str, dict]:
     """Per task set, the three changes with their intervals."""
     pts = points(result["evaluations"])
     out: dict[str, dict] = {}
     for a, b in (("base", "warm start"), ("warm start", "end"), ("base", "end")):
         for label, d in eval_deltas(pts[a], pts[b]).items():
-            out.setdefault(label, {})[f"{a} -> {b}"] = asdict(d) | {"excludes_zero": d.excludes_zero}
+            out.setdefault(label, {})[f"{a} -> {b}"] = delta_record(d)
     return out
 
 
@@ -265,7 +270,7 @@ def contribution_points(results: list[dict]) -> dict[str, tuple[dict, dict]]:
 
 def contributions(results: list[dict]) -> dict[str, dict]:
     """The ablation's answer at one seed, each mechanism's contribution with its interval."""
-    return {what: {label: asdict(d) | {"excludes_zero": d.excludes_zero} for label, d in eval_deltas(*pair).items()}
+    return {what: {label: delta_record(d) for label, d in eval_deltas(*pair).items()}
             for what, pair in contribution_points(results).items()}
 
 
@@ -280,7 +285,7 @@ def pooled_contributions(results: list[dict]) -> dict[str, dict]:
             d = pooled_delta([(task_scores(c[what][0], "synthetic"), task_scores(c[what][1], "synthetic"))
                               for c in per_seed])
             if d is not None:
-                pooled[what] = asdict(d) | {"excludes_zero": d.excludes_zero}
+                pooled[what] = delta_record(d)
     return pooled
 
 
@@ -358,7 +363,7 @@ def pooled_over_seeds(results: list[dict], k: int) -> dict[str, dict]:
                   task_scores(points(r["evaluations"])[b], "synthetic")) for r in results]
         d = pooled_delta(pairs)
         if d is not None:
-            pooled[f"{a} -> {b}"] = asdict(d) | {"excludes_zero": d.excludes_zero}
+            pooled[f"{a} -> {b}"] = delta_record(d)
             console.print(f"pooled over seeds {[r['seed'] for r in results]}, held-out synthetic avg@{k}, "
                           f"{a} -> {b}: {d}")
     return pooled
