@@ -298,9 +298,14 @@ def plot(out: dict, path: Path) -> None:
     k = out["config"]["eval"]["k"]
     n_changes = (sum(len(ch) for r in out["results"] for ch in r["changes"].values()) + len(out.get("pooled_synthetic", {}))
                  + sum(len(d) for d in out.get("contributions", {}).values()) + len(out.get("pooled_contributions", {})))
-    fig = plt.figure(figsize=(12, 5 + 0.32 * max(n_changes, 3)), dpi=100)
-    grid = fig.add_gridspec(2, 2, height_ratios=[4.2, 0.32 * max(n_changes, 3) + 0.8])
-    held, train, change = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
+    # An ablation's or pooled file's lines: their legends get columns of their own beside the
+    # panels, where over them they hid the lines.
+    many = len(out["results"]) > 2
+    fig = plt.figure(figsize=(16 if many else 12, 5 + 0.32 * max(n_changes, 3)), dpi=100)
+    grid = fig.add_gridspec(2, 4 if many else 2, height_ratios=[4.2, 0.32 * max(n_changes, 3) + 0.8],
+                            width_ratios=[0.8, 1, 1, 0.8] if many else None)
+    top = (1, 2) if many else (0, 1)
+    held, train, change = fig.add_subplot(grid[0, top[0]]), fig.add_subplot(grid[0, top[1]]), fig.add_subplot(grid[1, :])
     names = ["base", "warm start", "end"]
     rows = []
     for r in out["results"]:
@@ -330,16 +335,22 @@ def plot(out: dict, path: Path) -> None:
     held.set_title(f"Held-out success (avg@{k}, best@{k})")
     held.set_ylabel("success")
     held.set_ylim(bottom=0)
-    many = len(out["results"]) > 2  # an ablation's or pooled file's lines: their legends go beside the panels
-    if many:  # left of the held-out panel lies the space the change panel's long labels leave
-        held.legend(fontsize=6, loc="upper right", bbox_to_anchor=(-0.17, 1.0))
+    if many:
+        beside = fig.add_subplot(grid[0, 0])
+        beside.axis("off")
+        beside.legend(*held.get_legend_handles_labels(), fontsize=6, loc="upper right")
     else:
         held.legend(fontsize=7, loc="best")
     train.set_title("RL steps on self-made train tasks")
     train.set_xlabel("training step")
     train.set_ylim(bottom=0)
     train.xaxis.get_major_locator().set_params(integer=True)
-    train.legend(fontsize=6 if many else 7, loc="best")
+    if many:
+        beside = fig.add_subplot(grid[0, 3])
+        beside.axis("off")
+        beside.legend(*train.get_legend_handles_labels(), fontsize=6, loc="upper left")
+    else:
+        train.legend(fontsize=7, loc="best")
     if rows:
         change.errorbar([d["delta"] for _, d in rows], range(len(rows)),
                         xerr=[[d["delta"] - d["low"] for _, d in rows], [d["high"] - d["delta"] for _, d in rows]],

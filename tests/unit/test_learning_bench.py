@@ -242,3 +242,36 @@ def test_pooling_refuses_an_ablation_file_of_two_seeds(tmp_path):
     b = written_ablation(tmp_path / "b.json", 2, 0.4)
     with pytest.raises(SystemExit, match="more than one seed"):
         learning.pool_written([a, b], tmp_path / "pooled.json", tmp_path / "pooled.png")
+
+
+def drawn(tmp_path, monkeypatch, settings: list[str]):
+    """The figure plot() draws for these settings' results (kept from plt.close) and its PNG."""
+    import matplotlib.pyplot as plt
+    kept = []
+    monkeypatch.setattr(plt, "close", kept.append)
+    results = [{**result(s, 0.0, 0.2, 0.3), "success_rate_per_step": [0.2, 0.4], "good_rate_per_step": [0.5, 0.6]}
+               for s in settings]
+    for r in results:
+        r["changes"] = learning.changes(r)
+        for e in r["evaluations"]:  # the held-out panel's points: each stage's avg@k and best@k
+            e["eval_synthetic_avg_at_k"] = e["eval_synthetic_best_at_k"] = e["stage"] / 4
+    png = tmp_path / "curves.png"
+    learning.plot({"config": {"eval": {"k": 4}}, "results": results}, png)
+    assert png.stat().st_size > 0
+    (fig,) = kept
+    return {ax.get_title(): ax for ax in fig.axes if ax.get_title()}, [ax for ax in fig.axes if not ax.axison]
+
+
+def test_a_runs_legends_sit_on_its_panels(tmp_path, monkeypatch):
+    panels, beside = drawn(tmp_path, monkeypatch, ["all"])
+    assert beside == []
+    assert all(ax.get_legend() is not None for ax in panels.values() if ax.get_lines())
+
+
+def test_an_ablations_legends_sit_beside_its_panels_not_over_their_lines(tmp_path, monkeypatch):
+    settings = ["+ questioning RL", "+ navigating", "+ attributing", "all"]
+    panels, beside = drawn(tmp_path, monkeypatch, settings)
+    assert all(ax.get_legend() is None for ax in panels.values())
+    labels = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in beside]
+    assert len(labels) == 2  # one for the held-out panel, one for the train panel
+    assert all(any(s in text for text in group) for s in settings for group in labels), labels
