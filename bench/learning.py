@@ -447,8 +447,8 @@ def main() -> None:
     ap.add_argument("--group-size", type=int, default=8,
                     help="rollouts per task; at 4, 4-16 of 16 samples had no advantage (BENCHMARKS, seed 0 vs 1)")
     ap.add_argument("--tasks-per-step", type=int, default=8,
-                    help="tasks per RL step (the config's: 4). 8 gave RL +0.071 [+0.022, +0.126] pooled over seeds 0-1, "
-                         "4 gave +0.027 [-0.012, +0.068] from the same warm starts (BENCHMARKS, fifteenth)")
+                    help="tasks per RL step (the config's: 4). 8 gave RL +0.063 [+0.028, +0.103] pooled over seeds 0-2; "
+                         "on seeds 0-1, from the same warm starts, +0.071 against 4's +0.027 (BENCHMARKS, fifteenth)")
     ap.add_argument("--eval-synthetic", type=int, default=32, help="held-out synthetic tasks evaluated")
     ap.add_argument("--eval-bfcl", type=int, default=10, help="BFCL multi_turn_base test tasks evaluated")
     ap.add_argument("--k", type=int, default=4, help="attempts per evaluated task (avg@k, best@k)")
