@@ -336,22 +336,17 @@ def plot(out: dict, path: Path) -> None:
     held.set_title(f"Held-out success (avg@{k}, best@{k})")
     held.set_ylabel("success")
     held.set_ylim(bottom=0)
-    if many:
-        beside = fig.add_subplot(grid[0, 0])
-        beside.axis("off")
-        beside.legend(*held.get_legend_handles_labels(), fontsize=6, loc="upper right")
-    else:
-        held.legend(fontsize=7, loc="best")
     train.set_title("RL steps on self-made train tasks")
     train.set_xlabel("training step")
     train.set_ylim(bottom=0)
     train.xaxis.get_major_locator().set_params(integer=True)
-    if many:
-        beside = fig.add_subplot(grid[0, 3])
-        beside.axis("off")
-        beside.legend(*train.get_legend_handles_labels(), fontsize=6, loc="upper left")
-    else:
-        train.legend(fontsize=7, loc="best")
+    for panel, column, loc in ((held, 0, "upper right"), (train, 3, "upper left")):
+        if many:  # the panel's legend in its own column, toward the panel
+            beside = fig.add_subplot(grid[0, column])
+            beside.axis("off")
+            beside.legend(*panel.get_legend_handles_labels(), fontsize=6, loc=loc)
+        else:
+            panel.legend(fontsize=7, loc="best")
     if rows:
         change.errorbar([d["delta"] for _, d in rows], range(len(rows)),
                         xerr=[[d["delta"] - d["low"] for _, d in rows], [d["high"] - d["delta"] for _, d in rows]],
